@@ -1,0 +1,91 @@
+package eventstore
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+var (
+	// ErrConflict is matched (errors.Is) by every *ConflictError: an append
+	// whose expected version did not hold.
+	ErrConflict = errors.New("eventstore: version conflict")
+	// ErrStreamNotFound is returned when reading a stream that has no events.
+	ErrStreamNotFound = errors.New("eventstore: stream not found")
+	// ErrInvalidEvent is matched by every *InvalidEventError and by the
+	// errors a Validator returns: the append was refused before anything
+	// was written.
+	ErrInvalidEvent = errors.New("eventstore: invalid event")
+	// ErrDuplicateEvent is matched by *DuplicateEventError: an event with the
+	// same ID is already stored (or appears twice in one append).
+	ErrDuplicateEvent = errors.New("eventstore: duplicate event id")
+	// ErrSnapshotNotFound is returned by LoadSnapshot when a stream has none.
+	ErrSnapshotNotFound = errors.New("eventstore: snapshot not found")
+)
+
+// ConflictError reports an append whose expected version did not match the
+// stream. errors.Is(err, ErrConflict) is true for it.
+type ConflictError struct {
+	// StreamID is the stream appended to.
+	StreamID string
+	// Expected is what the append expected.
+	Expected ExpectedVersion
+	// Actual is the stream's version when the conflict was seen (0: no
+	// stream).
+	Actual int64
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("eventstore: version conflict on stream %q: expected %s, stream is at version %d",
+		e.StreamID, e.Expected, e.Actual)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// InvalidEventError names what was wrong with an event or an append's
+// arguments. errors.Is(err, ErrInvalidEvent) is true for it.
+type InvalidEventError struct {
+	// StreamID is the stream of the refused append.
+	StreamID string
+	// Index is the position of the bad event in the append (0-based), or -1
+	// when the problem is not one event's (an empty stream ID, say).
+	Index int
+	// Field names what was wrong: "stream", "type", "data", "metadata",
+	// "expected version", "events" or "size".
+	Field string
+	// Reason says why, in words.
+	Reason string
+}
+
+func (e *InvalidEventError) Error() string {
+	if e.Index >= 0 {
+		return fmt.Sprintf("eventstore: invalid event %d appended to %q: %s: %s", e.Index, e.StreamID, e.Field, e.Reason)
+	}
+	return fmt.Sprintf("eventstore: invalid append to %q: %s: %s", e.StreamID, e.Field, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalidEvent) true.
+func (e *InvalidEventError) Is(target error) bool { return target == ErrInvalidEvent }
+
+// DuplicateEventError reports an event ID that is already stored.
+// errors.Is(err, ErrDuplicateEvent) is true for it.
+type DuplicateEventError struct {
+	// StreamID is the stream of the refused append.
+	StreamID string
+	// ID is the duplicated event ID, when known (Postgres reports it for a
+	// clash with a stored event; it is always known for a repeat within one
+	// append).
+	ID uuid.UUID
+}
+
+func (e *DuplicateEventError) Error() string {
+	if e.ID == uuid.Nil {
+		return fmt.Sprintf("eventstore: append to %q: an event with the same id is already stored", e.StreamID)
+	}
+	return fmt.Sprintf("eventstore: append to %q: event id %s is already stored", e.StreamID, e.ID)
+}
+
+// Is makes errors.Is(err, ErrDuplicateEvent) true.
+func (e *DuplicateEventError) Is(target error) bool { return target == ErrDuplicateEvent }

@@ -1,0 +1,117 @@
+package eventstore
+
+import (
+	"fmt"
+	"strings"
+)
+
+// queries holds the store's SQL with the schema filled in, built once in New.
+type queries struct {
+	streamVersion string
+	readStream    string
+	logSelect     string
+	saveSnapshot  string
+	loadSnapshot  string
+}
+
+const eventColumns = `position, transaction_id, event_id, stream_id, version, event_type, schema_version, data, metadata, correlation_id, causation_id, recorded_at`
+
+func buildQueries(schema string) queries {
+	r := strings.NewReplacer("{schema}", schema)
+	return queries{
+		streamVersion: r.Replace(`SELECT version FROM {schema}.streams WHERE stream_id = $1`),
+		// Index: events_stream_version_key (stream_id, version).
+		readStream: r.Replace(`SELECT ` + eventColumns + ` FROM {schema}.events
+			WHERE stream_id = $1 AND version >= $2 ORDER BY version`),
+		// See Store.logQuery for why the read has this shape.
+		logSelect: r.Replace(`SELECT ` + eventColumns + ` FROM {schema}.events
+			WHERE (transaction_id, position) > ($1, $2)
+			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`),
+		saveSnapshot: r.Replace(`INSERT INTO {schema}.snapshots AS s (stream_id, version, schema_version, data)
+			VALUES ($1, $2, $3, $4)
+			ON CONFLICT (stream_id) DO UPDATE
+			SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
+			    data = EXCLUDED.data, created_at = now()
+			WHERE s.version <= EXCLUDED.version`),
+		loadSnapshot: r.Replace(`SELECT version, schema_version, data, created_at FROM {schema}.snapshots WHERE stream_id = $1`),
+	}
+}
+
+type expectKind int
+
+const (
+	expectAny expectKind = iota
+	expectNone
+	expectExists
+	expectExactly
+)
+
+// appendShape selects one of the append statements.
+type appendShape struct {
+	kind   expectKind
+	multi  bool // unnest arrays instead of scalar parameters
+	notify bool // carry the wake-up NOTIFY
+}
+
+// buildAppendQueries builds every append statement.
+//
+// An append is ONE statement, so that Append costs a single round trip and
+// is atomic without an explicit transaction. The first CTE moves the
+// stream's row in the streams table and is where the expected version is
+// checked: it returns the stream's version before the append ("base") only
+// if the expectation holds, and the events are inserted by joining on it,
+// so a failed check inserts nothing and the statement returns a count of 0.
+// The row lock taken on the streams row serialises concurrent appenders of
+// one stream until commit, which keeps versions gapless for Any; a losing
+// Exactly(n) re-checks its WHERE clause on the winner's row after the lock
+// is released (READ COMMITTED re-evaluation) and matches nothing.
+//
+// Parameters: $1 stream, $2 event count, $3 category, $4..$10 the events'
+// columns (scalars or arrays), $11 the expected version for Exactly.
+func buildAppendQueries(schema, channel string) map[appendShape]string {
+	stream := map[expectKind]string{
+		expectAny: `INSERT INTO {schema}.streams AS st (stream_id, category, version) VALUES ($1, $3, $2)
+			ON CONFLICT (stream_id) DO UPDATE SET version = st.version + $2, updated_at = now()
+			RETURNING st.version - $2 AS base`,
+		expectNone: `INSERT INTO {schema}.streams (stream_id, category, version) VALUES ($1, $3, $2)
+			ON CONFLICT (stream_id) DO NOTHING
+			RETURNING 0::bigint AS base`,
+		expectExists: `UPDATE {schema}.streams SET version = version + $2, updated_at = now()
+			WHERE stream_id = $1
+			RETURNING version - $2 AS base`,
+		expectExactly: `UPDATE {schema}.streams SET version = version + $2, updated_at = now()
+			WHERE stream_id = $1 AND version = $11
+			RETURNING version - $2 AS base`,
+	}
+	source := map[bool]string{
+		false: `(VALUES ($4::uuid, $5::text, $6::int4, $7::json, $8::json, $9::text, $10::text, 1::bigint))
+			AS e(id, type, sv, data, meta, corr, caus, n)`,
+		true: `unnest($4::uuid[], $5::text[], $6::int4[], $7::json[], $8::json[], $9::text[], $10::text[])
+			WITH ORDINALITY AS e(id, type, sv, data, meta, corr, caus, n)`,
+	}
+	out := map[appendShape]string{}
+	for kind, streamSQL := range stream {
+		for _, multi := range []bool{false, true} {
+			for _, notify := range []bool{false, true} {
+				wake, wakeJoin := "", ""
+				if notify {
+					// pg_notify is queued now and delivered at commit, so
+					// listeners wake only once the events are visible.
+					wake = fmt.Sprintf(", wake AS (SELECT pg_notify('%s', '') AS w)", channel)
+					wakeJoin = ", wake"
+				}
+				q := `WITH s AS (` + streamSQL + `),
+					ins AS (
+						INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
+						SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, e.corr, e.caus
+						FROM s, ` + source[multi] + `
+						RETURNING position, transaction_id, version
+					)` + wake + `
+					SELECT count(*), coalesce(max(position), 0), coalesce(max(transaction_id), 0), coalesce(max(version), 0)
+					FROM ins` + wakeJoin
+				out[appendShape{kind: kind, multi: multi, notify: notify}] = strings.ReplaceAll(q, "{schema}", schema)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,155 @@
+// Package pgtest gives tests a real PostgreSQL and a fresh schema each.
+//
+// The server comes from DATABASE_URL; where that is unset, from the local
+// server at postgres://postgres@127.0.0.1:5432/test; failing that, from a
+// testcontainers-go container when Docker is available. Otherwise the test
+// fails with a message saying how to provide one: never a silent skip.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/testcontainers/testcontainers-go"
+	tcpostgres "github.com/testcontainers/testcontainers-go/modules/postgres"
+
+	"github.com/strata-go/strata/migrations"
+)
+
+// LocalURL is the server tried when DATABASE_URL is unset.
+const LocalURL = "postgres://postgres@127.0.0.1:5432/test"
+
+var (
+	urlOnce sync.Once
+	dbURL   string
+	urlErr  error
+)
+
+// URL returns the connection string of the test server, starting a
+// container if that is the only way to get one.
+func URL(tb testing.TB) string {
+	tb.Helper()
+	urlOnce.Do(func() { dbURL, urlErr = findServer() })
+	if urlErr != nil {
+		tb.Fatalf("pgtest: no PostgreSQL for tests: %v\n"+
+			"Set DATABASE_URL to a server you can create schemas in, run one on 127.0.0.1:5432 "+
+			"(user postgres, database test, trust auth), or start Docker so a container can be used.", urlErr)
+	}
+	return dbURL
+}
+
+func findServer() (string, error) {
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		return u, ping(u)
+	}
+	localErr := ping(LocalURL)
+	if localErr == nil {
+		return LocalURL, nil
+	}
+	u, err := startContainer()
+	if err != nil {
+		return "", fmt.Errorf("DATABASE_URL is unset; local server: %v; testcontainers: %v", localErr, err)
+	}
+	return u, nil
+}
+
+func ping(u string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return conn.Ping(ctx)
+}
+
+func startContainer() (u string, err error) {
+	defer func() {
+		// testcontainers panics in some set-ups without Docker.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := testcontainers.NewDockerClientWithOpts(ctx); err != nil {
+		return "", err
+	}
+	c, err := tcpostgres.Run(ctx, "postgres:15-alpine",
+		tcpostgres.WithDatabase("test"), tcpostgres.WithUsername("postgres"), tcpostgres.WithPassword("postgres"),
+		tcpostgres.BasicWaitStrategies())
+	if err != nil {
+		return "", err
+	}
+	return c.ConnectionString(ctx, "sslmode=disable")
+}
+
+// Config returns a pool configuration for the test server.
+func Config(tb testing.TB) *pgxpool.Config {
+	tb.Helper()
+	cfg, err := pgxpool.ParseConfig(URL(tb))
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return cfg
+}
+
+// DB is a fresh, migrated schema on the test server.
+type DB struct {
+	// Pool is connected to the server; its connections do not change
+	// search_path, so queries name the schema.
+	Pool *pgxpool.Pool
+	// Schema is the schema's name, unique to the test.
+	Schema string
+	// URL is the server's connection string.
+	URL string
+}
+
+// New creates a schema unique to tb, applies Strata's migrations to it and
+// drops it when the test ends. The pool is closed then too.
+func New(tb testing.TB) *DB {
+	tb.Helper()
+	db := NewEmpty(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := migrations.Apply(ctx, db.Pool, db.Schema); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	return db
+}
+
+// NewEmpty is New without the migrations: the schema name is reserved and
+// dropped at the end, but not created.
+func NewEmpty(tb testing.TB) *DB {
+	tb.Helper()
+	cfg := Config(tb)
+	cfg.MaxConns = 40
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		tb.Fatalf("pgtest: connect: %v", err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "t_" + hex.EncodeToString(b[:])
+	db := &DB{Pool: pool, Schema: schema, URL: URL(tb)}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			tb.Errorf("pgtest: drop schema %s: %v", schema, err)
+		}
+		pool.Close()
+	})
+	return db
+}
