@@ -426,6 +426,19 @@ func compile(name string, n int, raw []byte, source string) (*vschema, error) {
 	}
 	sch, err := c.Compile(loc)
 	if err != nil {
+		// A schema that breaks its meta-schema: list where and why, as for
+		// an invalid event, instead of the meta-schema's keyword path.
+		var ve *jsonschema.ValidationError
+		if errors.As(err, &ve) {
+			var b strings.Builder
+			for i, f := range failures(ve, nil) {
+				if i > 0 {
+					b.WriteString("; ")
+				}
+				b.WriteString(f.String())
+			}
+			return nil, fmt.Errorf("not a valid JSON Schema: %s", b.String())
+		}
 		return nil, err
 	}
 	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch}, nil
