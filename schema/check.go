@@ -72,7 +72,7 @@ func (t *eventType) roundTrip() []error {
 			errs = append(errs, fmt.Errorf("schema: %q: %s does not marshal: %w", t.name, what, err))
 			continue
 		}
-		if _, err := t.versions[t.current].validateData(t.name, data); err != nil {
+		if err := t.versions[t.current].check(t.name, data); err != nil {
 			hint := ""
 			if zero {
 				hint = " (if the schema requires fields, add a valid value with Registry.Sample)"

@@ -31,8 +31,7 @@ func (r *Registry) Validate(ev eventstore.NewEvent) error {
 	if v == nil {
 		return &ValidationError{EventType: ev.Type, Version: n, Err: ErrUnknownVersion}
 	}
-	_, err := v.validateData(t.name, ev.Data)
-	return err
+	return v.check(t.name, ev.Data)
 }
 
 // Encode turns v, a value of a registered Go type or a pointer to one,
@@ -58,7 +57,7 @@ func (r *Registry) Encode(v any) (eventstore.NewEvent, error) {
 	if err != nil {
 		return eventstore.NewEvent{}, fmt.Errorf("schema: encode %q: %w", t.name, err)
 	}
-	if _, err := t.versions[t.current].validateData(t.name, data); err != nil {
+	if err := t.versions[t.current].check(t.name, data); err != nil {
 		return eventstore.NewEvent{}, err
 	}
 	return eventstore.NewEvent{Type: t.name, SchemaVersion: t.current, Data: data}, nil
@@ -140,7 +139,7 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 	}
 	if n == t.current {
 		if strict {
-			if _, err := v.validateData(t.name, e.Data); err != nil {
+			if err := v.check(t.name, e.Data); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -151,13 +150,13 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 			return nil, nil, fmt.Errorf("schema: decode %q v%d: %w: no upcaster from v%d to v%d", e.Type, n, ErrNoUpcast, i, i+1)
 		}
 	}
-	var doc any
 	if strict {
-		var err error
-		if doc, err = v.validateData(t.name, e.Data); err != nil {
+		if err := v.check(t.name, e.Data); err != nil {
 			return nil, nil, err
 		}
-	} else if err := decodeJSON(e.Data, &doc); err != nil {
+	}
+	var doc any
+	if err := decodeJSON(e.Data, &doc); err != nil {
 		return nil, nil, invalidJSON(t.name, n, err)
 	}
 	m, ok := doc.(map[string]any)
@@ -171,12 +170,15 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 			return nil, nil, fmt.Errorf("schema: decode %q: upcast v%d to v%d: %w", t.name, i, i+1, err)
 		}
 	}
-	if err := t.versions[t.current].validateValue(t.name, m); err != nil {
-		return nil, nil, err
-	}
 	data, err := json.Marshal(m)
 	if err != nil {
 		return nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
+	}
+	cur := t.versions[t.current]
+	if cur.fast == nil || !cur.fast.fastValid(data) {
+		if err := cur.validateValue(t.name, m); err != nil {
+			return nil, nil, err
+		}
 	}
 	return t, data, nil
 }
@@ -195,14 +197,18 @@ func runUpcast(fn UpcastFunc, doc map[string]any) (out map[string]any, err error
 	return out, err
 }
 
-// validateData parses data and validates it, returning the parsed
-// document.
-func (v *vschema) validateData(name string, data []byte) (any, error) {
+// check validates data: by the fast path when it can vouch for it
+// (without allocating), otherwise by parsing data and running the full
+// validator, which explains any failure.
+func (v *vschema) check(name string, data []byte) error {
+	if v.fast != nil && v.fast.fastValid(data) {
+		return nil
+	}
 	var doc any
 	if err := decodeJSON(data, &doc); err != nil {
-		return nil, invalidJSON(name, v.n, err)
+		return invalidJSON(name, v.n, err)
 	}
-	return doc, v.validateValue(name, doc)
+	return v.validateValue(name, doc)
 }
 
 // validateValue validates a parsed document.

@@ -70,6 +70,7 @@ type vschema struct {
 	raw    json.RawMessage
 	source string // file it was loaded from; "" when passed as bytes
 	schema *jsonschema.Schema
+	fast   *fastNode // nil when the schema uses keywords the fast path lacks
 }
 
 // NewRegistry returns an empty registry.
@@ -441,5 +442,5 @@ func compile(name string, n int, raw []byte, source string) (*vschema, error) {
 		}
 		return nil, err
 	}
-	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch}, nil
+	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch, fast: compileFast(sch)}, nil
 }
