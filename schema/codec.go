@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
+	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 
@@ -221,6 +223,9 @@ func (v *vschema) validateValue(name string, doc any) error {
 	var ve *jsonschema.ValidationError
 	if errors.As(err, &ve) {
 		verr.Failures = failures(ve, nil)
+		// The validator walks properties in map order: sort, so that the
+		// same payload always gets the same message.
+		slices.SortStableFunc(verr.Failures, func(a, b Failure) int { return strings.Compare(a.Pointer, b.Pointer) })
 	}
 	if len(verr.Failures) == 0 {
 		verr.Failures = []Failure{{Reason: err.Error()}}
