@@ -507,7 +507,6 @@ func TestConcurrentEncodeDecode(t *testing.T) {
 	// Registration while others read: a new type appears, old ones stay.
 	wg.Go(func() {
 		for i := range 20 {
-			type Extra struct{ N int }
 			name := fmt.Sprintf("Extra%d", i)
 			if err := reg.RegisterVersion(name, 1, []byte(`{"type":"object"}`)); err != nil {
 				errs <- err
