@@ -63,6 +63,7 @@ type Store struct {
 	append map[appendShape]string
 
 	lastNotify atomic.Int64 // unix nanos of the last append that notified
+	hub        wakeHub      // this process's subscribers to wake-ups
 }
 
 // New returns a Store on pool. The tables must exist (migrations.Apply);
@@ -533,6 +534,11 @@ func (sc *eventScanner) scan(rows pgx.Rows) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
+	return sc.finish(e)
+}
+
+// finish fills in the parts of e scanned into the scanner's scratch space.
+func (sc *eventScanner) finish(e Event) (Event, error) {
 	e.Position = Position{TxID: uint64(sc.tx), Seq: sc.pos}
 	e.SchemaVersion = int(sc.sv)
 	if sc.corr != nil {

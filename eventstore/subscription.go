@@ -1,0 +1,921 @@
+package eventstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Handler handles a batch of events of one subscription partition, in log
+// order, inside tx. The subscription advances its checkpoint in the same
+// tx and commits it after Handler returns nil, so what Handler writes
+// through tx commits exactly when the checkpoint does (exactly-once effects
+// for Postgres read models). Handler may also ignore tx and have effects
+// elsewhere (publishing to a broker): those are at-least-once, since a
+// crash after the effect and before the commit repeats the batch.
+//
+// A returned error rolls tx back; the subscription then handles the batch's
+// events one at a time, retrying the failing one (see SubscriptionConfig).
+type Handler func(ctx context.Context, tx pgx.Tx, events []Event) error
+
+// FailurePolicy says what a subscription does with an event its handler
+// still fails on after MaxAttempts.
+type FailurePolicy int
+
+const (
+	// Park records the event as a dead letter and goes on. Later events of
+	// the same stream are parked behind it, so a stream's order is never
+	// broken, while other streams go on. Parked events run again, in order,
+	// after RetryDeadLetters.
+	Park FailurePolicy = iota
+	// Stop makes Run return the error (a *HandlerError), leaving the
+	// checkpoint before the event.
+	Stop
+)
+
+// SubscriptionConfig configures a Subscription. Name is required; every
+// other field has a default.
+type SubscriptionConfig struct {
+	// Name identifies the subscription: its checkpoints, leases and dead
+	// letters are kept under it. Required.
+	Name string
+	// Categories and Types filter the events handed to the handler; empty
+	// means all. They are recorded with the checkpoints so that Status can
+	// compute the lag.
+	Categories []string
+	// Types keeps only events of these types; empty means all.
+	Types []string
+	// Partitions splits the log by a hash of the stream ID so that several
+	// processes can work on the subscription at once, each partition owned
+	// by one process and handled in order. Default 1. Changing it for an
+	// existing subscription needs a reset (ResetSubscription).
+	Partitions int
+	// BatchSize is the most events handed to the handler at once. Default 500.
+	BatchSize int
+	// MaxAttempts is how many times an event is tried before FailurePolicy
+	// applies. Default 5.
+	MaxAttempts int
+	// RetryBackoff is the wait after the first failure; it doubles with
+	// each attempt, with ±20% jitter, up to MaxRetryBackoff. Default 100ms.
+	RetryBackoff time.Duration
+	// MaxRetryBackoff caps the wait between attempts. Default 30s.
+	MaxRetryBackoff time.Duration
+	// OnFailure is what happens after MaxAttempts. Default Park.
+	OnFailure FailurePolicy
+	// Transient reports errors that say nothing about the event (a broker
+	// that is down, say): attempts failing with them are retried with
+	// backoff for as long as it takes and are not counted toward
+	// MaxAttempts. Default nil: every error counts.
+	Transient func(error) bool
+	// LeaseTTL is how long a partition's lease lasts without renewal; a
+	// process that dies loses its partitions to another after at most this
+	// long. Leases are renewed every LeaseTTL/3. Default 5s.
+	LeaseTTL time.Duration
+	// PollInterval is the longest a subscription waits between reads of an
+	// idle log when no notification arrives. After activity it polls much
+	// sooner (2ms, doubling up to PollInterval), which also catches appends
+	// whose notification was coalesced away. Default 1s.
+	PollInterval time.Duration
+	// Owner names this process in leases and Status. Default
+	// "HOSTNAME:PID:RANDOM".
+	Owner string
+	// StopWhenCaughtUp makes Run return nil once every partition has read
+	// to the end of the readable log (for rebuilds and one-off catch-ups).
+	// Run must then own all partitions: it waits for their leases.
+	StopWhenCaughtUp bool
+	// OnBatch, if set, is called after each committed batch (for metrics
+	// and progress). It must be quick.
+	OnBatch func(BatchInfo)
+	// Logger receives warnings about failures and lost leases. Default: the
+	// store's logger.
+	Logger *slog.Logger
+}
+
+// BatchInfo describes a committed batch, for SubscriptionConfig.OnBatch.
+type BatchInfo struct {
+	// Subscription and Partition say whose batch it was.
+	Subscription string
+	// Partition is the batch's partition.
+	Partition int
+	// Events is how many events were handled (parked ones excluded).
+	Events int
+	// Parked is how many events went to the dead letters.
+	Parked int
+	// Last is the checkpoint after the batch.
+	Last Position
+	// LastRecordedAt is when the batch's last event was recorded.
+	LastRecordedAt time.Time
+	// Duration is the time from reading the batch to its commit.
+	Duration time.Duration
+}
+
+// HandlerError is what Run returns under the Stop policy: the handler kept
+// failing on Event.
+type HandlerError struct {
+	// Subscription is the subscription's name.
+	Subscription string
+	// Event is the event the handler failed on.
+	Event Event
+	// Attempts is how many times it was tried.
+	Attempts int
+	// Err is the handler's last error.
+	Err error
+}
+
+func (e *HandlerError) Error() string {
+	return fmt.Sprintf("eventstore: subscription %q: handler failed %d times on event %s (%s v%d of %q): %v",
+		e.Subscription, e.Attempts, e.Event.ID, e.Event.Type, e.Event.Version, e.Event.StreamID, e.Err)
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// ErrPartitionsChanged is returned by Run when the subscription exists with
+// another number of partitions.
+var ErrPartitionsChanged = errors.New("eventstore: subscription partition count changed")
+
+// errFenced means a checkpoint update matched no row: the lease was lost or
+// the checkpoint was reset under us.
+var errFenced = errors.New("eventstore: checkpoint fenced")
+
+// Subscription reads the global log for one named consumer — a projection,
+// a relay, a Pub/Sub consumer group — with checkpoints, leases and wake-ups.
+// Create it with Store.Subscription and start it with Run.
+type Subscription struct {
+	store *Store
+	cfg   SubscriptionConfig
+	log   *slog.Logger
+	sql   subscriptionQueries
+}
+
+// Subscription returns a subscription of the store's log. It does not
+// touch the database until Run.
+func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("eventstore: subscription needs a name")
+	}
+	if !validText(cfg.Name) || len(cfg.Name) > MaxStreamIDLength {
+		return nil, fmt.Errorf("eventstore: subscription name %q is not valid text of at most %d bytes", cfg.Name, MaxStreamIDLength)
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 1
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxRetryBackoff <= 0 {
+		cfg.MaxRetryBackoff = 30 * time.Second
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = defaultOwner()
+	}
+	if cfg.Categories == nil {
+		cfg.Categories = []string{}
+	}
+	if cfg.Types == nil {
+		cfg.Types = []string{}
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = s.cfg.Logger
+	}
+	log = log.With("subscription", cfg.Name)
+	return &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.schema)}, nil
+}
+
+func defaultOwner() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Name returns the subscription's name.
+func (sub *Subscription) Name() string { return sub.cfg.Name }
+
+// Owner returns the name this process uses in the subscription's leases.
+func (sub *Subscription) Owner() string { return sub.cfg.Owner }
+
+// Run handles the subscription's events with h until ctx is done (or,
+// with StopWhenCaughtUp, until caught up). It takes a fair share of the
+// partitions (all of them when it runs alone), follows the log live, takes
+// over partitions whose owner stopped renewing its lease, and returns after
+// finishing or abandoning its current batches. Run returns nil when ctx
+// ends; a *HandlerError under the Stop policy; other errors when the
+// database keeps failing for longer than LeaseTTL at start-up.
+func (sub *Subscription) Run(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("eventstore: subscription needs a handler")
+	}
+	if err := sub.register(ctx); err != nil {
+		return err
+	}
+	wake, release := sub.store.wakeups(ctx)
+	defer release()
+	hub := &partitionHub{wake: make(map[int]chan struct{})}
+	go hub.fanOut(ctx, wake)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	workers := map[int]context.CancelFunc{}
+	exited := make(chan int, sub.cfg.Partitions)
+	caughtUp := map[int]bool{}
+	caughtUpCh := make(chan int, sub.cfg.Partitions)
+
+	defer func() {
+		for _, stop := range workers {
+			stop()
+		}
+		wg.Wait()
+		sub.leave()
+	}()
+
+	start := func(p int, cp Position) {
+		wctx, stop := context.WithCancel(ctx)
+		workers[p] = stop
+		ch := hub.register(p)
+		wg.Go(func() {
+			defer func() { exited <- p }()
+			err := sub.work(wctx, p, cp, h, ch, caughtUpCh)
+			var he *HandlerError
+			if errors.As(err, &he) {
+				cancel(err)
+			}
+		})
+	}
+
+	tick := time.NewTicker(sub.cfg.LeaseTTL / 3)
+	defer tick.Stop()
+	for {
+		claimed, owned, err := sub.maintain(ctx, len(workers))
+		if err != nil && ctx.Err() == nil {
+			sub.log.Warn("strata: lease maintenance failed", "err", err)
+		}
+		if err == nil {
+			for p, stop := range workers {
+				if !owned[p] {
+					sub.log.Warn("strata: lost the lease of a partition", "partition", p)
+					stop()
+				}
+			}
+			for p, cp := range claimed {
+				if _, running := workers[p]; !running {
+					start(p, cp)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		case p := <-exited:
+			delete(workers, p)
+		case p := <-caughtUpCh:
+			caughtUp[p] = true
+			if sub.cfg.StopWhenCaughtUp && len(caughtUp) == sub.cfg.Partitions {
+				return nil
+			}
+		case <-tick.C:
+		}
+	}
+}
+
+// partitionHub passes the store's wake-ups on to every partition worker.
+type partitionHub struct {
+	mu   sync.Mutex
+	wake map[int]chan struct{}
+}
+
+func (ph *partitionHub) register(p int) chan struct{} {
+	ph.mu.Lock()
+	defer ph.mu.Unlock()
+	ch, ok := ph.wake[p]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		ph.wake[p] = ch
+	}
+	return ch
+}
+
+func (ph *partitionHub) fanOut(ctx context.Context, in <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-in:
+			ph.mu.Lock()
+			for _, ch := range ph.wake {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+			ph.mu.Unlock()
+		}
+	}
+}
+
+// register creates the subscription's partition rows if they are missing
+// and checks that the partition count has not changed.
+func (sub *Subscription) register(ctx context.Context) error {
+	q := sub.store.pool
+	if _, err := q.Exec(ctx, sub.sql.register, sub.cfg.Name, sub.cfg.Partitions, sub.cfg.Categories, sub.cfg.Types); err != nil {
+		return fmt.Errorf("eventstore: subscription %q: register: %w", sub.cfg.Name, err)
+	}
+	var n int
+	if err := q.QueryRow(ctx, sub.sql.partitionCount, sub.cfg.Name, sub.cfg.Partitions).Scan(&n); err != nil {
+		return fmt.Errorf("eventstore: subscription %q: %w", sub.cfg.Name, err)
+	}
+	if n != sub.cfg.Partitions {
+		return fmt.Errorf("%w: %q has %d partitions, configured with %d; reset it to change", ErrPartitionsChanged, sub.cfg.Name, n, sub.cfg.Partitions)
+	}
+	return nil
+}
+
+// maintain heartbeats this process's membership, renews its leases and
+// claims free partitions up to its fair share (all partitions divided by
+// the live members, rounded up), releasing any above it. It returns the
+// partitions newly claimed (with their checkpoints) and all owned.
+func (sub *Subscription) maintain(ctx context.Context, running int) (map[int]Position, map[int]bool, error) {
+	q := sub.store.pool
+	ttl := sub.cfg.LeaseTTL.Seconds()
+	var members int
+	if err := q.QueryRow(ctx, sub.sql.heartbeat, sub.cfg.Name, sub.cfg.Owner, ttl).Scan(&members); err != nil {
+		return nil, nil, fmt.Errorf("heartbeat: %w", err)
+	}
+	rows, err := q.Query(ctx, sub.sql.renew, sub.cfg.Name, sub.cfg.Owner, ttl)
+	if err != nil {
+		return nil, nil, fmt.Errorf("renew: %w", err)
+	}
+	ownedList, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, nil, fmt.Errorf("renew: %w", err)
+	}
+	owned := map[int]bool{}
+	for _, p := range ownedList {
+		owned[int(p)] = true
+	}
+	share := sub.cfg.Partitions
+	if !sub.cfg.StopWhenCaughtUp && members > 1 {
+		share = (sub.cfg.Partitions + members - 1) / members
+	}
+	if extra := len(owned) - share; extra > 0 {
+		// Give back the highest partitions; their workers stop when the
+		// next renew no longer lists them.
+		keys := make([]int, 0, len(owned))
+		for p := range owned {
+			keys = append(keys, p)
+		}
+		slices.Sort(keys)
+		for _, p := range keys[len(keys)-extra:] {
+			if _, err := q.Exec(ctx, sub.sql.release, sub.cfg.Name, p, sub.cfg.Owner); err != nil {
+				return nil, nil, fmt.Errorf("release: %w", err)
+			}
+			delete(owned, p)
+		}
+	}
+	claimed := map[int]Position{}
+	if want := share - len(owned); want > 0 {
+		rows, err := q.Query(ctx, sub.sql.claim, sub.cfg.Name, want, sub.cfg.Owner, ttl)
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim: %w", err)
+		}
+		var p int32
+		var tx, seq int64
+		_, err = pgx.ForEachRow(rows, []any{&p, &tx, &seq}, func() error {
+			claimed[int(p)] = Position{TxID: uint64(tx), Seq: seq}
+			owned[int(p)] = true
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim: %w", err)
+		}
+	}
+	// Partitions owned but without a worker (one that exited after a fence)
+	// restart from their stored checkpoint.
+	if running < len(owned) {
+		rows, err := q.Query(ctx, sub.sql.ownedCheckpoints, sub.cfg.Name, sub.cfg.Owner)
+		if err != nil {
+			return nil, nil, fmt.Errorf("checkpoints: %w", err)
+		}
+		var p int32
+		var tx, seq int64
+		_, err = pgx.ForEachRow(rows, []any{&p, &tx, &seq}, func() error {
+			if _, ok := claimed[int(p)]; !ok {
+				claimed[int(p)] = Position{TxID: uint64(tx), Seq: seq}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("checkpoints: %w", err)
+		}
+	}
+	return claimed, owned, nil
+}
+
+// leave gives back this process's leases and membership on the way out, so
+// that another process takes over at once instead of after LeaseTTL.
+func (sub *Subscription) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := sub.store.pool.Exec(ctx, sub.sql.leave, sub.cfg.Name, sub.cfg.Owner); err != nil {
+		sub.log.Warn("strata: could not release leases; others take over after the lease expires", "err", err)
+	}
+}
+
+// worker is one partition's reading loop.
+type worker struct {
+	sub      *Subscription
+	p        int
+	cp       Position
+	filter   Filter
+	parked   map[string]int64 // stream → id of its first dead letter
+	lastSync time.Time
+}
+
+func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler, wake <-chan struct{}, caughtUp chan<- int) error {
+	w := &worker{sub: sub, p: p, cp: cp, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p}}
+	if err := w.loadParked(ctx); err != nil {
+		if ctx.Err() == nil {
+			sub.log.Warn("strata: partition start failed", "partition", p, "err", err)
+		}
+		return err
+	}
+	idle := 0
+	reported, woke := false, false
+	for ctx.Err() == nil {
+		if time.Since(w.lastSync) > sub.cfg.PollInterval {
+			if err := w.sync(ctx, h); err != nil {
+				return w.exit(ctx, err)
+			}
+		}
+		started := time.Now()
+		page, err := sub.store.ReadAllFiltered(ctx, w.cp, sub.cfg.BatchSize, w.filter)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			sub.log.Warn("strata: read failed; retrying", "partition", p, "err", err)
+			if !sleep(ctx, sub.cfg.PollInterval) {
+				return nil
+			}
+			continue
+		}
+		if len(page.Events) > 0 {
+			idle, woke = 0, false
+			if err := w.handle(ctx, h, page.Events, started); err != nil {
+				return w.exit(ctx, err)
+			}
+			continue
+		}
+		if woke {
+			// A wake-up with nothing new to read may be a reset or a retry
+			// request rather than an append: look at the partition's row.
+			woke = false
+			if err := w.sync(ctx, h); err != nil {
+				return w.exit(ctx, err)
+			}
+		}
+		if !reported {
+			reported = true
+			caughtUp <- p
+		}
+		wait := min(sub.cfg.PollInterval, (2*time.Millisecond)<<min(idle, 20))
+		idle++
+		select {
+		case <-ctx.Done():
+		case <-wake:
+			idle, woke = 0, true
+		case <-time.After(wait):
+		}
+	}
+	return nil
+}
+
+// sync reconciles the worker with its partition's row: it stops when the
+// lease is gone, follows a checkpoint that was reset, and runs the dead
+// letters whose retry was requested.
+func (w *worker) sync(ctx context.Context, h Handler) error {
+	w.lastSync = time.Now()
+	var owner *string
+	var tx, seq int64
+	err := w.sub.store.pool.QueryRow(ctx, w.sub.sql.partitionRow, w.sub.cfg.Name, w.p).Scan(&owner, &tx, &seq)
+	if err != nil {
+		return nil // tried again at the next poll
+	}
+	if owner == nil || *owner != w.sub.cfg.Owner {
+		return errFenced
+	}
+	if cp := (Position{TxID: uint64(tx), Seq: seq}); cp != w.cp {
+		w.cp = cp
+		if err := w.loadParked(ctx); err != nil {
+			return nil
+		}
+	}
+	return w.retryDeadLetters(ctx, h)
+}
+
+// exit decides what a worker's error means: a fenced checkpoint ends the
+// worker quietly (the coordinator restarts it if the lease is still ours);
+// a *HandlerError is passed up.
+func (w *worker) exit(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	if errors.Is(err, errFenced) {
+		w.sub.log.Info("strata: checkpoint moved under us (lease lost or reset); restarting partition", "partition", w.p)
+		return nil
+	}
+	var he *HandlerError
+	if errors.As(err, &he) {
+		w.setState(ctx, "failing", err.Error())
+		return err
+	}
+	w.sub.log.Warn("strata: partition stopped", "partition", w.p, "err", err)
+	return err
+}
+
+// handle runs one page through the handler in a single transaction; if the
+// handler fails, it falls back to one event per transaction so the failure
+// is pinned on one event and the events before it commit.
+func (w *worker) handle(ctx context.Context, h Handler, events []Event, started time.Time) error {
+	live, parked := w.split(events)
+	err := w.commit(ctx, live, parked, events[len(events)-1].Position, func(tx pgx.Tx) error {
+		if len(live) == 0 {
+			return nil
+		}
+		return h(ctx, tx, live)
+	}, started)
+	if err == nil || errors.Is(err, errFenced) || ctx.Err() != nil {
+		return err
+	}
+	if len(events) == 1 {
+		return w.handleOne(ctx, h, events[0], err)
+	}
+	for _, e := range events {
+		if err := w.handleOne(ctx, h, e, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handleOne handles a single event with retries; firstErr is the error of
+// an attempt already made, if any.
+func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr error) error {
+	cfg := &w.sub.cfg
+	attempts, err := 0, firstErr
+	if err != nil {
+		attempts = 1
+	}
+	backoff := cfg.RetryBackoff
+	for {
+		if err != nil {
+			if errors.Is(err, errFenced) {
+				return err
+			}
+			if cfg.Transient != nil && cfg.Transient(err) {
+				attempts-- // says nothing about the event
+			}
+			if attempts >= cfg.MaxAttempts {
+				break
+			}
+			w.sub.log.Warn("strata: handler failed; retrying", "partition", w.p, "event", e.ID, "stream", e.StreamID, "attempt", attempts, "err", err)
+			w.setState(ctx, "failing", err.Error())
+			if !sleep(ctx, jitter(backoff)) {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, cfg.MaxRetryBackoff)
+		}
+		live, parked := w.split([]Event{e})
+		started := time.Now()
+		err = w.commit(ctx, live, parked, e.Position, func(tx pgx.Tx) error {
+			if len(live) == 0 {
+				return nil
+			}
+			return h(ctx, tx, live)
+		}, started)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		attempts++
+	}
+	herr := &HandlerError{Subscription: cfg.Name, Event: e, Attempts: attempts, Err: err}
+	if cfg.OnFailure == Stop {
+		return herr
+	}
+	// Park: record it and move the checkpoint past it, in one transaction.
+	w.sub.log.Error("strata: parking event after repeated failures", "partition", w.p, "event", e.ID, "stream", e.StreamID, "attempts", attempts, "err", err)
+	return w.park(ctx, e, attempts, err)
+}
+
+// split separates events of parked streams from the rest.
+func (w *worker) split(events []Event) (live, parked []Event) {
+	if len(w.parked) == 0 {
+		return events, nil
+	}
+	live = make([]Event, 0, len(events))
+	for _, e := range events {
+		if _, ok := w.parked[e.StreamID]; ok {
+			parked = append(parked, e)
+		} else {
+			live = append(live, e)
+		}
+	}
+	return live, parked
+}
+
+// commit runs fn and advances the checkpoint to last in one transaction,
+// parking the given events of parked streams in it too. The checkpoint
+// update is fenced on this owner and on the previous checkpoint.
+func (w *worker) commit(ctx context.Context, live, parked []Event, last Position, fn func(pgx.Tx) error, started time.Time) error {
+	sub := w.sub
+	err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		for _, e := range parked {
+			if _, err := tx.Exec(ctx, sub.sql.insertDeadLetter, sub.cfg.Name, w.p, int64(e.Position.TxID), e.Position.Seq, e.ID, e.StreamID, e.Type,
+				fmt.Sprintf("parked behind dead letter %d of the same stream", w.parked[e.StreamID]), 0, w.parked[e.StreamID]); err != nil {
+				return fmt.Errorf("park: %w", err)
+			}
+		}
+		return w.advance(ctx, tx, last, int64(len(live)))
+	})
+	if err != nil {
+		return err
+	}
+	w.cp = last
+	if sub.cfg.OnBatch != nil {
+		info := BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Events: len(live), Parked: len(parked), Last: last, Duration: time.Since(started)}
+		if n := len(live); n > 0 {
+			info.LastRecordedAt = live[n-1].RecordedAt
+		}
+		sub.cfg.OnBatch(info)
+	}
+	return nil
+}
+
+func (w *worker) advance(ctx context.Context, tx pgx.Tx, to Position, handled int64) error {
+	tag, err := tx.Exec(ctx, w.sub.sql.advance, w.sub.cfg.Name, w.p, w.sub.cfg.Owner,
+		int64(w.cp.TxID), w.cp.Seq, int64(to.TxID), to.Seq, handled, w.sub.cfg.LeaseTTL.Seconds())
+	if err != nil {
+		return fmt.Errorf("advance checkpoint: %w", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return errFenced
+	}
+	return nil
+}
+
+// park records e as a dead letter and moves the checkpoint past it.
+func (w *worker) park(ctx context.Context, e Event, attempts int, cause error) error {
+	sub := w.sub
+	var id int64
+	err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
+		var blockedBy *int64
+		if first, ok := w.parked[e.StreamID]; ok {
+			blockedBy = &first
+		}
+		if err := tx.QueryRow(ctx, sub.sql.insertDeadLetter+" RETURNING id", sub.cfg.Name, w.p, int64(e.Position.TxID), e.Position.Seq, e.ID, e.StreamID, e.Type,
+			cause.Error(), attempts, blockedBy).Scan(&id); err != nil {
+			return fmt.Errorf("park: %w", err)
+		}
+		return w.advance(ctx, tx, e.Position, 0)
+	})
+	if err != nil {
+		return err
+	}
+	w.cp = e.Position
+	if _, ok := w.parked[e.StreamID]; !ok {
+		if w.parked == nil {
+			w.parked = map[string]int64{}
+		}
+		w.parked[e.StreamID] = id
+	}
+	w.setState(ctx, "running", "")
+	return nil
+}
+
+// loadParked reads which streams of this partition have dead letters.
+func (w *worker) loadParked(ctx context.Context) error {
+	rows, err := w.sub.store.pool.Query(ctx, w.sub.sql.parkedStreams, w.sub.cfg.Name, w.p)
+	if err != nil {
+		return err
+	}
+	var stream string
+	var id int64
+	w.parked = map[string]int64{}
+	_, err = pgx.ForEachRow(rows, []any{&stream, &id}, func() error {
+		w.parked[stream] = id
+		return nil
+	})
+	return err
+}
+
+// retryDeadLetters runs this partition's dead letters whose retry was
+// requested, stream by stream in their original order. A success deletes
+// the dead letter in the handler's transaction; a stream with no dead
+// letters left is unparked. A failure leaves the rest of that stream parked.
+func (w *worker) retryDeadLetters(ctx context.Context, h Handler) error {
+	sub := w.sub
+	rows, err := sub.store.pool.Query(ctx, sub.sql.retryRequested, sub.cfg.Name, w.p)
+	if err != nil {
+		return nil // tried again at the next poll
+	}
+	type item struct {
+		id int64
+		e  Event
+	}
+	var items []item
+	var sc eventScanner
+	for rows.Next() {
+		var id int64
+		var e Event
+		e, err = sc.scanWithID(rows, &id)
+		if err != nil {
+			break
+		}
+		items = append(items, item{id, e})
+	}
+	rows.Close()
+	if err != nil || rows.Err() != nil || len(items) == 0 {
+		return nil
+	}
+	failed := map[string]bool{}
+	for _, it := range items {
+		if failed[it.e.StreamID] {
+			continue
+		}
+		err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
+			if err := h(ctx, tx, []Event{it.e}); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, sub.sql.deleteDeadLetter, it.id, sub.cfg.Name, w.p, sub.cfg.Owner)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() != 1 {
+				return errFenced
+			}
+			return nil
+		})
+		if errors.Is(err, errFenced) {
+			return err
+		}
+		if err != nil {
+			failed[it.e.StreamID] = true
+			if _, err2 := sub.store.pool.Exec(ctx, sub.sql.retryFailed, it.id, err.Error()); err2 != nil {
+				return nil
+			}
+			continue
+		}
+	}
+	return w.loadParked(ctx)
+}
+
+func (w *worker) setState(ctx context.Context, state, lastErr string) {
+	var e *string
+	if lastErr != "" {
+		e = &lastErr
+	}
+	if _, err := w.sub.store.pool.Exec(ctx, w.sub.sql.setState, w.sub.cfg.Name, w.p, w.sub.cfg.Owner, state, e); err != nil && ctx.Err() == nil {
+		w.sub.log.Warn("strata: could not record state", "partition", w.p, "err", err)
+	}
+}
+
+func (sc *eventScanner) scanWithID(rows pgx.Rows, id *int64) (Event, error) {
+	var e Event
+	sc.meta, sc.corr, sc.caus = nil, nil, nil
+	err := rows.Scan(id, &sc.pos, &sc.tx, &e.ID, &e.StreamID, &e.Version, &e.Type, &sc.sv, &e.Data, &sc.meta, &sc.corr, &sc.caus, &e.RecordedAt)
+	if err != nil {
+		return Event{}, err
+	}
+	return sc.finish(e)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	var b [1]byte
+	_, _ = rand.Read(b[:])
+	// ±20%
+	return d + time.Duration(float64(d)*(float64(b[0])/255*0.4-0.2))
+}
+
+// subscriptionQueries holds the subscription SQL with the schema filled in.
+type subscriptionQueries struct {
+	register, partitionCount, heartbeat, renew, claim, release, leave, ownedCheckpoints, partitionRow string
+	advance, setState                                                                                 string
+	insertDeadLetter, parkedStreams, retryRequested, deleteDeadLetter, retryFailed                    string
+}
+
+func buildSubscriptionQueries(schema string) subscriptionQueries {
+	r := strings.NewReplacer("{schema}", schema)
+	return subscriptionQueries{
+		// Creates the partition rows unless the subscription exists with
+		// another partition count (then Run reports the mismatch).
+		register: r.Replace(`INSERT INTO {schema}.subscriptions (name, partition, partitions, categories, event_types)
+			SELECT $1, p, $2, $3, $4 FROM generate_series(0, $2 - 1) AS p
+			WHERE NOT EXISTS (SELECT 1 FROM {schema}.subscriptions WHERE name = $1 AND partitions <> $2)
+			ON CONFLICT (name, partition) DO UPDATE SET categories = EXCLUDED.categories, event_types = EXCLUDED.event_types`),
+		partitionCount: r.Replace(`SELECT coalesce(max(partitions) FILTER (WHERE partitions <> $2), count(*))::int FROM {schema}.subscriptions WHERE name = $1`),
+		// Upsert this member and count the live ones (the count cannot see
+		// a first insert in the same statement, hence the greatest()).
+		heartbeat: r.Replace(`WITH me AS (
+				INSERT INTO {schema}.subscription_members (name, owner, seen_until)
+				VALUES ($1, $2, now() + make_interval(secs => $3))
+				ON CONFLICT (name, owner) DO UPDATE SET seen_until = EXCLUDED.seen_until
+				RETURNING 1)
+			SELECT greatest(count(*) FILTER (WHERE owner <> $2) + 1, 1)::int
+			FROM {schema}.subscription_members WHERE name = $1 AND seen_until > now()`),
+		renew: r.Replace(`UPDATE {schema}.subscriptions SET lease_until = now() + make_interval(secs => $3)
+			WHERE name = $1 AND owner = $2 AND lease_until > now()
+			RETURNING partition`),
+		// SKIP LOCKED: processes starting together do not queue on each
+		// other's candidate rows.
+		claim: r.Replace(`WITH free AS (
+				SELECT partition FROM {schema}.subscriptions
+				WHERE name = $1 AND (owner IS NULL OR lease_until IS NULL OR lease_until <= now())
+				ORDER BY partition LIMIT $2
+				FOR UPDATE SKIP LOCKED)
+			UPDATE {schema}.subscriptions s
+			SET owner = $3, lease_until = now() + make_interval(secs => $4), state = 'running', updated_at = now()
+			FROM free WHERE s.name = $1 AND s.partition = free.partition
+			RETURNING s.partition, s.position_tx, s.position_seq`),
+		release: r.Replace(`UPDATE {schema}.subscriptions SET owner = NULL, lease_until = NULL, state = 'idle', updated_at = now()
+			WHERE name = $1 AND partition = $2 AND owner = $3`),
+		leave: r.Replace(`WITH gone AS (DELETE FROM {schema}.subscription_members WHERE name = $1 AND owner = $2)
+			UPDATE {schema}.subscriptions SET owner = NULL, lease_until = NULL,
+				state = CASE WHEN state = 'failing' THEN state ELSE 'stopped' END, updated_at = now()
+			WHERE name = $1 AND owner = $2`),
+		partitionRow:     r.Replace(`SELECT owner, position_tx, position_seq FROM {schema}.subscriptions WHERE name = $1 AND partition = $2`),
+		ownedCheckpoints: r.Replace(`SELECT partition, position_tx, position_seq FROM {schema}.subscriptions WHERE name = $1 AND owner = $2`),
+		// The fence: only the lease owner, and only from the checkpoint it
+		// read, may move the checkpoint. A reset or a takeover makes this
+		// match nothing and the batch rolls back.
+		advance: r.Replace(`UPDATE {schema}.subscriptions
+			SET position_tx = $6, position_seq = $7, events_handled = events_handled + $8,
+			    lease_until = now() + make_interval(secs => $9), state = 'running', last_error = NULL, updated_at = now()
+			WHERE name = $1 AND partition = $2 AND owner = $3 AND position_tx = $4 AND position_seq = $5`),
+		setState: r.Replace(`UPDATE {schema}.subscriptions SET state = $4, last_error = $5, updated_at = now()
+			WHERE name = $1 AND partition = $2 AND owner = $3`),
+		insertDeadLetter: r.Replace(`INSERT INTO {schema}.dead_letters
+			(subscription, partition, position_tx, position_seq, event_id, stream_id, event_type, error, attempts, blocked_by)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+		parkedStreams: r.Replace(`SELECT DISTINCT ON (stream_id) stream_id, id FROM {schema}.dead_letters
+			WHERE subscription = $1 AND partition = $2 ORDER BY stream_id, id`),
+		retryRequested: r.Replace(`SELECT d.id, ` + prefixed("e.", eventColumns) + `
+			FROM {schema}.dead_letters d JOIN {schema}.events e ON e.event_id = d.event_id
+			WHERE d.subscription = $1 AND d.partition = $2 AND d.retry_requested
+			ORDER BY d.id`),
+		deleteDeadLetter: r.Replace(`DELETE FROM {schema}.dead_letters d USING {schema}.subscriptions s
+			WHERE d.id = $1 AND s.name = $2 AND s.partition = $3 AND s.owner = $4`),
+		retryFailed: r.Replace(`UPDATE {schema}.dead_letters SET retry_requested = false, attempts = attempts + 1, error = $2
+			WHERE id = $1`),
+	}
+}
+
+func prefixed(prefix, columns string) string {
+	parts := strings.Split(columns, ", ")
+	for i := range parts {
+		parts[i] = prefix + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,114 @@
+package eventstore
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// wakeHub shares one LISTEN connection among all the subscriptions a Store
+// runs in this process, and fans each notification out to them.
+type wakeHub struct {
+	mu     sync.Mutex
+	subs   map[chan struct{}]struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// wakeups registers a subscriber: the returned channel receives (without
+// blocking the hub; one pending signal at most) whenever the log may have
+// grown. The first subscriber starts the listener; release stops it after
+// the last one leaves.
+func (s *Store) wakeups(ctx context.Context) (<-chan struct{}, func()) {
+	h := &s.hub
+	ch := make(chan struct{}, 1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.subs == nil {
+		h.subs = map[chan struct{}]struct{}{}
+	}
+	h.subs[ch] = struct{}{}
+	if h.cancel == nil {
+		// The listener outlives the first subscriber's Run; it is stopped
+		// when the last subscriber releases it, not by ctx.
+		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		h.cancel, h.done = cancel, make(chan struct{})
+		go s.listen(lctx, h.done)
+	}
+	release := func() {
+		h.mu.Lock()
+		delete(h.subs, ch)
+		var cancel context.CancelFunc
+		var done chan struct{}
+		if len(h.subs) == 0 && h.cancel != nil {
+			cancel, done = h.cancel, h.done
+			h.cancel, h.done = nil, nil
+		}
+		h.mu.Unlock()
+		if cancel != nil {
+			cancel()
+			<-done
+		}
+	}
+	return ch, release
+}
+
+func (h *wakeHub) broadcast() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// listen holds a dedicated connection (outside the pool) that LISTENs on
+// the store's channel, reconnecting with backoff. After every (re)connect
+// it wakes everyone, since notifications sent while it was away are lost.
+func (s *Store) listen(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, &backoff)
+		if ctx.Err() != nil {
+			return
+		}
+		s.cfg.Logger.Warn("strata: wake-up listener lost its connection; subscribers poll meanwhile", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
+	cfg := s.pool.Config().ConnConfig.Copy()
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.Channel()}.Sanitize()); err != nil {
+		return err
+	}
+	*backoff = 50 * time.Millisecond
+	s.hub.broadcast()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		s.hub.broadcast()
+	}
+}
+
+// notify wakes every subscriber of this store, in all processes.
+func (s *Store) notify(ctx context.Context, q querier) error {
+	_, err := q.Exec(ctx, `SELECT pg_notify($1, '')`, s.Channel())
+	return err
+}
