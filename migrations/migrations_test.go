@@ -1,0 +1,62 @@
+package migrations_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/strata-go/strata/internal/pgtest"
+	"github.com/strata-go/strata/migrations"
+)
+
+func TestApplyConcurrentlyAndTwice(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() { errs[i] = migrations.Apply(ctx, db.Pool, db.Schema) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := migrations.Apply(ctx, db.Pool, db.Schema); err != nil {
+		t.Fatalf("second apply: %v", err)
+	}
+	all, err := migrations.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+db.Schema+`.schema_migrations`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(all) {
+		t.Fatalf("%d migrations recorded, %d embedded", n, len(all))
+	}
+	for i, m := range all {
+		if m.Version != i+1 {
+			t.Fatalf("migration %s numbered %d, want %d: numbers must be contiguous", m.Name, m.Version, i+1)
+		}
+	}
+	var tables int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name IN ('events', 'streams', 'snapshots')`, db.Schema).Scan(&tables); err != nil || tables != 3 {
+		t.Fatalf("tables: %d %v", tables, err)
+	}
+}
+
+func TestBadSchemaName(t *testing.T) {
+	for _, name := range []string{"Strata", "1abc", "a-b", `x"; DROP`, "ünï", string(make([]byte, 64))} {
+		if err := migrations.CheckSchemaName(name); !errors.Is(err, migrations.ErrBadSchemaName) {
+			t.Fatalf("%q accepted", name)
+		}
+	}
+	if err := migrations.Apply(context.Background(), nil, "Bad-Name"); !errors.Is(err, migrations.ErrBadSchemaName) {
+		t.Fatalf("Apply took a bad name: %v", err)
+	}
+}
