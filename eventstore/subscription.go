@@ -94,7 +94,8 @@ type SubscriptionConfig struct {
 	// Run must then own all partitions: it waits for their leases.
 	StopWhenCaughtUp bool
 	// OnBatch, if set, is called after each committed batch (for metrics
-	// and progress). It must be quick.
+	// and progress), including the transaction that parks an event the
+	// handler kept failing on (Events 0, Parked 1). It must be quick.
 	OnBatch func(BatchInfo)
 	// Logger receives warnings about failures and lost leases. Default: the
 	// store's logger.
@@ -217,6 +218,12 @@ func (sub *Subscription) Name() string { return sub.cfg.Name }
 // Owner returns the name this process uses in the subscription's leases.
 func (sub *Subscription) Owner() string { return sub.cfg.Owner }
 
+// Register creates the subscription's partition rows (checkpoints at the
+// start of the log) if they do not exist yet, so that admin operations such
+// as ResetSubscription can address a subscription before its first Run.
+// Run registers by itself; calling Register is never required.
+func (sub *Subscription) Register(ctx context.Context) error { return sub.register(ctx) }
+
 // Run handles the subscription's events with h until ctx is done (or,
 // with StopWhenCaughtUp, until caught up). It takes a fair share of the
 // partitions (all of them when it runs alone), follows the log live, takes
@@ -249,7 +256,7 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 			stop()
 		}
 		wg.Wait()
-		sub.leave()
+		sub.leave(ctx)
 	}()
 
 	start := func(p int, cp Position) {
@@ -439,8 +446,8 @@ func (sub *Subscription) maintain(ctx context.Context, running int) (map[int]Pos
 
 // leave gives back this process's leases and membership on the way out, so
 // that another process takes over at once instead of after LeaseTTL.
-func (sub *Subscription) leave() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+func (sub *Subscription) leave(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := sub.store.pool.Exec(ctx, sub.sql.leave, sub.cfg.Name, sub.cfg.Owner); err != nil {
 		sub.log.Warn("strata: could not release leases; others take over after the lease expires", "err", err)
@@ -502,7 +509,10 @@ func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler
 		}
 		if !reported {
 			reported = true
-			caughtUp <- p
+			select {
+			case caughtUp <- p:
+			case <-ctx.Done():
+			}
 		}
 		wait := min(sub.cfg.PollInterval, (2*time.Millisecond)<<min(idle, 20))
 		idle++
@@ -714,6 +724,9 @@ func (w *worker) park(ctx context.Context, e Event, attempts int, cause error) e
 		return err
 	}
 	w.cp = e.Position
+	if sub.cfg.OnBatch != nil {
+		sub.cfg.OnBatch(BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Parked: 1, Last: e.Position, LastRecordedAt: e.RecordedAt})
+	}
 	if _, ok := w.parked[e.StreamID]; !ok {
 		if w.parked == nil {
 			w.parked = map[string]int64{}
@@ -770,6 +783,7 @@ func (w *worker) retryDeadLetters(ctx context.Context, h Handler) error {
 		return nil
 	}
 	failed := map[string]bool{}
+	done := map[string]bool{}
 	for _, it := range items {
 		if failed[it.e.StreamID] {
 			continue
@@ -791,11 +805,23 @@ func (w *worker) retryDeadLetters(ctx context.Context, h Handler) error {
 			return err
 		}
 		if err != nil {
+			// The stream stays parked from this event on: none of its later
+			// dead letters may run before it.
 			failed[it.e.StreamID] = true
-			if _, err2 := sub.store.pool.Exec(ctx, sub.sql.retryFailed, it.id, err.Error()); err2 != nil {
+			if _, err2 := sub.store.pool.Exec(ctx, sub.sql.retryFailed, it.id, err.Error(), sub.cfg.Name, w.p, it.e.StreamID); err2 != nil {
 				return nil
 			}
 			continue
+		}
+		done[it.e.StreamID] = true
+	}
+	// Events of a retried stream parked while the retry ran are retried
+	// next, so that the stream drains completely.
+	for stream := range done {
+		if !failed[stream] {
+			if _, err := sub.store.pool.Exec(ctx, sub.sql.retryRest, sub.cfg.Name, w.p, stream); err != nil {
+				return nil
+			}
 		}
 	}
 	return w.loadParked(ctx)
@@ -843,7 +869,7 @@ func jitter(d time.Duration) time.Duration {
 type subscriptionQueries struct {
 	register, partitionCount, heartbeat, renew, claim, release, leave, ownedCheckpoints, partitionRow string
 	advance, setState                                                                                 string
-	insertDeadLetter, parkedStreams, retryRequested, deleteDeadLetter, retryFailed                    string
+	insertDeadLetter, parkedStreams, retryRequested, deleteDeadLetter, retryFailed, retryRest         string
 }
 
 func buildSubscriptionQueries(schema string) subscriptionQueries {
@@ -907,8 +933,13 @@ func buildSubscriptionQueries(schema string) subscriptionQueries {
 			ORDER BY d.id`),
 		deleteDeadLetter: r.Replace(`DELETE FROM {schema}.dead_letters d USING {schema}.subscriptions s
 			WHERE d.id = $1 AND s.name = $2 AND s.partition = $3 AND s.owner = $4`),
-		retryFailed: r.Replace(`UPDATE {schema}.dead_letters SET retry_requested = false, attempts = attempts + 1, error = $2
-			WHERE id = $1`),
+		retryFailed: r.Replace(`UPDATE {schema}.dead_letters
+			SET retry_requested = false,
+			    attempts = attempts + CASE WHEN id = $1 THEN 1 ELSE 0 END,
+			    error = CASE WHEN id = $1 THEN $2 ELSE error END
+			WHERE subscription = $3 AND partition = $4 AND stream_id = $5`),
+		retryRest: r.Replace(`UPDATE {schema}.dead_letters SET retry_requested = true
+			WHERE subscription = $1 AND partition = $2 AND stream_id = $3`),
 	}
 }
 

@@ -258,6 +258,21 @@ func TestSubscriptionParksPoisonInStreamOrder(t *testing.T) {
 	}
 	waitFor(t, "fourth parked event", 60*time.Second, func() bool { dl, _ := s.DeadLetters(ctx, "rm"); return len(dl) == 4 })
 
+	// A retry while the handler still fails keeps the whole stream parked
+	// (none of its later events may overtake the poison) and counts the
+	// attempt.
+	if n, err := s.RetryDeadLetters(ctx, "rm", "bad-1"); err != nil || n != 4 {
+		t.Fatalf("retry: %d %v", n, err)
+	}
+	waitFor(t, "failed retry", 60*time.Second, func() bool {
+		dl, _ := s.DeadLetters(ctx, "rm")
+		return len(dl) == 4 && dl[0].Attempts == 4 && !dl[0].RetryRequested && !dl[3].RetryRequested
+	})
+	time.Sleep(200 * time.Millisecond) // several polls: nothing of bad-1 may run
+	if n := rm.count(t); n != 4 {
+		t.Fatalf("%d events handled while bad-1 is parked, want 4", n)
+	}
+
 	fixed.Store(true)
 	if n, err := s.RetryDeadLetters(ctx, "rm", ""); err != nil || n != 4 {
 		t.Fatalf("retry: %d %v", n, err)
