@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -303,4 +305,71 @@ func (s *Store) RetryDeadLetters(ctx context.Context, subscription, streamID str
 		return 0, fmt.Errorf("eventstore: retry dead letters of %q: %w", subscription, err)
 	}
 	return n, nil
+}
+
+// ReadLast returns the last limit events of the log that f selects and a
+// gap-safe reader can see, in log order. Page.Next is the last event's
+// position (the zero Position when there is none), so passing it to
+// ReadAllFiltered with the same filter continues exactly after them: this
+// is how a tail that follows the log starts.
+func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error) {
+	if limit <= 0 {
+		return Page{}, fmt.Errorf("eventstore: read last: limit %d: want a positive limit", limit)
+	}
+	if err := f.check(); err != nil {
+		return Page{}, err
+	}
+	// The gap-safe read of Store.logQuery walked backwards: the same
+	// horizon (below the snapshot's xmin), events_log_idx read from its end.
+	var b strings.Builder
+	b.WriteString(`SELECT ` + eventColumns + ` FROM ` + s.schema + `.events
+		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`)
+	args := filterSQL(&b, []any{limit}, f)
+	b.WriteString(" ORDER BY transaction_id DESC, position DESC LIMIT $1")
+	events, err := s.collect(ctx, b.String(), args...)
+	if err != nil {
+		return Page{}, fmt.Errorf("eventstore: read last %d: %w", limit, err)
+	}
+	slices.Reverse(events)
+	page := Page{Events: events}
+	if n := len(events); n > 0 {
+		page.Next = events[n-1].Position
+	}
+	return page, nil
+}
+
+// ReadCorrelated returns up to limit events whose Metadata.CorrelationID
+// is correlationID — everything one request caused — in log order. It
+// reads every committed event (no gap-safe horizon: this is for looking,
+// not for following the log).
+func (s *Store) ReadCorrelated(ctx context.Context, correlationID string, limit int) ([]Event, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("eventstore: read correlation %q: limit %d: want a positive limit", correlationID, limit)
+	}
+	// Index: events_correlation_idx (partial, on correlation_id).
+	events, err := s.collect(ctx, `SELECT `+eventColumns+` FROM `+s.schema+`.events
+		WHERE correlation_id = $1 ORDER BY transaction_id, position LIMIT $2`, correlationID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: read correlation %q: %w", correlationID, err)
+	}
+	return events, nil
+}
+
+// collect runs a query selecting eventColumns and returns its events.
+func (s *Store) collect(ctx context.Context, sql string, args ...any) ([]Event, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	var sc eventScanner
+	for rows.Next() {
+		e, err := sc.scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
 }

@@ -496,21 +496,27 @@ func (s *Store) ReadAllFiltered(ctx context.Context, after Position, limit int, 
 func (s *Store) logQuery(after Position, limit int, f Filter) (string, []any) {
 	var b strings.Builder
 	b.WriteString(s.sql.logSelect)
-	args := []any{int64(after.TxID), after.Seq, limit}
+	args := filterSQL(&b, []any{int64(after.TxID), after.Seq, limit}, f)
+	b.WriteString(" ORDER BY transaction_id, position LIMIT $3")
+	return b.String(), args
+}
+
+// filterSQL appends f's conditions (" AND …") to b, numbering their
+// parameters after args, and returns args with theirs added.
+func filterSQL(b *strings.Builder, args []any, f Filter) []any {
 	if len(f.Categories) > 0 {
 		args = append(args, f.Categories)
-		fmt.Fprintf(&b, " AND category = ANY($%d::text[])", len(args))
+		fmt.Fprintf(b, " AND category = ANY($%d::text[])", len(args))
 	}
 	if len(f.Types) > 0 {
 		args = append(args, f.Types)
-		fmt.Fprintf(&b, " AND event_type = ANY($%d::text[])", len(args))
+		fmt.Fprintf(b, " AND event_type = ANY($%d::text[])", len(args))
 	}
 	if f.Partitions > 1 {
 		args = append(args, f.Partitions, f.Partition)
-		fmt.Fprintf(&b, " AND %s = $%d", partitionExpr(fmt.Sprintf("$%d", len(args)-1)), len(args))
+		fmt.Fprintf(b, " AND %s = $%d", partitionExpr(fmt.Sprintf("$%d", len(args)-1)), len(args))
 	}
-	b.WriteString(" ORDER BY transaction_id, position LIMIT $3")
-	return b.String(), args
+	return args
 }
 
 // partitionExpr is the SQL that maps a stream to a partition: a hash of
