@@ -24,6 +24,9 @@ import (
 // elsewhere (publishing to a broker): those are at-least-once, since a
 // crash after the effect and before the commit repeats the batch.
 //
+// With SubscriptionConfig.HandleOutsideTx, tx is nil and Handler runs before
+// the checkpoint's transaction begins.
+//
 // A returned error rolls tx back; the subscription then handles the batch's
 // events one at a time, retrying the failing one (see SubscriptionConfig).
 type Handler func(ctx context.Context, tx pgx.Tx, events []Event) error
@@ -93,6 +96,13 @@ type SubscriptionConfig struct {
 	// to the end of the readable log (for rebuilds and one-off catch-ups).
 	// Run must then own all partitions: it waits for their leases.
 	StopWhenCaughtUp bool
+	// HandleOutsideTx calls the handler with a nil tx, before the
+	// transaction that advances the checkpoint begins, so that no
+	// connection is held and no transaction is open while it runs. For
+	// handlers whose effects are not in Postgres (a broker, a consumer on
+	// a channel) and may take long: their effects are at-least-once either
+	// way. Default false: the handler runs inside the checkpoint's tx.
+	HandleOutsideTx bool
 	// OnBatch, if set, is called after each committed batch (for metrics
 	// and progress), including the transaction that parks an event the
 	// handler kept failing on (Events 0, Parked 1). It must be quick.
@@ -667,6 +677,12 @@ func (w *worker) split(events []Event) (live, parked []Event) {
 // update is fenced on this owner and on the previous checkpoint.
 func (w *worker) commit(ctx context.Context, live, parked []Event, last Position, fn func(pgx.Tx) error, started time.Time) error {
 	sub := w.sub
+	if sub.cfg.HandleOutsideTx {
+		if err := fn(nil); err != nil {
+			return err
+		}
+		fn = func(pgx.Tx) error { return nil }
+	}
 	err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
@@ -788,9 +804,20 @@ func (w *worker) retryDeadLetters(ctx context.Context, h Handler) error {
 		if failed[it.e.StreamID] {
 			continue
 		}
+		if sub.cfg.HandleOutsideTx {
+			if err := h(ctx, nil, []Event{it.e}); err != nil {
+				failed[it.e.StreamID] = true
+				if _, err2 := sub.store.pool.Exec(ctx, sub.sql.retryFailed, it.id, err.Error()); err2 != nil {
+					return nil
+				}
+				continue
+			}
+		}
 		err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
-			if err := h(ctx, tx, []Event{it.e}); err != nil {
-				return err
+			if !sub.cfg.HandleOutsideTx {
+				if err := h(ctx, tx, []Event{it.e}); err != nil {
+					return err
+				}
 			}
 			tag, err := tx.Exec(ctx, sub.sql.deleteDeadLetter, it.id, sub.cfg.Name, w.p, sub.cfg.Owner)
 			if err != nil {
