@@ -60,3 +60,51 @@ func TestBadSchemaName(t *testing.T) {
 		t.Fatalf("Apply took a bad name: %v", err)
 	}
 }
+
+// The application role of GrantApplication can do its work but cannot
+// rewrite or delete the log, nor change the schema.
+func TestGrantApplication(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	role := db.Schema + "_app"
+	if _, err := db.Pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), `DROP OWNED BY `+role)
+		_, _ = db.Pool.Exec(context.Background(), `DROP ROLE `+role)
+	})
+	if err := migrations.GrantApplication(ctx, db.Pool, db.Schema, role); err != nil {
+		t.Fatal(err)
+	}
+	app := pgtest.ConnectAs(t, role)
+	s := db.Schema
+	allowed := []string{
+		`INSERT INTO ` + s + `.streams (stream_id, category, version) VALUES ('a-1', 'a', 1)`,
+		`INSERT INTO ` + s + `.events (event_id, stream_id, version, category, event_type, schema_version, data) VALUES (gen_random_uuid(), 'a-1', 1, 'a', 'T', 1, '{}')`,
+		`UPDATE ` + s + `.streams SET version = 1 WHERE stream_id = 'a-1'`,
+		`SELECT count(*) FROM ` + s + `.events`,
+		`INSERT INTO ` + s + `.subscriptions (name, partition, partitions) VALUES ('p', 0, 1)`,
+		`DELETE FROM ` + s + `.dead_letters`,
+	}
+	for _, q := range allowed {
+		if _, err := app.Exec(ctx, q); err != nil {
+			t.Fatalf("application role cannot %q: %v", q, err)
+		}
+	}
+	refused := []string{
+		`UPDATE ` + s + `.events SET data = '{"forged":true}'`,
+		`DELETE FROM ` + s + `.events`,
+		`TRUNCATE ` + s + `.events`,
+		`DELETE FROM ` + s + `.streams`,
+		`DROP TABLE ` + s + `.snapshots`,
+		`CREATE TABLE ` + s + `.x (i int)`,
+		`DELETE FROM ` + s + `.schema_migrations`,
+	}
+	for _, q := range refused {
+		if _, err := app.Exec(ctx, q); err == nil {
+			t.Fatalf("application role may %q", q)
+		}
+	}
+}

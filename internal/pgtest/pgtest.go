@@ -153,3 +153,21 @@ func NewEmpty(tb testing.TB) *DB {
 	})
 	return db
 }
+
+// ConnectAs returns a pool on the test server that logs in as role (the
+// local test server trusts every role; elsewhere give the role a password
+// in DATABASE_URL's form). The pool is closed when the test ends.
+func ConnectAs(tb testing.TB, role string) *pgxpool.Pool {
+	tb.Helper()
+	cfg := Config(tb)
+	cfg.ConnConfig.User = role
+	cfg.ConnConfig.Password = ""
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		tb.Fatalf("pgtest: connect as %s: %v", role, err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
