@@ -308,10 +308,11 @@ func (s *Store) RetryDeadLetters(ctx context.Context, subscription, streamID str
 }
 
 // ReadLast returns the last limit events of the log that f selects and a
-// gap-safe reader can see, in log order. Page.Next is the last event's
-// position (the zero Position when there is none), so passing it to
-// ReadAllFiltered with the same filter continues exactly after them: this
-// is how a tail that follows the log starts.
+// gap-safe reader can see, in log order. Page.Next is the position of the
+// last event such a reader can see, whether f selects it or not: reading
+// on from it with ReadAll or ReadAllFiltered continues exactly after the
+// events returned, skipping nothing. This is how a tail that follows the
+// log starts.
 func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error) {
 	if limit <= 0 {
 		return Page{}, fmt.Errorf("eventstore: read last: limit %d: want a positive limit", limit)
@@ -320,21 +321,34 @@ func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error)
 		return Page{}, err
 	}
 	// The gap-safe read of Store.logQuery walked backwards: the same
-	// horizon (below the snapshot's xmin), events_log_idx read from its end.
+	// horizon (below the snapshot's xmin), events_log_idx read from its
+	// end. Both statements run in one repeatable-read snapshot, so they
+	// share the horizon and Next cannot pass an event the first missed.
 	var b strings.Builder
 	b.WriteString(`SELECT ` + eventColumns + ` FROM ` + s.schema + `.events
 		WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`)
 	args := filterSQL(&b, []any{limit}, f)
 	b.WriteString(" ORDER BY transaction_id DESC, position DESC LIMIT $1")
-	events, err := s.collect(ctx, b.String(), args...)
+	var page Page
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		if page.Events, err = collect(ctx, tx, b.String(), args...); err != nil {
+			return err
+		}
+		var txID, pos int64
+		err = tx.QueryRow(ctx, `SELECT transaction_id, position FROM `+s.schema+`.events
+			WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+			ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&txID, &pos)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		page.Next = Position{TxID: uint64(txID), Seq: pos}
+		return err
+	})
 	if err != nil {
 		return Page{}, fmt.Errorf("eventstore: read last %d: %w", limit, err)
 	}
-	slices.Reverse(events)
-	page := Page{Events: events}
-	if n := len(events); n > 0 {
-		page.Next = events[n-1].Position
-	}
+	slices.Reverse(page.Events)
 	return page, nil
 }
 
@@ -347,7 +361,7 @@ func (s *Store) ReadCorrelated(ctx context.Context, correlationID string, limit 
 		return nil, fmt.Errorf("eventstore: read correlation %q: limit %d: want a positive limit", correlationID, limit)
 	}
 	// Index: events_correlation_idx (partial, on correlation_id).
-	events, err := s.collect(ctx, `SELECT `+eventColumns+` FROM `+s.schema+`.events
+	events, err := collect(ctx, s.pool, `SELECT `+eventColumns+` FROM `+s.schema+`.events
 		WHERE correlation_id = $1 ORDER BY transaction_id, position LIMIT $2`, correlationID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read correlation %q: %w", correlationID, err)
@@ -356,8 +370,8 @@ func (s *Store) ReadCorrelated(ctx context.Context, correlationID string, limit 
 }
 
 // collect runs a query selecting eventColumns and returns its events.
-func (s *Store) collect(ctx context.Context, sql string, args ...any) ([]Event, error) {
-	rows, err := s.pool.Query(ctx, sql, args...)
+func collect(ctx context.Context, q querier, sql string, args ...any) ([]Event, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -30,13 +30,17 @@ func TestReadLast(t *testing.T) {
 		all = p
 		return err == nil && len(p.Events) == 6
 	})
-	// The last two orders, in log order, and Next continues after them.
+	// The last two orders, in log order; Next is the end of the readable
+	// log, past the payment after them.
 	p, err := s.ReadLast(ctx, 2, eventstore.Filter{Categories: []string{"order"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Events) != 2 || p.Events[0].Position != all.Events[2].Position || p.Events[1].Position != all.Events[4].Position || p.Next != all.Events[4].Position {
+	if len(p.Events) != 2 || p.Events[0].Position != all.Events[2].Position || p.Events[1].Position != all.Events[4].Position || p.Next != all.Events[5].Position {
 		t.Fatalf("last two orders: %+v", p)
+	}
+	if p, err := s.ReadLast(ctx, 2, eventstore.Filter{Categories: []string{"none"}}); err != nil || len(p.Events) != 0 || p.Next != all.Events[5].Position {
+		t.Fatalf("nothing selected: %+v, %v", p, err)
 	}
 	// More than there are: all of them.
 	p, err = s.ReadLast(ctx, 100, eventstore.Filter{})
@@ -58,7 +62,7 @@ func TestReadLast(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err = s.ReadLast(ctx, 1, eventstore.Filter{Categories: []string{"order"}})
-	if err != nil || len(p.Events) != 1 || p.Events[0].StreamID != "order-1" {
+	if err != nil || len(p.Events) != 1 || p.Events[0].StreamID != "order-1" || p.Next != all.Events[5].Position {
 		t.Fatalf("with an open transaction: %+v, %v", p, err)
 	}
 	if _, err := s.ReadLast(ctx, 0, eventstore.Filter{}); err == nil {
