@@ -769,6 +769,33 @@ func (w *worker) loadParked(ctx context.Context) error {
 	return err
 }
 
+// retryOne runs one dead letter's event through the handler and deletes
+// the dead letter, in one transaction (the handler runs before it with
+// HandleOutsideTx).
+func (w *worker) retryOne(ctx context.Context, h Handler, id int64, e Event) error {
+	sub := w.sub
+	if sub.cfg.HandleOutsideTx {
+		if err := h(ctx, nil, []Event{e}); err != nil {
+			return err
+		}
+	}
+	return pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
+		if !sub.cfg.HandleOutsideTx {
+			if err := h(ctx, tx, []Event{e}); err != nil {
+				return err
+			}
+		}
+		tag, err := tx.Exec(ctx, sub.sql.deleteDeadLetter, id, sub.cfg.Name, w.p, sub.cfg.Owner)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return errFenced
+		}
+		return nil
+	})
+}
+
 // retryDeadLetters runs this partition's dead letters whose retry was
 // requested, stream by stream in their original order. A success deletes
 // the dead letter in the handler's transaction; a stream with no dead
@@ -804,30 +831,7 @@ func (w *worker) retryDeadLetters(ctx context.Context, h Handler) error {
 		if failed[it.e.StreamID] {
 			continue
 		}
-		if sub.cfg.HandleOutsideTx {
-			if err := h(ctx, nil, []Event{it.e}); err != nil {
-				failed[it.e.StreamID] = true
-				if _, err2 := sub.store.pool.Exec(ctx, sub.sql.retryFailed, it.id, err.Error()); err2 != nil {
-					return nil
-				}
-				continue
-			}
-		}
-		err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
-			if !sub.cfg.HandleOutsideTx {
-				if err := h(ctx, tx, []Event{it.e}); err != nil {
-					return err
-				}
-			}
-			tag, err := tx.Exec(ctx, sub.sql.deleteDeadLetter, it.id, sub.cfg.Name, w.p, sub.cfg.Owner)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() != 1 {
-				return errFenced
-			}
-			return nil
-		})
+		err := w.retryOne(ctx, h, it.id, it.e)
 		if errors.Is(err, errFenced) {
 			return err
 		}
