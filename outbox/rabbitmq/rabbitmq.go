@@ -1,0 +1,68 @@
+// Package rabbitmq builds Watermill publishers for RabbitMQ
+// (watermill-amqp/v3) that suit the outbox relay: durable queues,
+// persistent messages, and publisher confirms, so Publish returns only
+// after the broker took responsibility for every message. Without
+// confirms a publish "succeeds" once the bytes leave the socket and the
+// relay would move its checkpoint past messages the broker may have lost.
+//
+// # Publisher
+//
+//	pub, err := rabbitmq.NewPublisher("amqp://guest:guest@127.0.0.1:5672/", nil)
+//	relay := outbox.NewRelay(store, pub, nil)
+//
+// By default each topic (the event's category) is a durable queue of that
+// name on the default exchange: watermill-amqp's NewDurableQueueConfig.
+// For fan-out to many consumer groups use PublisherConfig with
+// amqp.NewDurablePubSubConfig's exchange settings instead, keeping
+// Publish.ConfirmDelivery on.
+//
+// # Consumers
+//
+// Subscribe with amqp.NewSubscriber(amqp.NewDurableQueueConfig(url), …)
+// and wrap the handler with outbox.Deduplicate. A queue delivers in
+// publish order to one consumer with prefetch 1 (the default); a nacked
+// message is requeued, so only a consumer that handles messages one at a
+// time sees each stream in order.
+package rabbitmq
+
+import (
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+)
+
+// Config configures the publisher. The zero value (or nil) means every
+// default.
+type Config struct {
+	// ChannelPoolSize is how many AMQP channels the publisher keeps open,
+	// which bounds how many publishes wait for confirms at once. Match it
+	// to outbox.Config.Concurrency. Default 16.
+	ChannelPoolSize int
+	// Logger is Watermill's logger. Default watermill.NopLogger.
+	Logger watermill.LoggerAdapter
+}
+
+// PublisherConfig returns the watermill-amqp configuration NewPublisher
+// uses: NewDurableQueueConfig with publisher confirms and a channel pool.
+func PublisherConfig(url string, cfg *Config) amqp.Config {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.ChannelPoolSize <= 0 {
+		c.ChannelPoolSize = 16
+	}
+	ac := amqp.NewDurableQueueConfig(url)
+	ac.Publish.ConfirmDelivery = true
+	ac.Publish.ChannelPoolSize = c.ChannelPoolSize
+	return ac
+}
+
+// NewPublisher connects to RabbitMQ at url and returns a publisher whose
+// Publish returns once the broker confirmed each message.
+func NewPublisher(url string, cfg *Config) (*amqp.Publisher, error) {
+	var logger watermill.LoggerAdapter = watermill.NopLogger{}
+	if cfg != nil && cfg.Logger != nil {
+		logger = cfg.Logger
+	}
+	return amqp.NewPublisher(PublisherConfig(url, cfg), logger)
+}

@@ -1,0 +1,351 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/strata-go/strata/eventstore"
+)
+
+// SubscriptionPrefix is put before Config.Name to form the name of the
+// relay's subscription: its checkpoints, leases and dead letters are kept
+// under "outbox:NAME" (see eventstore.Store.SubscriptionStatuses,
+// DeadLetters, RetryDeadLetters and ResetSubscription).
+const SubscriptionPrefix = "outbox:"
+
+// ErrPermanent marks an error that retrying will not cure: the message is
+// dead-lettered after Config.MaxAttempts instead of retried forever. Wrap
+// an error with Permanent to mark it; mapper errors are marked for you.
+var ErrPermanent = errors.New("outbox: permanent failure")
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string        { return e.err.Error() }
+func (e permanentError) Unwrap() []error      { return []error{e.err, ErrPermanent} }
+func (e permanentError) Is(target error) bool { return target == ErrPermanent }
+
+// Permanent marks err as permanent (errors.Is(err, ErrPermanent) holds;
+// errors.Is and errors.As still see err). Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// Config configures a Relay. The zero value (or nil) means every default.
+type Config struct {
+	// Name names the relay; its subscription is SubscriptionPrefix+Name.
+	// Run several relays (to different publishers, or with different
+	// filters) under different names. Default "relay".
+	Name string
+	// Topic picks the topic of an event's message. Default: the event's
+	// category (eventstore.Category of its stream ID: "order" for
+	// "order-42").
+	Topic func(e eventstore.Event) string
+	// Mapper turns a domain event into the integration message to publish,
+	// or into nil to skip the event (the checkpoint still moves past it).
+	// Keep the message UUID equal to the event ID so that consumers can
+	// deduplicate. An error is permanent (see ErrPermanent): the event is
+	// dead-lettered after MaxAttempts. Default: NewMessage.
+	Mapper func(e eventstore.Event) (*message.Message, error)
+	// Categories and Types keep only the events of these stream categories
+	// and types; empty means all. Filtering here is cheaper than in Mapper:
+	// the log read skips the rest.
+	Categories []string
+	// Types keeps only events of these types; empty means all.
+	Types []string
+	// BatchSize is the most events read and published per batch; the
+	// checkpoint moves once per batch, after every message of it was
+	// acknowledged. Default 500.
+	BatchSize int
+	// Concurrency is how many streams of a batch are published at once.
+	// Each stream's messages are published one after another (the next
+	// only after the broker acknowledged the previous), so per-stream order
+	// holds at any concurrency. Default 64.
+	Concurrency int
+	// Partitions splits the relay by a hash of the stream ID so that
+	// several processes share the work; each partition has one owner at a
+	// time. Default 1 (one active process; others stand by and take over
+	// after a crash). Changing it needs eventstore.Store.ResetSubscription.
+	Partitions int
+	// Permanent reports publish errors that retrying will not cure (a
+	// message the broker refuses for its size, say). Such a message is
+	// retried MaxAttempts times and then becomes a dead letter, with its
+	// stream's later events parked behind it so order is kept; the rest of
+	// the log goes on. Every other error (broker down, timeouts) is
+	// retried with backoff for as long as it takes and never dead-letters.
+	// Errors matching ErrPermanent are permanent whatever Permanent says.
+	// Default nil: only ErrPermanent errors are permanent.
+	Permanent func(error) bool
+	// MaxAttempts is how many times a permanently failing event is tried
+	// before it is dead-lettered. Default 5.
+	MaxAttempts int
+	// RetryBackoff is the first wait after a failed publish; it doubles
+	// with each failure (±20% jitter) up to MaxRetryBackoff. Default 100ms.
+	RetryBackoff time.Duration
+	// MaxRetryBackoff caps the wait between attempts while the broker is
+	// down. Default 5s.
+	MaxRetryBackoff time.Duration
+	// LeaseTTL is how long a crashed relay process keeps its partitions
+	// before another takes over. Default 5s.
+	LeaseTTL time.Duration
+	// PollInterval is the longest wait between reads of an idle log when
+	// no notification arrives. Default 1s.
+	PollInterval time.Duration
+	// Owner names this process in leases. Default "HOSTNAME:PID:RANDOM".
+	Owner string
+	// Logger receives warnings about failed publishes. Default: the
+	// store's logger.
+	Logger *slog.Logger
+}
+
+// Health is the relay's view of its broker, as Relay.Health reports it.
+type Health struct {
+	// Healthy is false while publishes are failing: from the first failed
+	// publish until the next successful one.
+	Healthy bool
+	// LastError is the latest publish error while unhealthy; nil when
+	// healthy.
+	LastError error
+	// FailingSince is when the current run of failures began (zero when
+	// healthy).
+	FailingSince time.Time
+	// LastPublished is when a publish last succeeded (zero before the
+	// first).
+	LastPublished time.Time
+	// Published counts messages the broker acknowledged since Run began.
+	// Re-publications after a failure or a restart are counted again.
+	Published int64
+}
+
+// Relay publishes every committed event of the store to a Watermill
+// publisher, in each stream's order, at least once. Create it with
+// NewRelay and start it with Run.
+type Relay struct {
+	store *eventstore.Store
+	pub   message.Publisher
+	cfg   Config
+	log   *slog.Logger
+
+	published atomic.Int64
+	mu        sync.Mutex
+	health    Health
+}
+
+// NewRelay returns a relay from store to publisher. The publisher must
+// return from Publish only once the broker acknowledged the messages
+// (JetStream acks, RabbitMQ publisher confirms, Kafka acks): the relay's
+// guarantee is only as good as that acknowledgement. The constructors in
+// the natsjs, rabbitmq and kafka subpackages are configured so. NewRelay
+// does not touch the database until Run.
+func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config) *Relay {
+	var c Config
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Name == "" {
+		c.Name = "relay"
+	}
+	if c.Topic == nil {
+		c.Topic = func(e eventstore.Event) string { return e.Category() }
+	}
+	if c.Mapper == nil {
+		c.Mapper = func(e eventstore.Event) (*message.Message, error) { return NewMessage(e), nil }
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 64
+	}
+	if c.MaxRetryBackoff <= 0 {
+		c.MaxRetryBackoff = 5 * time.Second
+	}
+	log := c.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{store: store, pub: publisher, cfg: c, log: log.With("relay", c.Name), health: Health{Healthy: true}}
+}
+
+// SubscriptionName returns the name of the relay's subscription, under
+// which eventstore's admin functions see its checkpoints and dead letters.
+func (r *Relay) SubscriptionName() string { return SubscriptionPrefix + r.cfg.Name }
+
+// Health reports whether publishes are succeeding; safe to call from any
+// goroutine (a health endpoint, say).
+func (r *Relay) Health() Health {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := r.health
+	h.Published = r.published.Load()
+	return h
+}
+
+// Run relays events until ctx is done, and returns nil then. Many
+// processes may run the same relay: each partition is published by one of
+// them at a time, and a crashed process's partitions are taken over after
+// LeaseTTL. A broker outage does not end Run: publishing is retried with
+// backoff until the broker is back, and Health reports it meanwhile.
+func (r *Relay) Run(ctx context.Context) error {
+	c := &r.cfg
+	sub, err := r.store.Subscription(eventstore.SubscriptionConfig{
+		Name:            r.SubscriptionName(),
+		Categories:      c.Categories,
+		Types:           c.Types,
+		Partitions:      c.Partitions,
+		BatchSize:       c.BatchSize,
+		MaxAttempts:     c.MaxAttempts,
+		RetryBackoff:    c.RetryBackoff,
+		MaxRetryBackoff: c.MaxRetryBackoff,
+		OnFailure:       eventstore.Park,
+		Transient:       r.transient,
+		LeaseTTL:        c.LeaseTTL,
+		PollInterval:    c.PollInterval,
+		Owner:           c.Owner,
+		Logger:          c.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if err := sub.Run(ctx, r.handle); err != nil {
+		return fmt.Errorf("outbox: relay %q: %w", c.Name, err)
+	}
+	return nil
+}
+
+// transient classifies a handler error for the subscription: everything
+// but permanent errors is retried forever.
+func (r *Relay) transient(err error) bool {
+	if errors.Is(err, ErrPermanent) {
+		return false
+	}
+	return r.cfg.Permanent == nil || !r.cfg.Permanent(err)
+}
+
+// outgoing is one message to publish and its topic.
+type outgoing struct {
+	topic string
+	msg   *message.Message
+}
+
+// handle is the relay's subscription handler. It never touches tx, so the
+// transaction holds no ID (and holds back no reader) while it publishes;
+// the subscription commits the checkpoint after handle returns nil, that
+// is after every message of the batch was acknowledged.
+func (r *Relay) handle(ctx context.Context, _ pgx.Tx, events []eventstore.Event) error {
+	// Group by stream, keeping each stream's log order (which is its
+	// version order).
+	index := make(map[string]int, 64)
+	var groups [][]outgoing
+	for _, e := range events {
+		msg, err := r.cfg.Mapper(e)
+		if err != nil {
+			return Permanent(fmt.Errorf("outbox: map event %s (%s v%d of %q): %w", e.ID, e.Type, e.Version, e.StreamID, err))
+		}
+		if msg == nil {
+			continue
+		}
+		i, ok := index[e.StreamID]
+		if !ok {
+			i = len(groups)
+			index[e.StreamID] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], outgoing{topic: r.cfg.Topic(e), msg: msg})
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	var err error
+	if len(groups) == 1 || r.cfg.Concurrency == 1 {
+		for _, g := range groups {
+			if err = r.publishStream(g); err != nil {
+				break
+			}
+		}
+	} else {
+		err = r.publishConcurrently(ctx, groups)
+	}
+	r.record(err)
+	return err
+}
+
+// publishConcurrently publishes the groups, up to Concurrency at once, and
+// waits for all of them. After a failure it starts no further groups: the
+// subscription retries the batch anyway.
+func (r *Relay) publishConcurrently(ctx context.Context, groups [][]outgoing) error {
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	var failed atomic.Bool
+	for _, g := range groups {
+		if failed.Load() || ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := r.publishStream(g); err != nil {
+				failed.Store(true)
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return ctx.Err()
+}
+
+// publishStream publishes one stream's messages in order, in one Publish
+// call per run of messages with the same topic.
+func (r *Relay) publishStream(g []outgoing) error {
+	for i := 0; i < len(g); {
+		j := i + 1
+		for j < len(g) && g[j].topic == g[i].topic {
+			j++
+		}
+		msgs := make([]*message.Message, j-i)
+		for k := range msgs {
+			msgs[k] = g[i+k].msg
+		}
+		if err := r.pub.Publish(g[i].topic, msgs...); err != nil {
+			return fmt.Errorf("outbox: publish to %q (stream %q): %w", g[i].topic, g[i].msg.Metadata.Get(MetaStream), err)
+		}
+		r.published.Add(int64(len(msgs)))
+		i = j
+	}
+	return nil
+}
+
+// record updates Health after a batch.
+func (r *Relay) record(err error) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		if !r.health.Healthy {
+			r.log.Info("strata: relay publishing again", "failing_for", now.Sub(r.health.FailingSince).Round(time.Millisecond))
+		}
+		r.health.Healthy, r.health.LastError, r.health.FailingSince, r.health.LastPublished = true, nil, time.Time{}, now
+		return
+	}
+	if r.health.Healthy {
+		r.health.FailingSince = now
+	}
+	r.health.Healthy, r.health.LastError = false, err
+}
