@@ -1,0 +1,258 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/strata-go/strata/eventstore"
+)
+
+// Handler applies one event to a read model. tx is the transaction in which
+// the projection's checkpoint advances: what Handle writes through tx
+// commits exactly when the checkpoint passes the event, and is rolled back
+// with it otherwise. Handle must not commit or roll back tx.
+//
+// The runner hands a batch of events to one transaction and calls Handle
+// once per event, in log order. A returned error rolls the whole batch
+// back; the runner then retries the events one per transaction so that
+// the error is pinned on one event (see Config.MaxAttempts).
+type Handler interface {
+	Handle(ctx context.Context, tx pgx.Tx, e eventstore.Event) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+	return f(ctx, tx, e)
+}
+
+// BatchHandler is a Handler that can also apply a whole batch at once, for
+// set-based writes (one multi-row upsert per batch instead of one statement
+// per event). When a projection's Handler implements it, the runner calls
+// HandleBatch instead of Handle, with the events in log order; after a
+// failure it retries the events one at a time through HandleBatch with a
+// one-event slice.
+type BatchHandler interface {
+	Handler
+	HandleBatch(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error
+}
+
+// ResetFunc clears a projection's read model, in the transaction that moves
+// its checkpoint back to the start of the log (TRUNCATE or DELETE its
+// tables).
+type ResetFunc func(ctx context.Context, tx pgx.Tx) error
+
+// Projection is a named read model built from the global log.
+type Projection struct {
+	// Name identifies the projection. Required; unique within a Runner.
+	Name string
+	// Version is the version of the read model's shape. Each version has its
+	// own checkpoints (see SubscriptionName), so a new version is built from
+	// the start of the log while processes running the old one keep
+	// serving it: the zero-downtime rebuild. The handler learns the version
+	// it builds from VersionOf(ctx). 0 means 1.
+	Version int
+	// Handler applies events. Required. It may implement BatchHandler.
+	Handler Handler
+	// Reset clears the read model for Rebuild and for Reset to the start.
+	// Default nil: nothing is cleared, so the handler must then tolerate
+	// events it has already applied.
+	Reset ResetFunc
+	// Types keeps only events of these types. Default: all.
+	Types []string
+	// Categories keeps only events of streams in these categories (the part
+	// of the stream ID before the first '-'). Default: all.
+	Categories []string
+	// Partitions splits the projection by a hash of the stream ID so that
+	// several processes work on it at once, each partition with its own
+	// checkpoint and lease; each stream stays in order. Changing it needs a
+	// Rebuild. Default 1.
+	Partitions int
+	// OnFailure is what happens to an event the handler still fails on
+	// after MaxAttempts: eventstore.Park records it as a dead letter and
+	// goes on (later events of its stream are parked behind it);
+	// eventstore.Stop stops the projection, leaving its checkpoint before
+	// the event. Default eventstore.Park.
+	OnFailure eventstore.FailurePolicy
+	// BatchSize overrides Config.BatchSize for this projection.
+	BatchSize int
+	// MaxAttempts overrides Config.MaxAttempts for this projection.
+	MaxAttempts int
+	// Transient reports errors that say nothing about the event (a service
+	// the handler calls is down): they are retried with backoff for as long
+	// as it takes and never park the event. Connection errors from Postgres
+	// are always treated so. Default nil.
+	Transient func(error) bool
+}
+
+// SubscriptionName is the name of the eventstore subscription that holds a
+// projection's checkpoints, leases and dead letters: "projection:NAME" for
+// version 1 (or 0), "projection:NAME@vN" for later versions. Operators see
+// these names in the subscription tables.
+func SubscriptionName(name string, version int) string {
+	if version <= 1 {
+		return "projection:" + name
+	}
+	return "projection:" + name + "@v" + strconv.Itoa(version)
+}
+
+type versionKey struct{}
+
+// VersionOf returns the version of the projection whose events ctx is
+// handling (in Handle, HandleBatch and Reset), so that one handler can
+// write to a table per version. It returns 1 outside a projection.
+func VersionOf(ctx context.Context) int {
+	if v, ok := ctx.Value(versionKey{}).(int); ok {
+		return v
+	}
+	return 1
+}
+
+// Config configures a Runner. The zero value (or nil) means every default.
+type Config struct {
+	// BatchSize is the most events handled in one transaction. Default 500.
+	BatchSize int
+	// MaxAttempts is how many times an event is tried before the
+	// projection's OnFailure applies. Default 5.
+	MaxAttempts int
+	// RetryBackoff is the wait after a handler's first failure; it doubles
+	// with each attempt up to MaxRetryBackoff. Default 100ms.
+	RetryBackoff time.Duration
+	// MaxRetryBackoff caps the wait between attempts, and between restarts
+	// of a projection whose database connection keeps failing. Default 10s.
+	MaxRetryBackoff time.Duration
+	// LeaseTTL is how long a process owns a projection partition without
+	// renewing its lease: another process takes over a dead owner's
+	// partitions after at most this long. Default 5s.
+	LeaseTTL time.Duration
+	// PollInterval is the longest a projection waits between reads of an
+	// idle log when no notification arrives (notifications wake it at once).
+	// Default 1s.
+	PollInterval time.Duration
+	// Owner names this process in leases and Status. Default
+	// "HOSTNAME:PID:RANDOM", different for each projection.
+	Owner string
+	// HorizonAge is how old the oldest open transaction on the server must
+	// be for Status to report it as holding the projections back. Default 1s.
+	HorizonAge time.Duration
+	// Metrics receives measurements. Default: none.
+	Metrics Metrics
+	// Logger receives warnings. Default: the store's logger.
+	Logger *slog.Logger
+}
+
+// Metrics are hooks for measurements; each nil hook is skipped. They are
+// called from the projections' goroutines and must be quick.
+type Metrics struct {
+	// Batch is called after each committed transaction of a projection.
+	Batch func(BatchMetrics)
+	// Error is called for each failed attempt of a handler.
+	Error func(projection string, err error)
+}
+
+// BatchMetrics describes one committed transaction of a projection.
+type BatchMetrics struct {
+	// Projection is the projection's name.
+	Projection string
+	// Partition is the partition the batch belongs to.
+	Partition int
+	// Events is how many events were handled.
+	Events int
+	// Parked is how many events went to the dead letters.
+	Parked int
+	// Duration is the time from reading the batch to its commit.
+	Duration time.Duration
+	// Lag is how long before the commit the batch's last event was
+	// recorded (zero when it handled no event).
+	Lag time.Duration
+}
+
+func (c *Config) withDefaults() Config {
+	var cfg Config
+	if c != nil {
+		cfg = *c
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 500
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxRetryBackoff <= 0 {
+		cfg.MaxRetryBackoff = 10 * time.Second
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.HorizonAge <= 0 {
+		cfg.HorizonAge = time.Second
+	}
+	return cfg
+}
+
+// ErrUnknownProjection is returned for a name the Runner was not given.
+var ErrUnknownProjection = errors.New("projection: unknown projection")
+
+// validate checks the projections given to NewRunner.
+func validate(ps []Projection) error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, p := range ps {
+		switch {
+		case p.Name == "":
+			errs = append(errs, fmt.Errorf("projection %d: needs a name", i))
+		case seen[p.Name]:
+			errs = append(errs, fmt.Errorf("projection %q: given twice", p.Name))
+		}
+		seen[p.Name] = true
+		if p.Handler == nil {
+			errs = append(errs, fmt.Errorf("projection %q: needs a handler", p.Name))
+		}
+		if p.Version < 0 || p.Partitions < 0 || p.BatchSize < 0 || p.MaxAttempts < 0 {
+			errs = append(errs, fmt.Errorf("projection %q: negative Version, Partitions, BatchSize or MaxAttempts", p.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isConnectionError reports errors that come from losing or not reaching
+// the database rather than from the event: a restarted server, a broken
+// connection, a server shutting down.
+func isConnectionError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08: connection exception; 57P01-57P03: admin shutdown,
+		// crash shutdown, cannot connect now.
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe") ||
+		strings.Contains(msg, "connection refused")
+}

@@ -1,0 +1,275 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/strata-go/strata/eventstore"
+)
+
+// Progress reports how far a Rebuild has come.
+type Progress struct {
+	// Projection is the projection being rebuilt.
+	Projection string
+	// Done is how many events have been replayed since the rebuild began.
+	Done int64
+	// Total is how many events the rebuild had to replay when it began
+	// (grown to Done if more arrived meanwhile). Each partition's count is
+	// capped at 1,000,000 at the start; the cap is then lifted as Done grows.
+	Total int64
+	// Rate is the events handled per second by this call.
+	Rate float64
+	// Elapsed is the time since this call began.
+	Elapsed time.Duration
+	// Resumed says the call continued a rebuild that an earlier call began.
+	Resumed bool
+	// Finished is set on the last report of a successful rebuild.
+	Finished bool
+}
+
+// Rebuild wipes a projection's read model and replays the log into it,
+// reporting progress to progress (which may be nil) about every 200ms from
+// the calling goroutine. It returns when the projection has read past the
+// head of the log as it was when the rebuild began.
+//
+// The wipe (the projection's Reset) and the move of its checkpoints to the
+// start of the log commit in one transaction, together with a record of
+// the rebuild; from then on a rebuild is an ordinary catch-up: memory stays
+// flat (one batch at a time), and a rebuild that is killed resumes where its
+// last batch committed — the next Rebuild call finds the record and
+// continues instead of starting over, and a Runner running the projection
+// continues it anyway.
+//
+// Rebuild handles the partitions it can lease; processes already running
+// the projection keep theirs and rebuild them (Rebuild waits for them).
+// Meanwhile the read model is incomplete. For a rebuild without downtime,
+// raise the projection's Version instead (see the package documentation).
+func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progress)) error {
+	e, err := r.entry(name)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	var handled atomic.Int64
+	poll := make(chan struct{}, 1)
+	batchSize := r.cfg.BatchSize
+	if e.p.BatchSize > 0 {
+		batchSize = e.p.BatchSize
+	}
+	onBatch := func(b eventstore.BatchInfo) {
+		handled.Add(int64(b.Events))
+		if b.Events+b.Parked < batchSize {
+			// A short batch: this partition may have caught up.
+			select {
+			case poll <- struct{}{}:
+			default:
+			}
+		}
+	}
+	owner := r.cfg.Owner
+	if owner != "" {
+		owner += "/rebuild"
+	}
+	sub, err := r.subscription(e, owner, onBatch)
+	if err != nil {
+		return err
+	}
+	if err := sub.Register(ctx); err != nil {
+		return fmt.Errorf("projection %q: rebuild: %w", name, err)
+	}
+	pool := r.store.Pool()
+	var target eventstore.Position
+	var total, targetTx int64
+	var since time.Time
+	resumed := true
+	err = pool.QueryRow(ctx, r.sql.getRebuild, e.sub).Scan(&targetTx, &target.Seq, &total, &since)
+	if errors.Is(err, pgx.ErrNoRows) {
+		resumed = false
+		head, err := r.store.Head(ctx)
+		if err != nil {
+			return fmt.Errorf("projection %q: rebuild: %w", name, err)
+		}
+		target = head.Position
+		err = r.store.ResetSubscription(ctx, e.sub, eventstore.Position{}, func(ctx context.Context, tx pgx.Tx) error {
+			if e.p.Reset != nil {
+				if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {
+					return fmt.Errorf("reset: %w", err)
+				}
+			}
+			_, err := tx.Exec(ctx, r.sql.insertRebuild, e.sub, int64(target.TxID), target.Seq)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("projection %q: rebuild: %w", name, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("projection %q: rebuild: %w", name, err)
+	} else {
+		target.TxID = uint64(targetTx)
+	}
+
+	// What is left to do, from the partitions' lag.
+	parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
+	if err != nil {
+		return fmt.Errorf("projection %q: rebuild: %w", name, err)
+	}
+	left := sumLag(parts)
+	var doneBefore int64
+	if resumed {
+		doneBefore = max(0, total-left)
+	} else {
+		total = left
+		if _, err := pool.Exec(ctx, r.sql.setRebuildTotal, e.sub, total); err != nil {
+			return fmt.Errorf("projection %q: rebuild: %w", name, err)
+		}
+	}
+	report := func(finished bool) {
+		if progress == nil {
+			return
+		}
+		el := time.Since(started)
+		n := handled.Load()
+		done := max(doneBefore+n, total-left)
+		if finished {
+			done = max(done, total)
+		}
+		p := Progress{Projection: name, Done: done, Total: max(total, done), Elapsed: el, Resumed: resumed, Finished: finished}
+		if s := el.Seconds(); s > 0 {
+			p.Rate = float64(n) / s
+		}
+		progress(p)
+	}
+	report(false)
+
+	rctx, cancel := context.WithCancel(withVersion(ctx, e))
+	defer cancel()
+	runErr := make(chan error, 1)
+	running := true
+	go func() { runErr <- sub.Run(rctx, r.handler(e)) }()
+	statusTick := time.NewTicker(time.Second)
+	defer statusTick.Stop()
+	progressTick := time.NewTicker(200 * time.Millisecond)
+	defer progressTick.Stop()
+	backoff := r.cfg.RetryBackoff
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			if running {
+				<-runErr
+			}
+			return fmt.Errorf("projection %q: rebuild interrupted (it resumes on the next Rebuild or Run): %w", name, ctx.Err())
+		case err := <-runErr:
+			running = false
+			var he *eventstore.HandlerError
+			if errors.As(err, &he) || errors.Is(err, eventstore.ErrPartitionsChanged) {
+				return fmt.Errorf("projection %q: rebuild: %w", name, err)
+			}
+			r.log.Warn("strata: rebuild's subscription failed; restarting", "projection", name, "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				continue // reported by the ctx.Done case
+			}
+			backoff = min(backoff*2, r.cfg.MaxRetryBackoff)
+			running = true
+			go func() { runErr <- sub.Run(rctx, r.handler(e)) }()
+			continue
+		case <-progressTick.C:
+			report(false)
+			continue
+		case <-statusTick.C:
+		case <-poll:
+		}
+		parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
+		if err != nil {
+			continue // the database may be restarting; try at the next tick
+		}
+		left = sumLag(parts)
+		if !caughtUp(parts, target) {
+			continue
+		}
+		if _, err := pool.Exec(ctx, r.sql.deleteRebuild, e.sub); err != nil {
+			continue
+		}
+		cancel()
+		if running {
+			<-runErr
+		}
+		report(true)
+		return nil
+	}
+}
+
+// caughtUp reports whether every partition has read past target or has
+// nothing left to read.
+func caughtUp(parts []eventstore.SubscriptionStatus, target eventstore.Position) bool {
+	if len(parts) == 0 {
+		return false
+	}
+	for _, p := range parts {
+		if p.Lag > 0 && p.Checkpoint.Less(target) {
+			return false
+		}
+	}
+	return true
+}
+
+func sumLag(parts []eventstore.SubscriptionStatus) int64 {
+	var n int64
+	for _, p := range parts {
+		n += p.Lag
+	}
+	return n
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Reset moves a projection's checkpoints to the position to, in one
+// transaction, dropping its dead letters after that position; processes
+// running it continue from there at their next batch. With the zero
+// Position (replay everything) the projection's Reset clears the read
+// model in the same transaction, and a rebuild in progress is forgotten.
+// With a later position the read model is left as it is: use that to skip
+// events (forward) or to replay into an idempotent read model (back).
+func (r *Runner) Reset(ctx context.Context, name string, to eventstore.Position) error {
+	e, err := r.entry(name)
+	if err != nil {
+		return err
+	}
+	sub, err := r.subscription(e, "", nil)
+	if err != nil {
+		return err
+	}
+	if err := sub.Register(ctx); err != nil {
+		return fmt.Errorf("projection %q: reset: %w", name, err)
+	}
+	err = r.store.ResetSubscription(ctx, e.sub, to, func(ctx context.Context, tx pgx.Tx) error {
+		if !to.IsZero() {
+			return nil
+		}
+		if e.p.Reset != nil {
+			if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {
+				return fmt.Errorf("reset: %w", err)
+			}
+		}
+		_, err := tx.Exec(ctx, r.sql.deleteRebuild, e.sub)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("projection %q: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,30 @@
+package projection
+
+import (
+	"strings"
+
+	"github.com/strata-go/strata/eventstore"
+)
+
+// queries holds the SQL of the table this package owns,
+// projection_rebuilds (migration 0005), with the schema filled in.
+type queries struct {
+	insertRebuild, setRebuildTotal, getRebuild, deleteRebuild, listRebuilds string
+}
+
+func buildQueries(store *eventstore.Store) queries {
+	if store == nil {
+		return queries{}
+	}
+	r := strings.NewReplacer("{rebuilds}", store.Table("projection_rebuilds"))
+	return queries{
+		// Runs in the reset's transaction; a concurrent Rebuild of the same
+		// projection (another process) ends up with the later target.
+		insertRebuild: r.Replace(`INSERT INTO {rebuilds} (subscription, target_tx, target_seq, total) VALUES ($1, $2, $3, 0)
+			ON CONFLICT (subscription) DO UPDATE SET target_tx = EXCLUDED.target_tx, target_seq = EXCLUDED.target_seq, total = 0, started_at = now()`),
+		setRebuildTotal: r.Replace(`UPDATE {rebuilds} SET total = $2 WHERE subscription = $1`),
+		getRebuild:      r.Replace(`SELECT target_tx, target_seq, total, started_at FROM {rebuilds} WHERE subscription = $1`),
+		deleteRebuild:   r.Replace(`DELETE FROM {rebuilds} WHERE subscription = $1`),
+		listRebuilds:    r.Replace(`SELECT subscription, target_tx, target_seq, total, started_at FROM {rebuilds}`),
+	}
+}
