@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/migrations"
+)
+
+func (s *session) migrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or upgrade Strata's tables in --schema (idempotent)",
+		Long: `Create --schema if needed and apply the migrations it has not had yet, in
+one transaction, under an advisory lock: safe to run from many processes and
+twice in a row. Run it as a role that may create tables.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: s.run(func(ctx context.Context, _ []string) error {
+			if _, err := s.connect(ctx, true); err != nil {
+				return err
+			}
+			if err := migrations.Apply(ctx, s.pool, s.schema); err != nil {
+				return err
+			}
+			all, err := migrations.All()
+			if err != nil {
+				return err
+			}
+			last := all[len(all)-1]
+			if s.json {
+				return writeJSON(s.out, map[string]any{"schema": s.schema, "version": last.Version, "migration": last.Name})
+			}
+			_, err = fmt.Fprintf(s.out, "schema %q is at migration %d (%s)\n", s.schema, last.Version, last.Name)
+			return err
+		}),
+	}
+}
+
+// statusReport is what status prints.
+type statusReport struct {
+	Schema         string         `json:"schema"`
+	Streams        int64          `json:"streams"`
+	Events         int64          `json:"events"`
+	Head           string         `json:"head"`
+	HeadRecordedAt *time.Time     `json:"head_recorded_at"`
+	Subscriptions  []subscription `json:"subscriptions"`
+	Horizon        *horizonHolder `json:"horizon"`
+	Problems       []string       `json:"problems"`
+	horizonAge     time.Duration  // the threshold used
+	statuses       []eventstore.SubscriptionStatus
+}
+
+type subscription struct {
+	Name          string     `json:"name"`
+	Partition     int        `json:"partition"`
+	Partitions    int        `json:"partitions"`
+	Checkpoint    string     `json:"checkpoint"`
+	Lag           int64      `json:"lag"`
+	LagSeconds    float64    `json:"lag_seconds"`
+	State         string     `json:"state"`
+	Owner         string     `json:"owner,omitempty"`
+	LeaseUntil    *time.Time `json:"lease_until,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
+	EventsHandled int64      `json:"events_handled"`
+	DeadLetters   int64      `json:"dead_letters"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+}
+
+type horizonHolder struct {
+	PID             int     `json:"pid"`
+	Database        string  `json:"database"`
+	ApplicationName string  `json:"application_name"`
+	State           string  `json:"state"`
+	AgeSeconds      float64 `json:"age_seconds"`
+	Query           string  `json:"query"`
+}
+
+func (s *session) statusCmd() *cobra.Command {
+	var horizonAge time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the log, every subscription's checkpoint, lag and state, and dead letters",
+		Long: `Show the log (streams, events, head position) and every subscription —
+projections, relays, Pub/Sub consumer groups — partition by partition: its
+checkpoint, lag in events and in time, state, owner and dead letters. When an
+open transaction holds gap-safe readers back (for longer than --horizon-age),
+it is named.
+
+Exits with 3 when a subscription is failing or stopped or has dead letters.`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: s.run(func(ctx context.Context, _ []string) error {
+			store, err := s.connect(ctx, false)
+			if err != nil {
+				return err
+			}
+			rep, err := s.status(ctx, store, horizonAge)
+			if err != nil {
+				return err
+			}
+			if s.json {
+				err = writeJSON(s.out, rep)
+			} else {
+				err = s.printStatus(rep)
+			}
+			if err != nil {
+				return err
+			}
+			if len(rep.Problems) > 0 {
+				return &Error{Code: ExitProblems, Err: fmt.Errorf("status found problems: %s", strings.Join(rep.Problems, "; "))}
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().DurationVar(&horizonAge, "horizon-age", 5*time.Second, "report an open transaction holding readers back once it is this old")
+	return cmd
+}
+
+func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAge time.Duration) (*statusReport, error) {
+	head, err := store.Head(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sts, err := store.SubscriptionStatuses(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	hz, err := store.Horizon(ctx, horizonAge)
+	if err != nil {
+		return nil, err
+	}
+	rep := &statusReport{
+		Schema: s.schema, Streams: head.Streams, Events: head.Events, Head: head.Position.String(),
+		Subscriptions: []subscription{}, Problems: []string{}, horizonAge: horizonAge, statuses: sts,
+	}
+	if !head.RecordedAt.IsZero() {
+		at := head.RecordedAt.UTC()
+		rep.HeadRecordedAt = &at
+	}
+	if hz != nil {
+		rep.Horizon = &horizonHolder{PID: hz.PID, Database: hz.Database, ApplicationName: hz.ApplicationName,
+			State: hz.State, AgeSeconds: hz.Age.Seconds(), Query: hz.Query}
+	}
+	var failing []string
+	var dead int64
+	for _, st := range sts {
+		sub := subscription{
+			Name: st.Name, Partition: st.Partition, Partitions: st.Partitions, Checkpoint: st.Checkpoint.String(),
+			Lag: st.Lag, LagSeconds: st.LagTime.Seconds(), State: st.State, Owner: st.Owner, LastError: st.LastError,
+			EventsHandled: st.EventsHandled, DeadLetters: st.DeadLetters, UpdatedAt: st.UpdatedAt.UTC(),
+		}
+		if st.Owner != "" {
+			lu := st.LeaseUntil.UTC()
+			sub.LeaseUntil = &lu
+		}
+		rep.Subscriptions = append(rep.Subscriptions, sub)
+		if st.State == "failing" || st.State == "stopped" {
+			failing = append(failing, fmt.Sprintf("%s partition %d is %s", st.Name, st.Partition, st.State))
+		}
+		dead += st.DeadLetters
+	}
+	rep.Problems = append(rep.Problems, failing...)
+	if dead > 0 {
+		rep.Problems = append(rep.Problems, plural(dead, "dead letter", "dead letters"))
+	}
+	return rep, nil
+}
+
+func (s *session) printStatus(rep *statusReport) error {
+	now := s.cfg.Now()
+	last := "no events yet"
+	if rep.HeadRecordedAt != nil {
+		last = "last event " + formatAge(now.Sub(*rep.HeadRecordedAt)) + " ago"
+	}
+	fmt.Fprintf(s.out, "Schema %s: %s, %s, head %s (%s)\n\n", rep.Schema,
+		plural(rep.Streams, "stream", "streams"), plural(rep.Events, "event", "events"), rep.Head, last)
+	if len(rep.statuses) == 0 {
+		fmt.Fprintln(s.out, "No subscriptions.")
+	} else {
+		t := newTable(s.out, "SUBSCRIPTION", "PARTITION", "CHECKPOINT", "LAG", "LAG TIME", "STATE", "OWNER", "DEAD LETTERS", "HANDLED")
+		var errs []string
+		for _, st := range rep.statuses {
+			owner := st.Owner
+			if owner == "" {
+				owner = "-"
+			} else if st.LeaseUntil.Before(now) {
+				owner += " (lease expired)"
+			}
+			lagTime := "-"
+			if st.Lag > 0 {
+				lagTime = formatAge(st.LagTime)
+			}
+			lag := fmt.Sprint(st.Lag)
+			if st.Lag >= 1_000_000 {
+				lag = "≥1000000"
+			}
+			t.row(st.Name, fmt.Sprintf("%d/%d", st.Partition, st.Partitions), st.Checkpoint.String(), lag, lagTime,
+				st.State, owner, fmt.Sprint(st.DeadLetters), fmt.Sprint(st.EventsHandled))
+			if st.LastError != "" {
+				errs = append(errs, fmt.Sprintf("%s partition %d: %s", st.Name, st.Partition, st.LastError))
+			}
+		}
+		if err := t.flush(); err != nil {
+			return err
+		}
+		for _, e := range errs {
+			fmt.Fprintf(s.out, "  last error of %s\n", e)
+		}
+	}
+	if h := rep.Horizon; h != nil {
+		fmt.Fprintf(s.out, "\nReaders are held back by backend %d (database %q, application %q, %s) with a transaction open for %s:\n  %s\n",
+			h.PID, h.Database, h.ApplicationName, h.State, formatAge(time.Duration(h.AgeSeconds*float64(time.Second))), h.Query)
+	}
+	if len(rep.Problems) > 0 {
+		fmt.Fprintf(s.out, "\nProblems: %s\n", strings.Join(rep.Problems, "; "))
+	}
+	return nil
+}
