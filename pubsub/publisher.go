@@ -1,0 +1,352 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/strata-go/strata/eventstore"
+)
+
+// ErrClosed is returned by Publish after Publisher.Close and by Subscribe
+// after Subscriber.Close.
+var ErrClosed = errors.New("pubsub: closed")
+
+// PublisherConfig configures a Publisher. The zero value (or nil) means
+// every default.
+type PublisherConfig struct {
+	// Prefix starts every stream ID the Publisher writes, so that topics
+	// never mix with the application's own event streams. Subscribers must
+	// use the same Prefix. Default DefaultPrefix ("wm.").
+	Prefix string
+	// PartitionKey chooses, for each message, the stream within its topic:
+	// messages with the same key keep their order for every consumer;
+	// messages with different keys may be handled in parallel by the
+	// partitions of a consumer group (SubscriberConfig.Partitions). It must
+	// return valid UTF-8 without NUL bytes. Default nil: the whole topic is
+	// one stream, so every consumer sees the topic in one total order.
+	PartitionKey func(topic string, msg *message.Message) string
+	// MaxBatch is the most events one append carries when concurrent
+	// Publish calls to the same stream are coalesced. Default 1000.
+	MaxBatch int
+}
+
+// Publisher appends Watermill messages to the event store. It implements
+// message.Publisher and is safe for concurrent use.
+type Publisher struct {
+	store *eventstore.Store
+	cfg   PublisherConfig
+
+	mu     sync.Mutex
+	closed bool
+	queues map[string]*streamQueue
+	wg     sync.WaitGroup
+}
+
+// NewPublisher returns a Publisher appending to store.
+func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, error) {
+	if store == nil {
+		return nil, errors.New("pubsub: NewPublisher: nil store")
+	}
+	var c PublisherConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
+	}
+	return &Publisher{store: store, cfg: c, queues: map[string]*streamQueue{}}, nil
+}
+
+type txKey struct{}
+
+// ContextWithTx returns a context carrying tx. A message whose context
+// (message.Message.SetContext) carries a tx is appended in that tx: it is
+// published exactly when tx commits, together with whatever else tx
+// writes, and never if tx rolls back. Watermill's CQRS buses put the
+// context passed to Send and Publish on the message, so
+//
+//	err := eventBus.Publish(pubsub.ContextWithTx(ctx, tx), event)
+//
+// publishes the event in tx.
+func ContextWithTx(ctx context.Context, tx pgx.Tx) context.Context {
+	return context.WithValue(ctx, txKey{}, tx)
+}
+
+// TxFromContext returns the tx that ContextWithTx put in ctx, if any.
+func TxFromContext(ctx context.Context) (pgx.Tx, bool) {
+	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	return tx, ok && tx != nil
+}
+
+// Publish appends msgs to topic, in order, and returns once they are
+// committed (or, for messages whose context carries a tx, once they are
+// written in that tx). A message whose UUID is already stored in the
+// topic is not stored again and counts as published, so a retried Publish
+// is safe.
+//
+// Messages without a tx that go to the same stream from concurrent Publish
+// calls are coalesced into one append, so many publishers to one topic
+// share a commit instead of queueing on the stream's lock.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	defer p.wg.Done()
+	if topic == "" {
+		return errors.New("pubsub: publish: empty topic")
+	}
+
+	// Group the messages by (stream, tx), keeping their order within each
+	// stream; there is no order between streams to keep.
+	type group struct {
+		stream string
+		ctx    context.Context
+		tx     pgx.Tx
+		events []eventstore.NewEvent
+	}
+	type groupKey struct {
+		stream string
+		tx     pgx.Tx
+	}
+	var groups []*group
+	index := map[groupKey]*group{}
+	for _, msg := range msgs {
+		ev, err := toEvent(topic, msg)
+		if err != nil {
+			return err
+		}
+		key := ""
+		if p.cfg.PartitionKey != nil {
+			key = p.cfg.PartitionKey(topic, msg)
+		}
+		stream := StreamID(p.cfg.Prefix, topic, key)
+		ctx := msg.Context()
+		tx, _ := TxFromContext(ctx)
+		if g, ok := index[groupKey{stream, tx}]; ok {
+			g.events = append(g.events, ev)
+			continue
+		}
+		g := &group{stream: stream, ctx: ctx, tx: tx, events: []eventstore.NewEvent{ev}}
+		index[groupKey{stream, tx}] = g
+		groups = append(groups, g)
+	}
+	for _, g := range groups {
+		for chunk := range slices.Chunk(g.events, p.cfg.MaxBatch) {
+			var err error
+			if g.tx != nil {
+				err = p.appendInTx(g.ctx, g.tx, g.stream, chunk)
+			} else {
+				err = p.appendCoalesced(g.ctx, g.stream, chunk)
+			}
+			if err != nil {
+				return fmt.Errorf("pubsub: publish to %q: %w", topic, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Close makes later Publish calls fail with ErrClosed and waits for those
+// under way.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.wg.Wait()
+	return nil
+}
+
+// appendInTx appends in the caller's tx under a savepoint, so that a
+// duplicate message (already stored) is skipped without aborting tx.
+func (p *Publisher) appendInTx(ctx context.Context, tx pgx.Tx, stream string, events []eventstore.NewEvent) error {
+	for len(events) > 0 {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = p.store.AppendTx(ctx, sp, stream, eventstore.Any, events...)
+		if err == nil {
+			return sp.Commit(ctx)
+		}
+		if rbErr := sp.Rollback(ctx); rbErr != nil {
+			return errors.Join(err, rbErr)
+		}
+		rest, ok := withoutDuplicate(events, err)
+		if !ok {
+			return err
+		}
+		events = rest
+	}
+	return nil
+}
+
+// withoutDuplicate returns events less the one err reports as already
+// stored, if err is such a report naming an event of the list.
+func withoutDuplicate(events []eventstore.NewEvent, err error) ([]eventstore.NewEvent, bool) {
+	var dup *eventstore.DuplicateEventError
+	if !errors.As(err, &dup) || dup.ID == uuid.Nil {
+		return nil, false
+	}
+	i := slices.IndexFunc(events, func(e eventstore.NewEvent) bool { return e.ID == dup.ID })
+	if i < 0 {
+		return nil, false
+	}
+	// A message repeated within the same publish is stored once too.
+	return slices.DeleteFunc(slices.Clone(events), func(e eventstore.NewEvent) bool { return e.ID == dup.ID }), true
+}
+
+// publishReq is one Publish call's events for one stream, waiting to be
+// appended, possibly together with other calls' events.
+type publishReq struct {
+	ctx    context.Context
+	events []eventstore.NewEvent
+	done   chan error          // the outcome
+	lead   chan []*publishReq // or: append this batch (leadership passed on)
+}
+
+// streamQueue holds the requests for a stream that arrived while an append
+// to it was under way.
+type streamQueue struct {
+	pending []*publishReq
+}
+
+// appendCoalesced appends events to stream, batching them with other
+// Publish calls' events for the same stream. One caller at a time appends
+// (the leader); calls arriving meanwhile queue, and when the append ends
+// the first of them leads the next append with everything queued. Order is
+// kept: a call's events are appended after those of calls that returned
+// before it began.
+func (p *Publisher) appendCoalesced(ctx context.Context, stream string, events []eventstore.NewEvent) error {
+	req := &publishReq{ctx: ctx, events: events, done: make(chan error, 1), lead: make(chan []*publishReq, 1)}
+	p.mu.Lock()
+	q, busy := p.queues[stream]
+	if busy {
+		q.pending = append(q.pending, req)
+		p.mu.Unlock()
+		select {
+		case err := <-req.done:
+			return err
+		case batch := <-req.lead:
+			p.lead(stream, q, batch)
+			return <-req.done
+		}
+	}
+	q = &streamQueue{}
+	p.queues[stream] = q
+	p.mu.Unlock()
+	p.lead(stream, q, []*publishReq{req})
+	return <-req.done
+}
+
+// lead appends batch, then hands the queued requests to the first of them.
+func (p *Publisher) lead(stream string, q *streamQueue, batch []*publishReq) {
+	p.appendBatch(stream, batch)
+	p.mu.Lock()
+	if len(q.pending) == 0 {
+		delete(p.queues, stream)
+		p.mu.Unlock()
+		return
+	}
+	n, size := 0, 0
+	for n < len(q.pending) && (n == 0 || size+len(q.pending[n].events) <= p.cfg.MaxBatch) {
+		size += len(q.pending[n].events)
+		n++
+	}
+	next := q.pending[:n:n]
+	q.pending = slices.Clone(q.pending[n:])
+	p.mu.Unlock()
+	next[0].lead <- next
+}
+
+// appendBatch appends the events of batch in one append and tells each
+// request its outcome. A duplicate is dropped and the rest appended again;
+// an event the store refuses fails only its own request.
+func (p *Publisher) appendBatch(stream string, batch []*publishReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The batch outlives any one caller's cancellation: it is the
+	// leader's work for everyone.
+	ctx := context.WithoutCancel(live[0].ctx)
+	for len(live) > 0 {
+		var events []eventstore.NewEvent
+		owner := make([]int, 0, len(live))
+		for i, r := range live {
+			for range r.events {
+				owner = append(owner, i)
+			}
+			events = append(events, r.events...)
+		}
+		if len(events) == 0 {
+			for _, r := range live {
+				r.done <- nil
+			}
+			return
+		}
+		_, err := p.store.Append(ctx, stream, eventstore.Any, events...)
+		if err == nil {
+			for _, r := range live {
+				r.done <- nil
+			}
+			return
+		}
+		var dup *eventstore.DuplicateEventError
+		var bad *eventstore.InvalidEventError
+		switch {
+		case errors.As(err, &dup) && dup.ID != uuid.Nil:
+			found := false
+			for _, r := range live {
+				if rest, ok := withoutDuplicate(r.events, err); ok {
+					r.events, found = rest, true
+				}
+			}
+			if !found {
+				p.failAll(live, err)
+				return
+			}
+		case errors.As(err, &bad) && bad.Index >= 0 && bad.Index < len(owner) && len(live) > 1:
+			i := owner[bad.Index]
+			live[i].done <- err
+			live = slices.Delete(live, i, i+1)
+		case len(live) > 1:
+			// Not pinned on one request: append each on its own.
+			for _, r := range live {
+				p.appendBatch(stream, []*publishReq{r})
+			}
+			return
+		default:
+			p.failAll(live, err)
+			return
+		}
+	}
+}
+
+func (p *Publisher) failAll(batch []*publishReq, err error) {
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+var _ message.Publisher = (*Publisher)(nil)
