@@ -336,7 +336,7 @@ func appendAll(ctx context.Context, t testing.TB, store *eventstore.Store, prefi
 		wg.Go(func() {
 			for from := 1; from <= perStream; from += chunk {
 				for s := w; s < streams; s += 4 {
-					stream := fmt.Sprintf("%s-%03d", prefix, s)
+					stream := streamName(prefix, s)
 					evs := make([]eventstore.NewEvent, 0, chunk)
 					for v := from; v < from+chunk && v <= perStream; v++ {
 						evs = append(evs, eventstore.NewEvent{Type: "Ticked", Data: fmt.Appendf(nil, `{"n":%d}`, v),
@@ -359,3 +359,5 @@ func appendAll(ctx context.Context, t testing.TB, store *eventstore.Store, prefi
 }
 
 const testTraceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+func streamName(prefix string, i int) string { return fmt.Sprintf("%s-%03d", prefix, i) }
