@@ -82,6 +82,7 @@ type horizonHolder struct {
 
 func (s *session) statusCmd() *cobra.Command {
 	var horizonAge time.Duration
+	var lim lagLimits
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the log, every subscription's checkpoint, lag and state, and dead letters",
@@ -91,14 +92,19 @@ checkpoint, lag in events and in time, state, owner and dead letters. When an
 open transaction holds gap-safe readers back (for longer than --horizon-age),
 it is named.
 
-Exits with 3 when a subscription is failing or stopped or has dead letters.`,
+States: running (a process holds the partition's lease), failing (its handler
+keeps failing on an event and is retrying it), stopped (the processes
+running it left), idle (never run, or released).
+
+Exits with 3 when a subscription is failing or has dead letters, or lags
+more than --max-lag events or --max-lag-time.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: s.run(func(ctx context.Context, _ []string) error {
 			store, err := s.connect(ctx, false)
 			if err != nil {
 				return err
 			}
-			rep, err := s.status(ctx, store, horizonAge)
+			rep, err := s.status(ctx, store, horizonAge, lim)
 			if err != nil {
 				return err
 			}
@@ -116,11 +122,19 @@ Exits with 3 when a subscription is failing or stopped or has dead letters.`,
 			return nil
 		}),
 	}
+	cmd.Flags().Int64Var(&lim.events, "max-lag", 0, "exit with 3 when a subscription lags more than this many events (0: no limit)")
+	cmd.Flags().DurationVar(&lim.time, "max-lag-time", 0, "exit with 3 when a subscription's oldest unhandled event is older than this (0: no limit)")
 	cmd.Flags().DurationVar(&horizonAge, "horizon-age", 5*time.Second, "report an open transaction holding readers back once it is this old")
 	return cmd
 }
 
-func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAge time.Duration) (*statusReport, error) {
+// lagLimits are status's --max-lag and --max-lag-time (0: no limit).
+type lagLimits struct {
+	events int64
+	time   time.Duration
+}
+
+func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAge time.Duration, lim lagLimits) (*statusReport, error) {
 	head, err := store.Head(ctx)
 	if err != nil {
 		return nil, err
@@ -158,8 +172,14 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 			sub.LeaseUntil = &lu
 		}
 		rep.Subscriptions = append(rep.Subscriptions, sub)
-		if st.State == "failing" || st.State == "stopped" {
-			failing = append(failing, fmt.Sprintf("%s partition %d is %s", st.Name, st.Partition, st.State))
+		if st.State == "failing" {
+			failing = append(failing, fmt.Sprintf("%s partition %d is failing", st.Name, st.Partition))
+		}
+		if lim.events > 0 && st.Lag > lim.events {
+			failing = append(failing, fmt.Sprintf("%s partition %d lags %d events (more than %d)", st.Name, st.Partition, st.Lag, lim.events))
+		}
+		if lim.time > 0 && st.LagTime > lim.time {
+			failing = append(failing, fmt.Sprintf("%s partition %d lags %s (more than %s)", st.Name, st.Partition, formatAge(st.LagTime), lim.time))
 		}
 		dead += st.DeadLetters
 	}
