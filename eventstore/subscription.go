@@ -101,7 +101,9 @@ type SubscriptionConfig struct {
 	// connection is held and no transaction is open while it runs. For
 	// handlers whose effects are not in Postgres (a broker, a consumer on
 	// a channel) and may take long: their effects are at-least-once either
-	// way. Default false: the handler runs inside the checkpoint's tx.
+	// way. Once the handler has returned nil, the checkpoint is committed
+	// even if Run's ctx ends meanwhile, so a clean stop does not repeat the
+	// batch. Default false: the handler runs inside the checkpoint's tx.
 	HandleOutsideTx bool
 	// OnBatch, if set, is called after each committed batch (for metrics
 	// and progress), including the transaction that parks an event the
@@ -682,6 +684,12 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 			return err
 		}
 		fn = func(pgx.Tx) error { return nil }
+		// The handler's effects are done: record them even if the
+		// subscription is stopping meanwhile (the fence keeps it safe), so
+		// that a clean stop does not repeat them.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), sub.cfg.LeaseTTL)
+		defer cancel()
 	}
 	err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
 		if err := fn(tx); err != nil {
