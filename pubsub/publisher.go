@@ -214,7 +214,7 @@ func withoutDuplicate(events []eventstore.NewEvent, err error) ([]eventstore.New
 type publishReq struct {
 	ctx    context.Context
 	events []eventstore.NewEvent
-	done   chan error          // the outcome
+	done   chan error         // the outcome
 	lead   chan []*publishReq // or: append this batch (leadership passed on)
 }
 
