@@ -274,11 +274,10 @@ func TestStatus(t *testing.T) {
 	// A projection that reads everything, then stops: it has a checkpoint
 	// and, after three more appends, a lag of three.
 	var handled atomic.Int64
-	stop := runSubscription(t, d.store, eventstore.SubscriptionConfig{Name: "projection:orders", PollInterval: 50 * time.Millisecond},
-		func(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
-			handled.Add(int64(len(events)))
-			return nil
-		})
+	// Counted after each commit, so that stopping then keeps them all.
+	stop := runSubscription(t, d.store, eventstore.SubscriptionConfig{Name: "projection:orders", PollInterval: 50 * time.Millisecond,
+		OnBatch: func(b eventstore.BatchInfo) { handled.Add(int64(b.Events)) }},
+		func(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error { return nil })
 	waitFor(t, "the subscription to handle 5 events", func() bool { return handled.Load() == 5 })
 	stop()
 	last := d.append("order-9", ev("OrderPlaced", `{}`), ev("OrderPaid", `{}`), ev("OrderShipped", `{}`))
@@ -391,10 +390,13 @@ func TestEventsTail(t *testing.T) {
 		d.append("order-1", ev("OrderPlaced", fmt.Sprintf(`{"n":%d}`, i)))
 		d.append("payment-1", ev("PaymentCompleted", fmt.Sprintf(`{"n":%d}`, i)))
 	}
+	// Gap-safe reads show the events once no older transaction on the
+	// server is open: wait until all eight are readable.
+	d.eventually("eight readable events", func(r result) bool {
+		return r.code == 0 && strings.Count(r.stdout, "\n") == 8
+	}, "--json", "events", "tail", "-n", "100")
 	// The last two order events, oldest first.
-	r := d.eventually("the last two orders", func(r result) bool {
-		return r.code == 0 && strings.Count(r.stdout, "\n") == 2 && strings.Contains(r.stdout, `{"n":3}`)
-	}, "events", "tail", "-n", "2", "--category", "order")
+	r := want(t, d.strata("events", "tail", "-n", "2", "--category", "order"), cli.ExitOK)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	if !strings.Contains(lines[0], `order-1@3  OrderPlaced  {"n":2}`) || !strings.Contains(lines[1], `order-1@4  OrderPlaced  {"n":3}`) {
 		t.Fatalf("tail lines:\n%s", r)
@@ -405,6 +407,9 @@ func TestEventsTail(t *testing.T) {
 	}
 	if evs := tailLines(t, want(t, d.strata("--json", "events", "tail"), cli.ExitOK).stdout); len(evs) != 8 {
 		t.Fatalf("tail of everything: %d events", len(evs))
+	}
+	if r := want(t, d.strata("events", "tail", "-n", "0"), cli.ExitOK); r.stdout != "" {
+		t.Fatalf("-n 0 printed:\n%s", r)
 	}
 	want(t, d.strata("events", "tail", "-n", "-1"), cli.ExitUsage)
 }
@@ -648,11 +653,10 @@ func TestProjectionReset(t *testing.T) {
 		d.append(fmt.Sprintf("order-%d", i%3), ev("OrderPlaced", `{}`))
 	}
 	var handled atomic.Int64
-	stop := runSubscription(t, d.store, eventstore.SubscriptionConfig{Name: "projection:orders", PollInterval: 50 * time.Millisecond},
-		func(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
-			handled.Add(int64(len(events)))
-			return nil
-		})
+	// Counted after each commit, so that stopping then keeps them all.
+	stop := runSubscription(t, d.store, eventstore.SubscriptionConfig{Name: "projection:orders", PollInterval: 50 * time.Millisecond,
+		OnBatch: func(b eventstore.BatchInfo) { handled.Add(int64(b.Events)) }},
+		func(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error { return nil })
 	waitFor(t, "six events handled", func() bool { return handled.Load() == 6 })
 	stop()
 	st := parseStatus(t, want(t, d.strata("--json", "status"), cli.ExitOK))
