@@ -65,7 +65,9 @@ type Config struct {
 	Types []string
 	// BatchSize is the most events read and published per batch; the
 	// checkpoint moves once per batch, after every message of it was
-	// acknowledged. Default 500.
+	// acknowledged. Large batches keep more streams in flight at once and
+	// cost nothing in Postgres (the relay's transaction writes only the
+	// checkpoint); a crash re-publishes at most one batch. Default 2000.
 	BatchSize int
 	// Concurrency is how many streams of a batch are published at once.
 	// Each stream's messages are published one after another (the next
@@ -162,7 +164,7 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 		c.Mapper = func(e eventstore.Event) (*message.Message, error) { return NewMessage(e), nil }
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		c.BatchSize = 2000
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
