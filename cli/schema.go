@@ -127,7 +127,7 @@ func (s *session) printSchemaReport(rep schemaReport) error {
 	if len(rep.Registry) == 0 {
 		fmt.Fprintln(s.out, "Registry: consistent.")
 	} else {
-		fmt.Fprintf(s.out, "Registry: %d errors\n", len(rep.Registry))
+		fmt.Fprintf(s.out, "Registry: %s\n", plural(int64(len(rep.Registry)), "error", "errors"))
 		for _, e := range rep.Registry {
 			fmt.Fprintf(s.out, "  %s\n", strings.ReplaceAll(e, "\n", "\n    "))
 		}
