@@ -1,0 +1,112 @@
+// Package outbox publishes every committed event of the store to a broker
+// through Watermill — NATS JetStream, RabbitMQ, Kafka or in-process — with
+// the guarantees of a transactional outbox, and makes consumers' effects
+// exactly-once with a Postgres table of processed message IDs.
+//
+// # The log is the outbox
+//
+// There is no outbox table: the relay reads the event log itself, through
+// an eventstore.Subscription named "outbox:"+Config.Name, so it never
+// skips an event (the gap-safe read) and an event is relayed exactly when
+// its append committed. For each batch it publishes the messages, waits
+// until the broker acknowledged all of them, and only then moves its
+// checkpoint. A crash between the acknowledgement and the checkpoint
+// re-publishes that batch: delivery is at least once.
+//
+//	pub, err := natsjs.NewPublisher("nats://127.0.0.1:4222", nil)
+//	relay := outbox.NewRelay(store, pub, &outbox.Config{Permanent: natsjs.Permanent})
+//	err = relay.Run(ctx) // until ctx ends
+//
+// # Messages
+//
+// NewMessage builds each message: UUID = the event ID, payload = the
+// event's JSON byte for byte, and metadata MetaStream, MetaVersion,
+// MetaType, MetaSchemaVersion, MetaPosition, MetaCorrelationID,
+// MetaCausationID, MetaRecordedAt, MetaPartitionKey (the stream ID) plus
+// the event's Metadata.Values — where the W3C trace context
+// ("traceparent") travels from the append to the consumer. Config.Topic
+// routes (default: the stream's category, "order" for "order-42") and
+// Config.Mapper filters or turns domain events into integration messages.
+//
+// # Order and concurrency
+//
+// Within a batch the relay publishes up to Config.Concurrency streams at
+// once, each stream's messages one after another, and the next batch only
+// starts when the whole batch is acknowledged: a stream's messages reach
+// the broker in version order, and none overtakes an earlier one even
+// across crashes. Partitioned brokers keep that order when they route by
+// the partition key: the kafka subpackage uses it as the Kafka key, the
+// natsjs subpackage can add it to the subject.
+//
+// # Broker outages and dead letters
+//
+// A failed publish is retried with exponential backoff (Config.RetryBackoff
+// doubling to Config.MaxRetryBackoff, with jitter) for as long as the
+// broker is down; Relay.Health reports the relay unhealthy meanwhile, with
+// the last error and since when. Nothing is skipped or dead-lettered
+// because of an outage. An error that Config.Permanent (or ErrPermanent)
+// calls permanent — a message the broker refuses for its size, a mapper
+// error — is tried Config.MaxAttempts times and then recorded as a dead
+// letter of the relay's subscription; the stream's later events are parked
+// behind it so its order holds, and the other streams go on. List and
+// retry them with eventstore.Store.DeadLetters and RetryDeadLetters (or
+// `strata dead-letters`).
+//
+// # Many processes
+//
+// Run the relay in as many processes as you like: each partition
+// (Config.Partitions, split by a hash of the stream ID) is owned by one
+// process at a time through a lease, and a crashed process's partitions
+// are taken over after Config.LeaseTTL. Replay with
+// eventstore.Store.ResetSubscription(ctx, relay.SubscriptionName(), pos, nil).
+//
+// # Deduplicating consumers
+//
+// At-least-once delivery means a consumer may see a message twice (a relay
+// crash, a broker redelivery). Wrap its Watermill handler with a
+// Deduplicator: each delivery runs in a Postgres transaction that first
+// records the message ID in processed_messages (created by
+// migrations.Apply); the handler writes its effects through the same
+// transaction (TxFromContext), so the effects and the record commit
+// together, and a redelivered message has no second effect.
+//
+//	router.AddNoPublisherHandler("billing", "order", sub,
+//		outbox.Deduplicate(pool, "strata", "billing")(func(msg *message.Message) ([]*message.Message, error) {
+//			tx, _ := outbox.TxFromContext(msg.Context())
+//			_, err := tx.Exec(msg.Context(), `UPDATE invoices SET paid = true WHERE order_id = $1`, msg.Metadata.Get(outbox.MetaStream))
+//			return nil, err
+//		}))
+//
+// Forget old IDs with Deduplicator.Expire from a periodic job, keeping
+// them longer than the broker may redeliver.
+//
+// # Publishers
+//
+// The publisher's Publish must return only after the broker acknowledged
+// the messages. Ready-made constructors:
+//
+//   - NATS JetStream: natsjs.NewPublisher (watermill-nats/v2, JetStream
+//     acks, Nats-Msg-Id = event ID so the server drops re-publications).
+//
+//   - RabbitMQ: rabbitmq.NewPublisher (watermill-amqp/v3, durable queues,
+//     publisher confirms).
+//
+//   - Kafka: kafka.NewPublisher (watermill-kafka/v3, key = partition key,
+//     idempotent producer, acks from all replicas); its package
+//     documentation says how to run against a Kafka broker.
+//
+//   - In-process: Watermill's GoChannel. Set BlockPublishUntilSubscriberAck,
+//     or GoChannel delivers each message from its own goroutine, in any
+//     order, and Publish returns before anyone handled it:
+//
+//     pubsub := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, logger)
+//     relay := outbox.NewRelay(store, pubsub, nil)
+//
+// # Performance
+//
+// BenchmarkRelayThroughput and BenchmarkRelayLatency measure the relay
+// against publishing the same messages directly with the same publisher;
+// run them with
+//
+//	go test -run '^$' -bench BenchmarkRelay -benchtime 1x ./outbox/
+package outbox
