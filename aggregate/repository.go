@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -296,23 +297,53 @@ func (r *Repository[T]) load(ctx context.Context, c conn, id string, at *At) (T,
 			}
 		}
 	}
-	for e, err := range c.readStream(ctx, stream, root.version+1) {
-		if errors.Is(err, eventstore.ErrStreamNotFound) {
-			return zero, fmt.Errorf("aggregate: load %q: %w", stream, ErrNotFound)
-		}
+	apply := func(e eventstore.Event) error {
+		v, err := r.reg.Decode(e)
 		if err != nil {
+			return fmt.Errorf("aggregate: load %q: event %d: %w", stream, e.Version, err)
+		}
+		a.Apply(v)
+		root.version = e.Version
+		st.Events++
+		return nil
+	}
+	// The first events are decoded as they are read. A long stream is
+	// handed to a decoder goroutine after that, so that reading rows and
+	// decoding JSON overlap; the aggregate then belongs to the decoder
+	// until wait returns.
+	var dec *decoder
+	inline := 0
+	for e, err := range c.readStream(ctx, stream, root.version+1) {
+		if err != nil {
+			if dec != nil {
+				_ = dec.wait()
+			}
+			if errors.Is(err, eventstore.ErrStreamNotFound) {
+				return zero, fmt.Errorf("aggregate: load %q: %w", stream, ErrNotFound)
+			}
 			return zero, fmt.Errorf("aggregate: load %q: %w", stream, err)
 		}
 		if at != nil && at.stops(e) {
 			break
 		}
-		v, err := r.reg.Decode(e)
-		if err != nil {
-			return zero, fmt.Errorf("aggregate: load %q: event %d: %w", stream, e.Version, err)
+		if dec == nil && inline < inlineEvents {
+			inline++
+			if err := apply(e); err != nil {
+				return zero, err
+			}
+			continue
 		}
-		a.Apply(v)
-		root.version = e.Version
-		st.Events++
+		if dec == nil {
+			dec = startDecoder(apply)
+		}
+		if !dec.add(e) {
+			break
+		}
+	}
+	if dec != nil {
+		if err := dec.wait(); err != nil {
+			return zero, err
+		}
 	}
 	if root.version == 0 { // LoadAt bounded before the first event
 		return zero, fmt.Errorf("aggregate: load %q: no event within the bound: %w", stream, ErrNotFound)
@@ -363,6 +394,66 @@ func (r *Repository[T]) snapshot(ctx context.Context, c conn, a T, stream string
 	if err != nil {
 		r.cfg.Logger.WarnContext(ctx, "aggregate: snapshot not saved", "stream", stream, "version", version, "error", err)
 	}
+}
+
+// inlineEvents is how many events a load decodes as it reads them before
+// it hands decoding to a goroutine of its own. Loads from a snapshot rarely
+// get there, and short streams never pay for a goroutine.
+const inlineEvents = 256
+
+// decoder decodes and applies a load's events in a goroutine of its own,
+// in order, while the loading goroutine reads the next rows.
+type decoder struct {
+	batches chan []eventstore.Event
+	done    chan struct{}
+	failed  atomic.Bool
+	err     error // set by the goroutine before done is closed
+	buf     []eventstore.Event
+}
+
+const decodeBatch = 64
+
+func startDecoder(apply func(eventstore.Event) error) *decoder {
+	d := &decoder{batches: make(chan []eventstore.Event, 8), done: make(chan struct{})}
+	d.buf = make([]eventstore.Event, 0, decodeBatch)
+	go func() {
+		defer close(d.done)
+		for batch := range d.batches {
+			if d.err != nil {
+				continue // drain, so that the reader never blocks
+			}
+			for _, e := range batch {
+				if err := apply(e); err != nil {
+					d.err = err
+					d.failed.Store(true)
+					break
+				}
+			}
+		}
+	}()
+	return d
+}
+
+// add queues e; it returns false once decoding has failed, so that the
+// reader can stop.
+func (d *decoder) add(e eventstore.Event) bool {
+	d.buf = append(d.buf, e)
+	if len(d.buf) == decodeBatch {
+		d.batches <- d.buf
+		d.buf = make([]eventstore.Event, 0, decodeBatch)
+	}
+	return !d.failed.Load()
+}
+
+// wait decodes what is queued, stops the goroutine and returns the first
+// decoding error.
+func (d *decoder) wait() error {
+	if len(d.buf) > 0 {
+		d.batches <- d.buf
+	}
+	close(d.batches)
+	<-d.done
+	return d.err
 }
 
 // conn runs the store's calls on the pool, or in tx when it is set.

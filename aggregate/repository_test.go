@@ -3,6 +3,7 @@ package aggregate_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -637,5 +638,51 @@ func TestRaiseMisuse(t *testing.T) {
 	c.Raise(Incremented{By: 4})
 	if c.Count != 9 || c.Version() != 2 || len(c.Pending()) != 1 || c.ID() != "1" {
 		t.Fatalf("rehydrated: count %d, version %d, %d pending", c.Count, c.Version(), len(c.Pending()))
+	}
+}
+
+// A long stream is decoded by a goroutine of the load: the state is the
+// same as decoding inline, a bound stops it midway, a bad event fails the
+// load with its version, and the goroutine never outlives the load.
+func TestLongLoad(t *testing.T) { // not parallel: it counts goroutines
+	e := newEnv(t)
+	ctx := context.Background()
+	repo := e.repo(nil)
+	c := repo.New("long")
+	for i := range 1000 {
+		c.Raise(Incremented{By: i})
+	}
+	must(t, repo.Save(ctx, c))
+	got, err := repo.Load(ctx, "long")
+	must(t, err)
+	if got.Count != 999*1000/2 || got.Version() != 1000 {
+		t.Fatalf("count %d at version %d", got.Count, got.Version())
+	}
+	got, err = repo.LoadAt(ctx, "long", aggregate.At{Version: 700})
+	must(t, err)
+	if got.Count != 699*700/2 || got.Version() != 700 {
+		t.Fatalf("at 700: count %d at version %d", got.Count, got.Version())
+	}
+
+	raw := eventstore.New(e.db.Pool, &eventstore.Config{Schema: e.db.Schema}) // no validator
+	_, err = raw.Append(ctx, "counter-long", eventstore.Exactly(1000), eventstore.NewEvent{Type: "Mystery", Data: []byte(`{}`)})
+	must(t, err)
+	must(t, repo.Update(ctx, "other", func(c *Counter) error { c.Raise(Incremented{By: 1}); return nil }))
+	c, err = repo.Load(ctx, "long")
+	if !errors.Is(err, schema.ErrUnknownType) || !strings.Contains(err.Error(), "event 1001") || c != nil {
+		t.Fatalf("load past an unknown event: %v", err)
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if !strings.Contains(stacks, "startDecoder") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a decoder goroutine outlived its load:\n%s", stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -24,10 +24,13 @@ type Root struct {
 // Apply receives event values (never pointers) of the Go types registered
 // in the schema registry.
 //
-// The unexported method comes from the embedded Root, so only types that
-// embed Root satisfy Aggregate.
+// Every method but Apply comes from the embedded Root, and one of them is
+// unexported, so only types that embed Root satisfy Aggregate.
 type Aggregate interface {
 	Apply(ev any)
+	ID() string
+	Version() int64
+	Pending() []any
 	root() *Root
 }
 
