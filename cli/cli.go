@@ -46,6 +46,8 @@ type Error struct {
 	Code int
 	// Err says what happened.
 	Err error
+
+	help bool // the command line itself is wrong: point at --help
 }
 
 func (e *Error) Error() string { return e.Err.Error() }
@@ -67,6 +69,11 @@ func ExitCode(err error) int {
 
 func usageErr(format string, args ...any) error {
 	return &Error{Code: ExitUsage, Err: fmt.Errorf(format, args...)}
+}
+
+// badCommandLine is a usage error about the command line's shape.
+func badCommandLine(err error) error {
+	return &Error{Code: ExitUsage, Err: err, help: true}
 }
 
 func notFound(format string, args ...any) error {
@@ -171,11 +178,14 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 	stderr := red.writer(c.cfg.Stderr)
 	root := c.command(red)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", c.cfg.Name, err)
-		if ExitCode(err) == ExitUsage {
-			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", root.CommandPath())
+		if e, ok := errors.AsType[*Error](err); ok && e.help {
+			if cmd == nil {
+				cmd = root
+			}
+			fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		}
 	}
 	return ExitCode(err)
@@ -229,7 +239,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 problems found (status, schema check),
 		Args:          usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_ = cmd.Usage()
-			return usageErr("missing command")
+			return badCommandLine(errors.New("missing command"))
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			s.out = red.writer(cmd.OutOrStdout())
@@ -249,7 +259,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 problems found (status, schema check),
 	}
 	root.SetOut(c.cfg.Stdout)
 	root.SetErr(c.cfg.Stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &Error{Code: ExitUsage, Err: err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return badCommandLine(err) })
 	pf := root.PersistentFlags()
 	pf.StringVar(&s.dbURL, "database-url", "", "PostgreSQL connection string (default $DATABASE_URL)")
 	pf.StringVar(&s.schema, "schema", c.cfg.Schema, "Postgres schema holding Strata's tables")
@@ -274,10 +284,10 @@ func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 		Short: short,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usageErr("unknown command %q for %q", args[0], cmd.CommandPath())
+				return badCommandLine(fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()))
 			}
 			_ = cmd.Usage()
-			return usageErr("%s needs a subcommand", cmd.CommandPath())
+			return badCommandLine(fmt.Errorf("%s needs a subcommand", cmd.CommandPath()))
 		},
 	}
 	g.AddCommand(subs...)
@@ -288,7 +298,7 @@ func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return &Error{Code: ExitUsage, Err: err}
+			return badCommandLine(err)
 		}
 		return nil
 	}
