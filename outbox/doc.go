@@ -102,6 +102,21 @@
 //     pubsub := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, logger)
 //     relay := outbox.NewRelay(store, pubsub, nil)
 //
+// # Running against Kafka
+//
+// No Kafka broker runs in Strata's test suite; the kafka subpackage's test
+// checks the produced message's key. To relay to a real broker:
+//
+//  1. Start one: docker run -d --name kafka -p 9092:9092 apache/kafka:3.7.0
+//  2. Create a topic per event category, with as many partitions as
+//     consumers you want in a group:
+//     kafka-topics.sh --bootstrap-server 127.0.0.1:9092 --create --topic order --partitions 6
+//  3. pub, err := kafka.NewPublisher([]string{"127.0.0.1:9092"}, nil), then
+//     outbox.NewRelay(store, pub, &outbox.Config{Permanent: kafka.Permanent}).Run(ctx).
+//  4. Consume with watermill-kafka's Subscriber in a consumer group, with
+//     Unmarshaler: kafka.Marshaler(), the handler wrapped in Deduplicate.
+//     Each stream's events share a key, hence a partition, hence an order.
+//
 // # Performance
 //
 // BenchmarkRelayThroughput and BenchmarkRelayLatency measure the relay
