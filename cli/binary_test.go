@@ -769,3 +769,38 @@ func TestPasswordNeverPrinted(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusNamesHorizonHolder(t *testing.T) {
+	t.Parallel()
+	d := newTDB(t)
+	ctx := context.Background()
+	// A transaction holding an ID, left open: gap-safe readers cannot
+	// pass it. (The oldest such transaction on the server is named; it
+	// may be another test's, so the test checks that one is named.)
+	tx, err := d.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := d.store.AppendTx(ctx, tx, "order-1", eventstore.Any, ev("OrderPlaced", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	r := d.eventually("a horizon holder", func(r result) bool {
+		return r.code == 0 && parseStatus(t, r).Horizon != nil
+	}, "--json", "status", "--horizon-age", "1ms")
+	var h struct {
+		PID        int     `json:"pid"`
+		AgeSeconds float64 `json:"age_seconds"`
+	}
+	if err := json.Unmarshal(*parseStatus(t, r).Horizon, &h); err != nil || h.PID == 0 || h.AgeSeconds <= 0 {
+		t.Fatalf("horizon: %v\n%s", err, r)
+	}
+	r = want(t, d.strata("status", "--horizon-age", "1ms"), cli.ExitOK)
+	if !strings.Contains(r.stdout, "Readers are held back by backend") {
+		t.Fatalf("status text without the holder:\n%s", r)
+	}
+	// Younger than --horizon-age: not named.
+	if st := parseStatus(t, want(t, d.strata("--json", "status", "--horizon-age", "1h"), cli.ExitOK)); st.Horizon != nil {
+		t.Fatalf("a holder younger than an hour was named: %s", *st.Horizon)
+	}
+}
