@@ -474,10 +474,12 @@ type worker struct {
 	filter   Filter
 	parked   map[string]int64 // stream → id of its first dead letter
 	lastSync time.Time
+	ahead    chan prefetched // the next page, read while a batch is handled
 }
 
 func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler, wake <-chan struct{}, caughtUp chan<- int) error {
 	w := &worker{sub: sub, p: p, cp: cp, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p}}
+	defer w.dropPrefetch()
 	if err := w.loadParked(ctx); err != nil {
 		if ctx.Err() == nil {
 			sub.log.Warn("strata: partition start failed", "partition", p, "err", err)
@@ -493,7 +495,7 @@ func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler
 			}
 		}
 		started := time.Now()
-		page, err := sub.store.ReadAllFiltered(ctx, w.cp, sub.cfg.BatchSize, w.filter)
+		page, err := w.read(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -506,6 +508,10 @@ func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler
 		}
 		if len(page.Events) > 0 {
 			idle, woke = 0, false
+			if len(page.Events) == sub.cfg.BatchSize {
+				// Catching up: read the next page while this one is handled.
+				w.prefetch(ctx, page.Next)
+			}
 			if err := w.handle(ctx, h, page.Events, started); err != nil {
 				return w.exit(ctx, err)
 			}
@@ -536,6 +542,44 @@ func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler
 		}
 	}
 	return nil
+}
+
+// prefetched is a page read ahead, from after.
+type prefetched struct {
+	after Position
+	page  Page
+	err   error
+}
+
+// prefetch starts reading the page after the given position.
+func (w *worker) prefetch(ctx context.Context, after Position) {
+	ch := make(chan prefetched, 1)
+	w.ahead = ch
+	go func() {
+		page, err := w.sub.store.ReadAllFiltered(ctx, after, w.sub.cfg.BatchSize, w.filter)
+		ch <- prefetched{after: after, page: page, err: err}
+	}()
+}
+
+// read returns the page after the checkpoint: the one read ahead if it
+// starts there, else a fresh read.
+func (w *worker) read(ctx context.Context) (Page, error) {
+	if w.ahead != nil {
+		r := <-w.ahead
+		w.ahead = nil
+		if r.err == nil && r.after == w.cp {
+			return r.page, nil
+		}
+	}
+	return w.sub.store.ReadAllFiltered(ctx, w.cp, w.sub.cfg.BatchSize, w.filter)
+}
+
+// dropPrefetch waits for a read ahead to finish and forgets it.
+func (w *worker) dropPrefetch() {
+	if w.ahead != nil {
+		<-w.ahead
+		w.ahead = nil
+	}
 }
 
 // sync reconciles the worker with its partition's row: it stops when the

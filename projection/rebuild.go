@@ -61,10 +61,12 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	if e.p.BatchSize > 0 {
 		batchSize = e.p.BatchSize
 	}
+	var target eventstore.Position // set before the subscription runs
 	onBatch := func(b eventstore.BatchInfo) {
 		handled.Add(int64(b.Events))
-		if b.Events+b.Parked < batchSize {
-			// A short batch: this partition may have caught up.
+		if b.Events+b.Parked < batchSize || !b.Last.Less(target) {
+			// A short batch, or one that reached the target: this
+			// partition may have caught up.
 			select {
 			case poll <- struct{}{}:
 			default:
@@ -83,7 +85,6 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 		return fmt.Errorf("projection %q: rebuild: %w", name, err)
 	}
 	pool := r.store.Pool()
-	var target eventstore.Position
 	var total, targetTx int64
 	var since time.Time
 	resumed := true
