@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/outbox"
+	"github.com/strata-go/strata/outbox/kafka"
+	"github.com/strata-go/strata/outbox/natsjs"
+	"github.com/strata-go/strata/outbox/rabbitmq"
+	"github.com/strata-go/strata/pubsub"
+)
+
+// broker is where the relay publishes and the services subscribe. The
+// services' code is the same for every broker: only this file knows them.
+type broker struct {
+	// Name describes the broker in the account.
+	Name string
+	// Publisher is what the relay publishes to.
+	Publisher message.Publisher
+	// Subscriber returns a subscriber for one consumer group (one
+	// service): each group gets every message of the topics it reads.
+	Subscriber func(group string) (message.Subscriber, error)
+	// Permanent tells the relay which publish errors retrying cannot cure.
+	Permanent func(error) bool
+	// Topic names the topic of each stream category: "order" and
+	// "payment" events go to "<prefix>_orders" and "<prefix>_payments".
+	Topic func(category string) string
+}
+
+// openBroker connects to the broker that spec names: "postgres" (Strata's
+// Pub/Sub on the event store), "gochannel" (Watermill's in-process
+// channels), nats://…, amqp://… or kafka://host:port[,host:port]. The
+// example's topics start afresh, as its Postgres schema does.
+func openBroker(ctx context.Context, spec string, pool *pgxpool.Pool, schemaName, prefix string, logger watermill.LoggerAdapter) (*broker, error) {
+	b := &broker{Topic: func(category string) string { return prefix + "_" + category + "s" }}
+	topics := []string{b.Topic("order"), b.Topic("payment")}
+	switch {
+	case spec == "postgres":
+		// Messages are stored as events under their own stream prefix
+		// ("wm."), in the same schema. This store has no schema Validator:
+		// messages are not the domain's events.
+		store := eventstore.New(pool, &eventstore.Config{Schema: schemaName})
+		pub, err := pubsub.NewPublisher(store, nil)
+		if err != nil {
+			return nil, err
+		}
+		b.Name, b.Publisher = "Strata's Postgres Pub/Sub (messages in the event store)", pub
+		b.Subscriber = func(group string) (message.Subscriber, error) {
+			return pubsub.NewSubscriber(store, &pubsub.SubscriberConfig{ConsumerGroup: group})
+		}
+
+	case spec == "gochannel":
+		// In-process. Publish blocks until a subscriber acked, which is
+		// what the relay needs before it moves its checkpoint; messages
+		// published while nobody subscribes are dropped, so main starts
+		// the services before the relay.
+		gc := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, logger)
+		b.Name, b.Publisher = "Watermill GoChannel (in process)", gc
+		b.Subscriber = func(string) (message.Subscriber, error) { return gc, nil }
+
+	case strings.HasPrefix(spec, "nats://"):
+		if err := resetJetStreams(ctx, spec, topics); err != nil {
+			return nil, err
+		}
+		pub, err := natsjs.NewPublisher(spec, &natsjs.Config{Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		b.Name, b.Publisher, b.Permanent = "NATS JetStream "+spec, pub, natsjs.Permanent
+		b.Subscriber = func(group string) (message.Subscriber, error) {
+			return wmnats.NewSubscriber(wmnats.SubscriberConfig{
+				URL:            spec,
+				CloseTimeout:   5 * time.Second,
+				AckWaitTimeout: 30 * time.Second,
+				NatsOptions:    []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)},
+				Unmarshaler:    &natsjs.Marshaler{},
+				JetStream: wmnats.JetStreamConfig{
+					DurablePrefix:    group, // a durable consumer per service and topic
+					SubscribeOptions: []nats.SubOpt{nats.DeliverAll(), nats.AckExplicit()},
+				},
+			}, logger)
+		}
+
+	case strings.HasPrefix(spec, "amqp://"), strings.HasPrefix(spec, "amqps://"):
+		if err := deleteQueues(spec, topics); err != nil {
+			return nil, err
+		}
+		pub, err := rabbitmq.NewPublisher(spec, &rabbitmq.Config{Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		b.Name, b.Publisher = "RabbitMQ", pub
+		// A durable queue per topic; each topic has one consuming service
+		// here. For several services on one topic, give each its own queue
+		// (amqp.NewDurablePubSubConfig).
+		b.Subscriber = func(string) (message.Subscriber, error) {
+			return wmamqp.NewSubscriber(wmamqp.NewDurableQueueConfig(spec), logger)
+		}
+
+	case strings.HasPrefix(spec, "kafka://"):
+		// Kafka topics are not deleted here: each run uses topics of its
+		// own (the broker must auto-create topics), so that no message of
+		// an earlier run reaches this one.
+		run := fmt.Sprintf("%s_%d", prefix, time.Now().Unix())
+		b.Topic = func(category string) string { return run + "_" + category + "s" }
+		brokers := strings.Split(strings.TrimPrefix(spec, "kafka://"), ",")
+		pub, err := kafka.NewPublisher(brokers, &kafka.Config{Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+		b.Name, b.Publisher, b.Permanent = "Kafka "+strings.Join(brokers, ","), pub, kafka.Permanent
+		b.Subscriber = func(group string) (message.Subscriber, error) {
+			cfg := wmkafka.DefaultSaramaSubscriberConfig()
+			cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+			return wmkafka.NewSubscriber(wmkafka.SubscriberConfig{
+				Brokers: brokers, Unmarshaler: kafka.Marshaler(), ConsumerGroup: group, OverwriteSaramaConfig: cfg,
+			}, logger)
+		}
+
+	default:
+		return nil, fmt.Errorf("unknown broker %q: want postgres, gochannel, nats://…, amqp://… or kafka://…", spec)
+	}
+	return b, nil
+}
+
+// resetJetStreams deletes the example's JetStream streams, with their
+// messages and durable consumers from earlier runs, and creates them anew.
+func resetJetStreams(ctx context.Context, url string, topics []string) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return fmt.Errorf("NATS at %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	for _, t := range topics {
+		if err := js.DeleteStream(ctx, t); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("delete JetStream stream %s: %w", t, err)
+		}
+		cfg := jetstream.StreamConfig{Name: t, Subjects: []string{t}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute}
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create JetStream stream %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// deleteQueues deletes the example's RabbitMQ queues, with the messages
+// of earlier runs; the publisher declares them again.
+func deleteQueues(url string, queues []string) error {
+	conn, err := amqp091.Dial(url)
+	if err != nil {
+		return fmt.Errorf("RabbitMQ: %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	for _, q := range queues {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			return fmt.Errorf("delete queue %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+// storedEvent rebuilds the event a relayed message carries (outbox.NewMessage
+// put its stream, version, type and schema version in the metadata), so
+// that the registry decodes it, upcasting old versions, exactly like an
+// event read from the store.
+func storedEvent(msg *message.Message) (eventstore.Event, error) {
+	id, err := uuid.Parse(msg.UUID)
+	stream, version, ok := outbox.StreamVersion(msg)
+	if err != nil || !ok {
+		return eventstore.Event{}, fmt.Errorf("message %s is not an event relayed by the outbox", msg.UUID)
+	}
+	schemaVersion, err := strconv.Atoi(msg.Metadata.Get(outbox.MetaSchemaVersion))
+	if err != nil {
+		return eventstore.Event{}, fmt.Errorf("message %s: schema version: %w", msg.UUID, err)
+	}
+	return eventstore.Event{
+		ID:            id,
+		StreamID:      stream,
+		Version:       version,
+		Type:          msg.Metadata.Get(outbox.MetaType),
+		SchemaVersion: schemaVersion,
+		Data:          msg.Payload,
+		Metadata: eventstore.Metadata{
+			CorrelationID: msg.Metadata.Get(outbox.MetaCorrelationID),
+			CausationID:   msg.Metadata.Get(outbox.MetaCausationID),
+		},
+	}, nil
+}

@@ -1,0 +1,265 @@
+// Command shop is the event-driven shop, end to end, on Strata:
+//
+//	go run ./examples/shop
+//
+// An order service places orders: its Order aggregate emits OrderPlaced.
+// The outbox relay publishes every committed event to a broker. A payment
+// service consumes OrderPlaced, charges the order with its Payment
+// aggregate and emits PaymentCompleted, which the relay publishes in
+// turn. A notification service consumes PaymentCompleted and "sends" the
+// confirmation email (it prints it) and records ConfirmationSent. The
+// order_summary projection builds the read side from all of it, and the
+// program prints that table at the end.
+//
+// Both consumers are Watermill router handlers wrapped in
+// outbox.Deduplicate: a message delivered twice has one effect. Every
+// event carries the correlation ID of the order that caused it and the ID
+// of the event that caused it, so that
+//
+//	strata --schema shop trace <correlation ID>
+//
+// shows the order → payment → notification chain. Event schemas are files
+// under schemas/; one order is seeded the way an older release stored it
+// (OrderPlaced v1) and is upcast whenever it is read.
+//
+// It uses DATABASE_URL, or postgres://postgres@127.0.0.1:5432/test, and
+// recreates the Postgres schema "shop" at start, leaving it afterwards
+// for `strata --schema shop status`. Flags:
+//
+//	-orders N        orders to place (default 3)
+//	-follow          keep placing an order every second until Ctrl-C
+//	-broker B        postgres (default: Strata's Pub/Sub on the event store),
+//	                 gochannel, nats://127.0.0.1:4222, amqp://guest:guest@127.0.0.1:5672/
+//	                 or kafka://127.0.0.1:9092
+//	-timeout D       give up (exit 1) when the orders are not all notified by then (default 60s)
+//	-schema S        the Postgres schema (default shop)
+//	-topics P        the broker topics' prefix (default shop)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/migrations"
+	"github.com/strata-go/strata/outbox"
+	"github.com/strata-go/strata/projection"
+)
+
+type options struct {
+	orders  int
+	follow  bool
+	broker  string
+	timeout time.Duration
+	schema  string
+	topics  string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.orders, "orders", 3, "orders to place")
+	flag.BoolVar(&o.follow, "follow", false, "keep placing an order every second until Ctrl-C")
+	flag.StringVar(&o.broker, "broker", "postgres", "postgres, gochannel, nats://…, amqp://… or kafka://…")
+	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "exit 1 when the orders are not all notified by then")
+	flag.StringVar(&o.schema, "schema", "shop", "Postgres schema, recreated at start")
+	flag.StringVar(&o.topics, "topics", "shop", "prefix of the broker's topics")
+	flag.Parse()
+
+	// Warnings and errors of the libraries go to stderr; the account of
+	// what happened goes to stdout.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shop:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	deadline := time.Now().Add(o.timeout)
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		url = "postgres://postgres@127.0.0.1:5432/test"
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	// A fresh schema each run: Strata's tables, then our read model's.
+	schemaName := pgx.Identifier{o.schema}.Sanitize()
+	if _, err := pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+schemaName+` CASCADE`); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if err := migrations.Apply(ctx, pool, o.schema); err != nil {
+		return err
+	}
+	reg, err := newRegistry()
+	if err != nil {
+		return err
+	}
+	// The store validates every event against its schema before appending.
+	store := eventstore.New(pool, &eventstore.Config{Schema: o.schema, Validator: reg})
+	if _, err := pool.Exec(ctx, fmt.Sprintf(createSummary, store.Table("order_summary"))); err != nil {
+		return err
+	}
+
+	wmLogger := watermill.NewSlogLogger(slog.Default())
+	brk, err := openBroker(ctx, o.broker, pool, o.schema, o.topics, wmLogger)
+	if err != nil {
+		return err
+	}
+	defer brk.Publisher.Close()
+	say("shop", "", "Postgres schema %q recreated; broker: %s", o.schema, brk.Name)
+
+	// The three services.
+	orders := newOrderService(store, reg)
+	payments := newPaymentService(store, reg)
+	notifications := newNotificationService(store, reg, orders.orders)
+
+	// The consumers: one Watermill handler per service, each made
+	// idempotent by outbox.Deduplicate (processed message IDs in Postgres,
+	// in the handler's transaction).
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, wmLogger)
+	if err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		service, category string
+		handle            message.NoPublishHandlerFunc
+	}{
+		{"payment", "order", payments.Handle},
+		{"notification", "payment", notifications.Handle},
+	} {
+		sub, err := brk.Subscriber(c.service)
+		if err != nil {
+			return err
+		}
+		h := router.AddConsumerHandler(c.service, brk.Topic(c.category), sub, c.handle)
+		h.AddMiddleware(outbox.Deduplicate(pool, o.schema, c.service))
+	}
+
+	// The relay publishes order and payment events, each to its topic.
+	relay := outbox.NewRelay(store, brk.Publisher, &outbox.Config{
+		Categories: []string{"order", "payment"},
+		Topic:      func(e eventstore.Event) string { return brk.Topic(e.Category()) },
+		Permanent:  brk.Permanent,
+	})
+	// The read side.
+	runner := projection.NewRunner(store, []projection.Projection{summaryProjection(store, reg)}, nil)
+
+	// The workers run until the orders are done, even after Ctrl-C, which
+	// only stops -follow from placing more.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	failed := make(chan error, 3)
+	start := func(name string, fn func(context.Context) error) {
+		wg.Go(func() {
+			if err := fn(workCtx); err != nil && workCtx.Err() == nil {
+				failed <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	defer func() {
+		stopWork()
+		_ = router.Close()
+		wg.Wait()
+	}()
+	start("router", router.Run)
+	// The services subscribe before the relay publishes anything (the
+	// GoChannel broker drops messages nobody subscribed to yet).
+	select {
+	case <-router.Running():
+	case err := <-failed:
+		return err
+	case <-time.After(time.Until(deadline)):
+		return fmt.Errorf("not done within %s: the consumers did not even start", o.timeout)
+	}
+	start("relay", relay.Run)
+	start("projection", runner.Run)
+
+	// History from an older release, then today's orders.
+	if err := orders.SeedLegacy(ctx, "1000"); err != nil {
+		return err
+	}
+	placed := 1
+	for i := range o.orders {
+		if err := placeOrder(ctx, orders, 1001+i); err != nil {
+			return err
+		}
+		placed++
+	}
+	if o.follow {
+		say("shop", "", "placing an order every second; Ctrl-C to stop")
+		tick := time.NewTicker(time.Second)
+		for next := 1001 + o.orders; ctx.Err() == nil; next++ {
+			select {
+			case <-ctx.Done():
+				continue
+			case <-tick.C:
+			}
+			if err := placeOrder(ctx, orders, next); err != nil {
+				return err
+			}
+			placed++
+		}
+		tick.Stop()
+		say("shop", "", "stopped placing orders; waiting for the %d placed to be notified", placed)
+		deadline = time.Now().Add(o.timeout)
+	}
+
+	waited := make(chan error, 1)
+	go func() { waited <- waitUntilNotified(workCtx, store, runner, placed, deadline) }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			return fmt.Errorf("not done within %s: %w", o.timeout, err)
+		}
+	case err := <-failed:
+		return err
+	}
+	if err := printSummary(workCtx, store); err != nil {
+		return err
+	}
+	fmt.Printf("\nAll %d orders placed, paid and notified. The schema %q stays for inspection:\n", placed, o.schema)
+	fmt.Printf("  go run ./cmd/strata --schema %s status\n", o.schema)
+	fmt.Printf("  go run ./cmd/strata --schema %s trace <CORRELATION>   (with DATABASE_URL set)\n", o.schema)
+	return nil
+}
+
+// The customers who place the orders, in turn, and what they spend.
+var customers = []struct {
+	name  string
+	cents int64
+}{{"ada", 1999}, {"grace", 3450}, {"linus", 1200}, {"ken", 875}, {"barbara", 5600}}
+
+func placeOrder(ctx context.Context, orders *orderService, n int) error {
+	c := customers[n%len(customers)]
+	return orders.Place(ctx, strconv.Itoa(n), c.name, c.cents+int64(n%7)*100)
+}
+
+var sayMu sync.Mutex
+
+// say prints one line of the account: who did what to which order.
+func say(who, order, format string, args ...any) {
+	sayMu.Lock()
+	defer sayMu.Unlock()
+	fmt.Printf("%-12s %-5s %s\n", who, order, fmt.Sprintf(format, args...))
+}
