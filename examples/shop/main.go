@@ -38,6 +38,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -209,26 +210,33 @@ func run(ctx context.Context, o options) error {
 	if o.follow {
 		say("shop", "", "placing an order every second; Ctrl-C to stop")
 		tick := time.NewTicker(time.Second)
-		for next := 1001 + o.orders; ctx.Err() == nil; next++ {
+		for next := 1001 + o.orders; ; next++ {
 			select {
-			case <-ctx.Done():
-				continue
 			case <-tick.C:
+			case <-ctx.Done():
 			}
-			if err := placeOrder(ctx, orders, next); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if err := placeOrder(workCtx, orders, next); err != nil {
 				return err
 			}
 			placed++
 		}
 		tick.Stop()
+		// Wait for the orders in flight; a second Ctrl-C ends the program.
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
 		say("shop", "", "stopped placing orders; waiting for the %d placed to be notified", placed)
-		deadline = time.Now().Add(o.timeout)
+		ctx, deadline = workCtx, time.Now().Add(o.timeout)
 	}
 
 	waited := make(chan error, 1)
-	go func() { waited <- waitUntilNotified(workCtx, store, runner, placed, deadline) }()
+	go func() { waited <- waitUntilNotified(ctx, store, runner, placed, deadline) }()
 	select {
 	case err := <-waited:
+		if ctx.Err() != nil {
+			return errors.New("interrupted before every order was notified")
+		}
 		if err != nil {
 			return fmt.Errorf("not done within %s: %w", o.timeout, err)
 		}
