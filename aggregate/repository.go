@@ -313,7 +313,17 @@ func (r *Repository[T]) load(ctx context.Context, c conn, id string, at *At) (T,
 	// until wait returns.
 	var dec *decoder
 	inline := 0
-	for e, err := range c.readStream(ctx, stream, root.version+1) {
+	// From a snapshot, the read starts at the snapshot's own event, which
+	// is skipped: the stream then never reads as empty, which would cost
+	// the store a second query to tell "no events after" from "no stream".
+	from, skip := root.version+1, int64(-1)
+	if root.version > 0 {
+		from, skip = root.version, root.version
+	}
+	for e, err := range c.readStream(ctx, stream, from) {
+		if err == nil && e.Version == skip {
+			continue
+		}
 		if err != nil {
 			if dec != nil {
 				_ = dec.wait()
@@ -405,6 +415,7 @@ const inlineEvents = 256
 // in order, while the loading goroutine reads the next rows.
 type decoder struct {
 	batches chan []eventstore.Event
+	free    chan []eventstore.Event // decoded batches, for reuse
 	done    chan struct{}
 	failed  atomic.Bool
 	err     error // set by the goroutine before done is closed
@@ -414,7 +425,7 @@ type decoder struct {
 const decodeBatch = 64
 
 func startDecoder(apply func(eventstore.Event) error) *decoder {
-	d := &decoder{batches: make(chan []eventstore.Event, 8), done: make(chan struct{})}
+	d := &decoder{batches: make(chan []eventstore.Event, 8), free: make(chan []eventstore.Event, 10), done: make(chan struct{})}
 	d.buf = make([]eventstore.Event, 0, decodeBatch)
 	go func() {
 		defer close(d.done)
@@ -429,6 +440,10 @@ func startDecoder(apply func(eventstore.Event) error) *decoder {
 					break
 				}
 			}
+			select {
+			case d.free <- batch[:0]:
+			default:
+			}
 		}
 	}()
 	return d
@@ -440,7 +455,11 @@ func (d *decoder) add(e eventstore.Event) bool {
 	d.buf = append(d.buf, e)
 	if len(d.buf) == decodeBatch {
 		d.batches <- d.buf
-		d.buf = make([]eventstore.Event, 0, decodeBatch)
+		select {
+		case d.buf = <-d.free:
+		default:
+			d.buf = make([]eventstore.Event, 0, decodeBatch)
+		}
 	}
 	return !d.failed.Load()
 }
