@@ -67,7 +67,8 @@ type appendShape struct {
 // is released (READ COMMITTED re-evaluation) and matches nothing.
 //
 // Parameters: $1 stream, $2 event count, $3 category, $4..$10 the events'
-// columns (scalars or arrays), $11 the expected version for Exactly.
+// columns (scalars or arrays), $11 the expected version for Exactly. Empty
+// correlation and causation IDs are stored as NULL.
 func buildAppendQueries(schema, channel string) map[appendShape]string {
 	stream := map[expectKind]string{
 		expectAny: `INSERT INTO {schema}.streams AS st (stream_id, category, version) VALUES ($1, $3, $2)
@@ -103,7 +104,7 @@ func buildAppendQueries(schema, channel string) map[appendShape]string {
 				q := `WITH s AS (` + streamSQL + `),
 					ins AS (
 						INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
-						SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, e.corr, e.caus
+						SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, '')
 						FROM s, ` + source[multi] + `
 						RETURNING position, transaction_id, version
 					)` + wake + `

@@ -2,11 +2,14 @@ package eventstore
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
+	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -43,10 +47,14 @@ type Config struct {
 	MaxAppendEvents int
 	// NotifyInterval is the least time between two wake-up notifications
 	// this Store sends to subscribers (LISTEN/NOTIFY). An append notifies
-	// only when the last notification is older than this; subscribers poll
-	// briefly after every wake-up, so the appends in between are seen just
-	// as fast. Coalescing matters: Postgres serialises the commits of
-	// notifying transactions, so a NOTIFY in every append would halve
+	// when it is the first after this Store's appends paused for at least
+	// NotifyInterval (subscribers may be idle then), and otherwise at most
+	// once per 50 NotifyIntervals while appends keep coming (subscribers
+	// are busy reading then, and poll briefly after every read that found
+	// events, so the appends in between are seen just as fast). Keeping
+	// notifications rare matters: Postgres serialises the commits of
+	// notifying transactions and wakes every listening connection of the
+	// database for each one, so a NOTIFY in every append would halve
 	// throughput under load. Default 2ms; negative disables notifications
 	// (subscribers then rely on polling).
 	NotifyInterval time.Duration
@@ -63,6 +71,7 @@ type Store struct {
 	append map[appendShape]string
 
 	lastNotify atomic.Int64 // unix nanos of the last append that notified
+	lastAppend atomic.Int64 // unix nanos of the start of the last append
 	hub        wakeHub      // this process's subscribers to wake-ups
 }
 
@@ -136,15 +145,18 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expect
 }
 
 // appendArgs holds one append's events in the column-wise form the insert
-// statement takes.
+// statement takes. The types are the ones pgx encodes without reflection or
+// detours: a uuid.UUID would go through its driver.Valuer (a string, parsed
+// again), a []*string through reflection; empty correlation and causation
+// IDs become NULL in the statement.
 type appendArgs struct {
-	ids      []uuid.UUID
+	ids      [][16]byte
 	types    []string
 	versions []int32
 	data     [][]byte
 	meta     [][]byte
-	corr     []*string
-	caus     []*string
+	corr     []string
+	caus     []string
 }
 
 func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expected ExpectedVersion, events []NewEvent) (AppendResult, error) {
@@ -184,15 +196,30 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	return AppendResult{Version: version, Position: Position{TxID: uint64(tx), Seq: pos}}, nil
 }
 
-// shouldNotify decides whether this append carries the wake-up NOTIFY:
-// at most one append per NotifyInterval does, across all goroutines.
+// notifySilenceFactor times NotifyInterval is the longest a Store that
+// keeps appending goes without a notification.
+const notifySilenceFactor = 50
+
+// shouldNotify decides whether this append carries the wake-up NOTIFY,
+// across all goroutines: the first append after a pause of NotifyInterval
+// does (subscribers may be waiting idle), and under a steady flow of
+// appends one every notifySilenceFactor NotifyIntervals does (subscribers
+// are reading anyway and poll soon after every read that found events; the
+// occasional notification bounds their delay when an open transaction held
+// the log back while they backed off). Never more than one per
+// NotifyInterval.
 func (s *Store) shouldNotify() bool {
 	if s.cfg.NotifyInterval < 0 {
 		return false
 	}
+	interval := int64(s.cfg.NotifyInterval)
 	now := time.Now().UnixNano()
+	prev := s.lastAppend.Swap(now)
 	last := s.lastNotify.Load()
-	if now-last < int64(s.cfg.NotifyInterval) {
+	if now-last < interval {
+		return false
+	}
+	if now-prev < interval && now-last < interval*notifySilenceFactor {
 		return false
 	}
 	return s.lastNotify.CompareAndSwap(last, now)
@@ -220,8 +247,8 @@ func (s *Store) prepare(streamID string, expected ExpectedVersion, events []NewE
 	}
 	n := len(events)
 	a := &appendArgs{
-		ids: make([]uuid.UUID, n), types: make([]string, n), versions: make([]int32, n),
-		data: make([][]byte, n), meta: make([][]byte, n), corr: make([]*string, n), caus: make([]*string, n),
+		ids: make([][16]byte, n), types: make([]string, n), versions: make([]int32, n),
+		data: make([][]byte, n), meta: make([][]byte, n), corr: make([]string, n), caus: make([]string, n),
 	}
 	for i := range events {
 		ev := events[i]
@@ -236,7 +263,7 @@ func (s *Store) prepare(streamID string, expected ExpectedVersion, events []NewE
 			return nil, bad(i, "schema version", fmt.Sprintf("%d is negative", ev.SchemaVersion))
 		case len(ev.Data) == 0:
 			return nil, bad(i, "data", "empty data: want a JSON document")
-		case !json.Valid(ev.Data):
+		case !validJSON(ev.Data):
 			return nil, bad(i, "data", "not valid JSON")
 		case !utf8.Valid(ev.Data):
 			return nil, bad(i, "data", "JSON is not valid UTF-8")
@@ -266,13 +293,13 @@ func (s *Store) prepare(streamID string, expected ExpectedVersion, events []NewE
 			}
 		}
 		a.ids[i], a.types[i], a.versions[i], a.data[i], a.meta[i] = ev.ID, ev.Type, int32(ev.SchemaVersion), ev.Data, meta
-		a.corr[i], a.caus[i] = nullable(ev.Metadata.CorrelationID), nullable(ev.Metadata.CausationID)
+		a.corr[i], a.caus[i] = ev.Metadata.CorrelationID, ev.Metadata.CausationID
 	}
 	if n > 1 {
-		seen := make(map[uuid.UUID]struct{}, n)
+		seen := make(map[[16]byte]struct{}, n)
 		for _, id := range a.ids {
 			if _, dup := seen[id]; dup {
-				return nil, &DuplicateEventError{StreamID: streamID, ID: id}
+				return nil, &DuplicateEventError{StreamID: streamID, ID: uuid.UUID(id)}
 			}
 			seen[id] = struct{}{}
 		}
@@ -280,20 +307,207 @@ func (s *Store) prepare(streamID string, expected ExpectedVersion, events []NewE
 	return a, nil
 }
 
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
 // validText reports whether s can be stored in a Postgres text column.
 func validText(s string) bool {
 	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
 }
 
+// validJSON reports whether b is one JSON value (with optional surrounding
+// whitespace): what json.Valid reports, including its nesting limit, in a
+// single pass without a function call per byte. Checking every event's
+// data is on every append's path. Bytes of 0x80 and above are accepted in
+// strings here; UTF-8 validity is checked apart.
+func validJSON(b []byte) bool {
+	const maxDepth = 10000 // as encoding/json
+	var stack []byte       // open containers: '{' or '['
+	var scratch [32]byte
+	stack = scratch[:0]
+	i := skipSpace(b, 0)
+	for {
+		// A value starts at i.
+		if i >= len(b) {
+			return false
+		}
+		switch c := b[i]; {
+		case c == '{' || c == '[':
+			if len(stack) == maxDepth {
+				return false
+			}
+			stack = append(stack, c)
+			i = skipSpace(b, i+1)
+			if i < len(b) && b[i] == c+2 { // '}' or ']'
+				stack = stack[:len(stack)-1]
+				i++
+				break
+			}
+			if c == '{' {
+				if i = jsonMember(b, i); i < 0 {
+					return false
+				}
+			}
+			continue
+		case c == '"':
+			if i = jsonString(b, i); i < 0 {
+				return false
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			if i = jsonNumber(b, i); i < 0 {
+				return false
+			}
+		case c == 't':
+			if !hasPrefixAt(b, i, "true") {
+				return false
+			}
+			i += 4
+		case c == 'f':
+			if !hasPrefixAt(b, i, "false") {
+				return false
+			}
+			i += 5
+		case c == 'n':
+			if !hasPrefixAt(b, i, "null") {
+				return false
+			}
+			i += 4
+		default:
+			return false
+		}
+		// After a value: close containers, or go on to the next element.
+		for {
+			i = skipSpace(b, i)
+			if len(stack) == 0 {
+				return i == len(b)
+			}
+			if i >= len(b) {
+				return false
+			}
+			top := stack[len(stack)-1]
+			if b[i] == top+2 {
+				stack = stack[:len(stack)-1]
+				i++
+				continue
+			}
+			if b[i] != ',' {
+				return false
+			}
+			i = skipSpace(b, i+1)
+			if top == '{' {
+				if i = jsonMember(b, i); i < 0 {
+					return false
+				}
+			}
+			break
+		}
+	}
+}
+
+// jsonMember reads `"key" :` at i and returns where the value starts, or
+// -1.
+func jsonMember(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	if i = jsonString(b, i); i < 0 {
+		return -1
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return -1
+	}
+	return skipSpace(b, i+1)
+}
+
+// jsonString reads the string starting with the quote at i and returns the
+// index after its closing quote, or -1.
+func jsonString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return i + 1
+		case c < 0x20:
+			return -1
+		case c == '\\':
+			i++
+			if i >= len(b) {
+				return -1
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) {
+					return -1
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return -1
+					}
+				}
+				i += 4
+			default:
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+// jsonNumber reads the number starting at i and returns the index after
+// it, or -1.
+func jsonNumber(b []byte, i int) int {
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i = skipDigits(b, i+1)
+	default:
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		j := skipDigits(b, i+1)
+		if j == i+1 {
+			return -1
+		}
+		i = j
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		j := skipDigits(b, i)
+		if j == i {
+			return -1
+		}
+		i = j
+	}
+	return i
+}
+
+func skipDigits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+func hasPrefixAt(b []byte, i int, word string) bool {
+	return len(b)-i >= len(word) && string(b[i:i+len(word)]) == word
+}
+
 // encodeMetadata returns the JSON of m.Values, or nil when there are none.
-// Correlation and causation IDs have columns of their own.
+// Correlation and causation IDs have columns of their own. The output is
+// what encoding/json would write (keys sorted, the same escapes), without
+// its reflection: it is on every append's path.
 func encodeMetadata(m Metadata) ([]byte, error) {
 	if !validText(m.CorrelationID) || !validText(m.CausationID) {
 		return nil, errors.New("correlation or causation ID is not valid UTF-8 or contains a NUL byte")
@@ -301,12 +515,76 @@ func encodeMetadata(m Metadata) ([]byte, error) {
 	if len(m.Values) == 0 {
 		return nil, nil
 	}
+	var scratch [8]string
+	keys := scratch[:0]
+	size := 2
 	for k, v := range m.Values {
 		if k == "" || !validText(k) || !validText(v) {
 			return nil, fmt.Errorf("key %q: keys must be non-empty, and keys and values valid UTF-8 without NUL bytes", k)
 		}
+		keys = append(keys, k)
+		size += len(k) + len(v) + 6
 	}
-	return json.Marshal(m.Values)
+	slices.Sort(keys)
+	out := make([]byte, 0, size)
+	out = append(out, '{')
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendJSONString(out, k)
+		out = append(out, ':')
+		out = appendJSONString(out, m.Values[k])
+	}
+	return append(out, '}'), nil
+}
+
+// appendJSONString appends s, valid UTF-8, as a JSON string with the
+// escapes encoding/json uses by default (HTML characters, U+2028 and
+// U+2029 included).
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		var esc string
+		switch {
+		case b == '"':
+			esc = `\"`
+		case b == '\\':
+			esc = `\\`
+		case b == '\n':
+			esc = `\n`
+		case b == '\r':
+			esc = `\r`
+		case b == '\t':
+			esc = `\t`
+		case b == '\b':
+			esc = `\b`
+		case b == '\f':
+			esc = `\f`
+		case b < 0x20 || b == '<' || b == '>' || b == '&':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			start = i + 1
+			continue
+		case b == 0xE2 && i+2 < len(s) && s[i+1] == 0x80 && (s[i+2] == 0xA8 || s[i+2] == 0xA9):
+			// U+2028 and U+2029.
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[s[i+2]-0xA0])
+			i += 2
+			start = i + 1
+			continue
+		default:
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		dst = append(dst, esc...)
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // conflict builds the *ConflictError for an append whose expected version
@@ -525,15 +803,54 @@ func partitionExpr(n string) string {
 	return "((hashtext(stream_id)::bigint & 2147483647) % " + n + ")"
 }
 
-// eventScanner scans event rows, reusing its scratch space.
+// eventScanner scans event rows (the columns of eventColumns), reusing its
+// scratch space. Use a new one per result set.
+//
+// Reading the log is the hot path of every subscriber, so rows are decoded
+// straight from their wire form when the result set allows it (the columns
+// have the expected types, and the numbers, UUID and time arrive in binary,
+// which is what pgx asks for with its default statement cache): no
+// reflection, and the strings a page repeats (stream IDs, event types,
+// metadata keys) are allocated once. Any other result set (the simple
+// protocol, say) goes through rows.Scan.
 type eventScanner struct {
 	tx, pos    int64
 	sv         int32
 	meta       []byte
 	corr, caus *string
+
+	checked bool           // fast and loc are decided for this result set
+	fast    bool           // decode RawValues instead of calling rows.Scan
+	loc     *time.Location // the connection's timestamptz ScanLocation
+	stream  string         // the last stream ID and event type decoded,
+	typ     string         // reused while rows repeat them
+	keys    []string       // metadata keys decoded so far, reused
+	buf     []byte         // scratch for the strings of one row
 }
 
+// The columns of eventColumns, in order, with the binary type each must
+// have for the fast path.
+var eventColumnOIDs = [...]uint32{
+	pgtypeInt8, pgtypeInt8, pgtypeUUID, pgtypeText, pgtypeInt8, pgtypeText,
+	pgtypeInt4, pgtypeJSON, pgtypeJSON, pgtypeText, pgtypeText, pgtypeTimestamptz,
+}
+
+const (
+	pgtypeInt4        = 23
+	pgtypeInt8        = 20
+	pgtypeText        = 25
+	pgtypeJSON        = 114
+	pgtypeUUID        = 2950
+	pgtypeTimestamptz = 1184
+)
+
 func (sc *eventScanner) scan(rows pgx.Rows) (Event, error) {
+	if !sc.checked {
+		sc.check(rows)
+	}
+	if sc.fast {
+		return sc.decode(rows.RawValues())
+	}
 	var e Event
 	sc.meta, sc.corr, sc.caus = nil, nil, nil
 	err := rows.Scan(&sc.pos, &sc.tx, &e.ID, &e.StreamID, &e.Version, &e.Type, &sc.sv, &e.Data, &sc.meta, &sc.corr, &sc.caus, &e.RecordedAt)
@@ -541,6 +858,105 @@ func (sc *eventScanner) scan(rows pgx.Rows) (Event, error) {
 		return Event{}, err
 	}
 	return sc.finish(e)
+}
+
+// check decides whether this result set can be decoded from raw values.
+func (sc *eventScanner) check(rows pgx.Rows) {
+	sc.checked = true
+	fields := rows.FieldDescriptions()
+	if len(fields) != len(eventColumnOIDs) {
+		return
+	}
+	for i, f := range fields {
+		oid := eventColumnOIDs[i]
+		if f.DataTypeOID != oid {
+			return
+		}
+		// text and json are the same bytes in either format; pgx asks for
+		// them as text.
+		if f.Format != pgx.BinaryFormatCode && oid != pgtypeText && oid != pgtypeJSON {
+			return
+		}
+	}
+	conn := rows.Conn()
+	if conn == nil {
+		return
+	}
+	if t, ok := conn.TypeMap().TypeForOID(pgtypeTimestamptz); ok {
+		if c, ok := t.Codec.(*pgtype.TimestamptzCodec); ok {
+			sc.loc = c.ScanLocation
+		} else {
+			return // a custom codec: let it decode
+		}
+	}
+	sc.fast = true
+}
+
+// decode builds an event from one row's raw values (binary numbers, UUID
+// and time; text and JSON as their bytes). NULL is only allowed where the
+// column allows it.
+func (sc *eventScanner) decode(v [][]byte) (Event, error) {
+	if len(v) != len(eventColumnOIDs) {
+		return Event{}, fmt.Errorf("eventstore: event row has %d columns, want %d", len(v), len(eventColumnOIDs))
+	}
+	var e Event
+	for i, n := range [...]int{0: 8, 1: 8, 2: 16, 4: 8, 6: 4, 11: 8} {
+		if n > 0 && len(v[i]) != n {
+			return Event{}, fmt.Errorf("eventstore: event row: column %d is %d bytes, want %d", i, len(v[i]), n)
+		}
+	}
+	if v[3] == nil || v[5] == nil || v[7] == nil {
+		return Event{}, errors.New("eventstore: event row: NULL in a NOT NULL column")
+	}
+	e.Position = Position{TxID: binary.BigEndian.Uint64(v[1]), Seq: int64(binary.BigEndian.Uint64(v[0]))}
+	e.ID = uuid.UUID(v[2])
+	if string(v[3]) != sc.stream {
+		sc.stream = string(v[3])
+	}
+	e.StreamID = sc.stream
+	e.Version = int64(binary.BigEndian.Uint64(v[4]))
+	if string(v[5]) != sc.typ {
+		sc.typ = string(v[5])
+	}
+	e.Type = sc.typ
+	e.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[6])))
+	e.Data = append(make([]byte, 0, len(v[7])), v[7]...)
+	t, err := decodeTimestamptz(v[11], sc.loc)
+	if err != nil {
+		return Event{}, fmt.Errorf("eventstore: event %s: recorded_at: %w", e.ID, err)
+	}
+	e.RecordedAt = t
+
+	// The correlation and causation IDs and the metadata pairs share one
+	// string allocation.
+	if v[8] == nil && v[9] == nil && v[10] == nil {
+		return e, nil
+	}
+	sc.buf = append(append(append(sc.buf[:0], v[9]...), v[10]...), v[8]...)
+	all := string(sc.buf)
+	corr, rest := all[:len(v[9])], all[len(v[9]):]
+	caus, meta := rest[:len(v[10])], rest[len(v[10]):]
+	e.Metadata.CorrelationID, e.Metadata.CausationID = corr, caus
+	if len(meta) > 0 {
+		if e.Metadata.Values, err = sc.decodeMetadata(meta); err != nil {
+			return Event{}, fmt.Errorf("eventstore: event %s: metadata: %w", e.ID, err)
+		}
+	}
+	return e, nil
+}
+
+// decodeTimestamptz decodes a binary timestamptz as pgx does.
+func decodeTimestamptz(b []byte, loc *time.Location) (time.Time, error) {
+	const y2k = 946_684_800 * 1_000_000 // microseconds from 1970 to 2000
+	us := int64(binary.BigEndian.Uint64(b))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return time.Time{}, errors.New("cannot scan infinity into time.Time")
+	}
+	t := time.Unix(y2k/1_000_000+us/1_000_000, (y2k%1_000_000*1_000)+(us%1_000_000*1_000))
+	if loc != nil {
+		t = t.In(loc)
+	}
+	return t, nil
 }
 
 // finish fills in the parts of e scanned into the scanner's scratch space.
@@ -554,11 +970,93 @@ func (sc *eventScanner) finish(e Event) (Event, error) {
 		e.Metadata.CausationID = *sc.caus
 	}
 	if len(sc.meta) > 0 {
-		if err := json.Unmarshal(sc.meta, &e.Metadata.Values); err != nil {
+		var err error
+		if e.Metadata.Values, err = sc.decodeMetadata(string(sc.meta)); err != nil {
 			return Event{}, fmt.Errorf("event %s: metadata: %w", e.ID, err)
 		}
 	}
 	return e, nil
+}
+
+// decodeMetadata reads the metadata column: a JSON object of strings, as
+// encodeMetadata writes it. Keys and values without escapes are taken as
+// substrings of doc, and keys are shared between events; anything else
+// (escapes, spaces, other value types) is left to encoding/json.
+func (sc *eventScanner) decodeMetadata(doc string) (map[string]string, error) {
+	if m, ok := sc.decodeSimpleMetadata(doc); ok {
+		return m, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(doc), &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeSimpleMetadata parses {"k":"v",...} without whitespace or escapes.
+// It returns false for anything else, including invalid JSON.
+func (sc *eventScanner) decodeSimpleMetadata(doc string) (map[string]string, bool) {
+	if len(doc) < 2 || doc[0] != '{' || doc[len(doc)-1] != '}' {
+		return nil, false
+	}
+	n := strings.Count(doc, `":"`)
+	if n == 0 {
+		return map[string]string{}, doc == "{}"
+	}
+	m := make(map[string]string, n)
+	rest := doc[1:]
+	for {
+		k, r, ok := simpleJSONString(rest)
+		if !ok || len(r) == 0 || r[0] != ':' {
+			return nil, false
+		}
+		v, r, ok := simpleJSONString(r[1:])
+		if !ok || len(r) == 0 {
+			return nil, false
+		}
+		m[sc.key(k)] = v
+		if r[0] == '}' {
+			if len(r) != 1 {
+				return nil, false
+			}
+			return m, true
+		}
+		if r[0] != ',' {
+			return nil, false
+		}
+		rest = r[1:]
+	}
+}
+
+// key returns k, as a string already decoded when there is one.
+func (sc *eventScanner) key(k string) string {
+	for _, seen := range sc.keys {
+		if seen == k {
+			return seen
+		}
+	}
+	if len(sc.keys) < 16 {
+		sc.keys = append(sc.keys, strings.Clone(k))
+		return sc.keys[len(sc.keys)-1]
+	}
+	return k
+}
+
+// simpleJSONString reads a JSON string without escapes at the start of s,
+// returning its contents and what follows it.
+func simpleJSONString(s string) (str, rest string, ok bool) {
+	if len(s) == 0 || s[0] != '"' {
+		return "", "", false
+	}
+	for i := 1; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"':
+			return s[1:i], s[i+1:], true
+		case c == '\\' || c < 0x20:
+			return "", "", false
+		}
+	}
+	return "", "", false
 }
 
 // SaveSnapshot stores snap as the stream's latest snapshot, unless a
