@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -85,7 +86,7 @@ func openBroker(ctx context.Context, spec string, pool *pgxpool.Pool, schemaName
 		if err != nil {
 			return nil, err
 		}
-		b.Name, b.Publisher, b.Permanent = "NATS JetStream "+spec, pub, natsjs.Permanent
+		b.Name, b.Publisher, b.Permanent = "NATS JetStream at "+host(spec), pub, natsjs.Permanent
 		b.Subscriber = func(group string) (message.Subscriber, error) {
 			return wmnats.NewSubscriber(wmnats.SubscriberConfig{
 				URL:            spec,
@@ -108,7 +109,7 @@ func openBroker(ctx context.Context, spec string, pool *pgxpool.Pool, schemaName
 		if err != nil {
 			return nil, err
 		}
-		b.Name, b.Publisher = "RabbitMQ", pub
+		b.Name, b.Publisher = "RabbitMQ at "+host(spec), pub
 		// A durable queue per topic; each topic has one consuming service
 		// here. For several services on one topic, give each its own queue
 		// (amqp.NewDurablePubSubConfig).
@@ -137,6 +138,9 @@ func openBroker(ctx context.Context, spec string, pool *pgxpool.Pool, schemaName
 		}
 
 	default:
+		if u, err := url.Parse(spec); err == nil {
+			spec = u.Redacted()
+		}
 		return nil, fmt.Errorf("unknown broker %q: want postgres, gochannel, nats://…, amqp://… or kafka://…", spec)
 	}
 	return b, nil
@@ -144,10 +148,10 @@ func openBroker(ctx context.Context, spec string, pool *pgxpool.Pool, schemaName
 
 // resetJetStreams deletes the example's JetStream streams, with their
 // messages and durable consumers from earlier runs, and creates them anew.
-func resetJetStreams(ctx context.Context, url string, topics []string) error {
-	nc, err := nats.Connect(url)
+func resetJetStreams(ctx context.Context, addr string, topics []string) error {
+	nc, err := nats.Connect(addr)
 	if err != nil {
-		return fmt.Errorf("NATS at %s: %w", url, err)
+		return fmt.Errorf("NATS at %s: %w", host(addr), err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -168,8 +172,8 @@ func resetJetStreams(ctx context.Context, url string, topics []string) error {
 
 // deleteQueues deletes the example's RabbitMQ queues, with the messages
 // of earlier runs; the publisher declares them again.
-func deleteQueues(url string, queues []string) error {
-	conn, err := amqp091.Dial(url)
+func deleteQueues(addr string, queues []string) error {
+	conn, err := amqp091.Dial(addr)
 	if err != nil {
 		return fmt.Errorf("RabbitMQ: %w", err)
 	}
@@ -185,6 +189,16 @@ func deleteQueues(url string, queues []string) error {
 		}
 	}
 	return nil
+}
+
+// host returns the host of a broker URL, for messages: never the
+// password it may carry.
+func host(spec string) string {
+	u, err := url.Parse(spec)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Host
 }
 
 // storedEvent rebuilds the event a relayed message carries (outbox.NewMessage

@@ -133,7 +133,7 @@ func run(ctx context.Context, o options) error {
 	// The three services.
 	orders := newOrderService(store, reg)
 	payments := newPaymentService(store, reg)
-	notifications := newNotificationService(store, reg, orders.orders)
+	notifications := newNotificationService(store, reg, orders.repo)
 
 	// The consumers: one Watermill handler per service, each made
 	// idempotent by outbox.Deduplicate (processed message IDs in Postgres,

@@ -50,6 +50,13 @@ func databaseURL() string {
 	return "postgres://postgres@127.0.0.1:5432/test"
 }
 
+func amqpURL() string {
+	if u := os.Getenv("AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@127.0.0.1:5672/"
+}
+
 func natsURL() string {
 	if u := os.Getenv("NATS_URL"); u != "" {
 		return u
@@ -201,6 +208,30 @@ func TestShopOnNATS(t *testing.T) {
 	}
 	if !strings.Contains(out, "broker: NATS JetStream") {
 		t.Errorf("the account does not name NATS:\n%s", out)
+	}
+	checkAccount(t, name, out, 3)
+}
+
+// In process, with Watermill's GoChannel.
+func TestShopOnGoChannel(t *testing.T) {
+	t.Parallel()
+	name, out, errOut, code := runShop(t, "-broker", "gochannel", "-timeout", "2m")
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0; stderr:\n%s\nstdout:\n%s", code, errOut, out)
+	}
+	checkAccount(t, name, out, 3)
+}
+
+// With RabbitMQ: durable queues, publisher confirms.
+func TestShopOnRabbitMQ(t *testing.T) {
+	t.Parallel()
+	name, out, errOut, code := runShop(t, "-broker", amqpURL(), "-timeout", "2m")
+	t.Cleanup(func() { deleteQueues(amqpURL(), []string{name + "_orders", name + "_payments"}) })
+	if code != 0 {
+		t.Fatalf("exit code %d, want 0; stderr:\n%s\nstdout:\n%s", code, errOut, out)
+	}
+	if !strings.Contains(out, "broker: RabbitMQ at ") || strings.Contains(out, "guest:guest") {
+		t.Errorf("the account does not name RabbitMQ, or shows its password:\n%s", out)
 	}
 	checkAccount(t, name, out, 3)
 }

@@ -60,14 +60,14 @@ func (o *Order) Apply(ev any) {
 // orderService takes orders. It only writes events: the relay publishes
 // them, and the payment service takes over from there.
 type orderService struct {
-	store  *eventstore.Store
-	orders *aggregate.Repository[*Order] // streams "order-<id>"
+	store *eventstore.Store
+	repo  *aggregate.Repository[*Order] // streams "order-<id>"
 }
 
 func newOrderService(store *eventstore.Store, reg *schema.Registry) *orderService {
 	return &orderService{
-		store:  store,
-		orders: aggregate.NewRepository(store, reg, func(string) *Order { return &Order{} }, nil),
+		store: store,
+		repo:  aggregate.NewRepository(store, reg, func(string) *Order { return &Order{} }, nil),
 	}
 }
 
@@ -77,7 +77,7 @@ func (s *orderService) Place(ctx context.Context, id, customer string, totalCent
 	correlation := newCorrelationID()
 	ctx = aggregate.WithMetadata(ctx, eventstore.Metadata{CorrelationID: correlation})
 	email := customer + "@example.com"
-	err := s.orders.Update(ctx, id, func(o *Order) error { return o.Place(customer, email, totalCents, "USD") })
+	err := s.repo.Update(ctx, id, func(o *Order) error { return o.Place(customer, email, totalCents, "USD") })
 	if err != nil {
 		return fmt.Errorf("place order %s: %w", id, err)
 	}
@@ -95,12 +95,12 @@ func (s *orderService) SeedLegacy(ctx context.Context, id string) error {
 		Data:          []byte(`{"customer":"margaret","email":"margaret@example.com","amount":42.5}`),
 		Metadata:      eventstore.Metadata{CorrelationID: newCorrelationID()},
 	}
-	if _, err := s.store.Append(ctx, s.orders.StreamID(id), eventstore.NoStream, v1); err != nil {
+	if _, err := s.store.Append(ctx, s.repo.StreamID(id), eventstore.NoStream, v1); err != nil {
 		return fmt.Errorf("seed order %s: %w", id, err)
 	}
 	say("seed", id, "OrderPlaced v1 stored as %s, correlation %s", v1.Data, v1.Metadata.CorrelationID)
 
-	o, err := s.orders.Load(ctx, id) // decodes the v1 event through the upcaster
+	o, err := s.repo.Load(ctx, id) // decodes the v1 event through the upcaster
 	if err != nil {
 		return fmt.Errorf("load seeded order %s: %w", id, err)
 	}

@@ -54,12 +54,12 @@ func (p *Payment) Apply(ev any) {
 // messages from the broker and writes its own events, which the relay
 // publishes in turn.
 type paymentService struct {
-	reg      *schema.Registry
-	payments *aggregate.Repository[*Payment]
+	reg  *schema.Registry
+	repo *aggregate.Repository[*Payment] // streams "payment-<order id>"
 }
 
 func newPaymentService(store *eventstore.Store, reg *schema.Registry) *paymentService {
-	return &paymentService{reg: reg, payments: aggregate.NewRepository(store, reg, func(string) *Payment { return &Payment{} }, nil)}
+	return &paymentService{reg: reg, repo: aggregate.NewRepository(store, reg, func(string) *Payment { return &Payment{} }, nil)}
 }
 
 // Handle is the Watermill handler for the orders topic. It runs inside
@@ -85,7 +85,7 @@ func (s *paymentService) Handle(msg *message.Message) error {
 	// The payment's events carry the order's correlation ID, and the ID of
 	// the event that caused them.
 	ctx := aggregate.WithMetadata(msg.Context(), eventstore.Metadata{CorrelationID: e.Metadata.CorrelationID, CausationID: e.ID.String()})
-	err = s.payments.UpdateTx(ctx, tx, orderID, func(p *Payment) error {
+	err = s.repo.UpdateTx(ctx, tx, orderID, func(p *Payment) error {
 		return p.Complete(orderID, placed.TotalCents, placed.Currency, "card")
 	})
 	if errors.Is(err, ErrAlreadyPaid) {
