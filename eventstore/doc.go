@@ -79,4 +79,17 @@
 // parked behind it, and the rest of the log goes on (or, with Stop, Run
 // returns). SubscriptionStatuses, ResetSubscription, DeadLetters and
 // RetryDeadLetters are the operator's controls.
+//
+// # Telemetry
+//
+// Every Append and AppendTx is a strata.append span and records
+// strata.append.duration and strata.append.events; when ctx carries a span
+// context, the events' Metadata.Values get its W3C "traceparent" (and
+// "tracestate") so that the relay and consumers continue the trace. Every
+// subscription records its handled events, batch durations, handler
+// errors and dead letters, and observes its lag in events and seconds
+// (the same figures as SubscriptionStatuses) for the partitions this
+// process owns. Config.MeterProvider and TracerProvider choose the
+// providers (default: the global ones); package telemetry lists every
+// name.
 package eventstore

@@ -20,6 +20,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Limits that are not configurable: they keep keys inside Postgres' index
@@ -60,6 +62,13 @@ type Config struct {
 	NotifyInterval time.Duration
 	// Logger receives the store's rare warnings. Default slog.Default().
 	Logger *slog.Logger
+	// MeterProvider makes the metrics of appends and of the store's
+	// subscriptions (names in package telemetry). Default: the global
+	// otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
+	// TracerProvider makes the strata.append spans. Default: the global
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 }
 
 // Store is the PostgreSQL event store. It is safe for concurrent use.
@@ -73,6 +82,7 @@ type Store struct {
 	lastNotify atomic.Int64 // unix nanos of the last append that notified
 	lastAppend atomic.Int64 // unix nanos of the start of the last append
 	hub        wakeHub      // this process's subscribers to wake-ups
+	tel        *storeTelemetry
 }
 
 // New returns a Store on pool. The tables must exist (migrations.Apply);
@@ -100,6 +110,7 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 	s := &Store{pool: pool, cfg: c, schema: pgx.Identifier{c.Schema}.Sanitize()}
 	s.sql = buildQueries(s.schema)
 	s.append = buildAppendQueries(s.schema, s.Channel())
+	s.tel = newStoreTelemetry(c)
 	return s
 }
 
@@ -131,8 +142,14 @@ type querier interface {
 // event that is malformed or refused by the Validator returns an error
 // matching ErrInvalidEvent before anything is sent; a stored event ID
 // returns a *DuplicateEventError.
+//
+// Each call is a strata.append span with metrics (see package telemetry).
+// When ctx carries a valid span context, every event's Metadata.Values is
+// given the W3C trace context ("traceparent", "tracestate") unless it has
+// a "traceparent" already, so that the relay and consumers continue the
+// trace; the events and maps passed in are not modified.
 func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVersion, events ...NewEvent) (AppendResult, error) {
-	return s.appendTo(ctx, s.pool, streamID, expected, events)
+	return s.tracedAppend(ctx, s.pool, streamID, expected, events)
 }
 
 // AppendTx is Append inside the caller's transaction, so that the events
@@ -141,7 +158,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 // commits. On a conflict tx is still usable; on other database errors, as
 // with any failed statement, tx is aborted.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...NewEvent) (AppendResult, error) {
-	return s.appendTo(ctx, tx, streamID, expected, events)
+	return s.tracedAppend(ctx, tx, streamID, expected, events)
 }
 
 // appendArgs holds one append's events in the column-wise form the insert

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/strata-go/strata/telemetry"
 )
 
 // Handler handles a batch of events of one subscription partition, in log
@@ -112,6 +115,10 @@ type SubscriptionConfig struct {
 	// Logger receives warnings about failures and lost leases. Default: the
 	// store's logger.
 	Logger *slog.Logger
+	// MeterProvider makes the subscription's metrics (events, batch
+	// duration, lag, errors, dead letters; names in package telemetry).
+	// Default: the store's (Config.MeterProvider).
+	MeterProvider metric.MeterProvider
 }
 
 // BatchInfo describes a committed batch, for SubscriptionConfig.OnBatch.
@@ -168,6 +175,7 @@ type Subscription struct {
 	cfg   SubscriptionConfig
 	log   *slog.Logger
 	sql   subscriptionQueries
+	tel   subscriptionTelemetry
 }
 
 // Subscription returns a subscription of the store's log. It does not
@@ -214,7 +222,11 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 		log = s.cfg.Logger
 	}
 	log = log.With("subscription", cfg.Name)
-	return &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.schema)}, nil
+	tel := subscriptionTelemetry{in: s.tel.in}
+	if cfg.MeterProvider != nil {
+		tel.in = telemetry.NewInstruments(cfg.MeterProvider)
+	}
+	return &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.schema), tel: tel}, nil
 }
 
 func defaultOwner() string {
@@ -252,6 +264,11 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	}
 	wake, release := sub.store.wakeups(ctx)
 	defer release()
+	if reg, err := sub.registerLag(); err != nil {
+		sub.log.Warn("strata: could not register the lag gauges", "err", err)
+	} else {
+		defer func() { _ = reg.Unregister() }()
+	}
 	hub := &partitionHub{wake: make(map[int]chan struct{})}
 	go hub.fanOut(ctx, wake)
 
@@ -475,10 +492,12 @@ type worker struct {
 	parked   map[string]int64 // stream → id of its first dead letter
 	lastSync time.Time
 	ahead    chan prefetched // the next page, read while a batch is handled
+	metrics  partitionMetrics
 }
 
 func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler, wake <-chan struct{}, caughtUp chan<- int) error {
-	w := &worker{sub: sub, p: p, cp: cp, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p}}
+	w := &worker{sub: sub, p: p, cp: cp, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p},
+		metrics: sub.tel.partition(sub.cfg.Name, p)}
 	defer w.dropPrefetch()
 	if err := w.loadParked(ctx); err != nil {
 		if ctx.Err() == nil {
@@ -642,6 +661,7 @@ func (w *worker) handle(ctx context.Context, h Handler, events []Event, started 
 	if len(events) == 1 {
 		return w.handleOne(ctx, h, events[0], err)
 	}
+	w.metrics.failure(w.sub.isTransient(err))
 	for _, e := range events {
 		if err := w.handleOne(ctx, h, e, nil); err != nil {
 			return err
@@ -664,7 +684,9 @@ func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr err
 			if errors.Is(err, errFenced) {
 				return err
 			}
-			if cfg.Transient != nil && cfg.Transient(err) {
+			transient := w.sub.isTransient(err)
+			w.metrics.failure(transient)
+			if transient {
 				attempts-- // says nothing about the event
 			}
 			if attempts >= cfg.MaxAttempts {
@@ -751,6 +773,7 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 		return err
 	}
 	w.cp = last
+	w.metrics.batch(len(live), len(parked), time.Since(started))
 	if sub.cfg.OnBatch != nil {
 		info := BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Events: len(live), Parked: len(parked), Last: last, Duration: time.Since(started)}
 		if n := len(live); n > 0 {
@@ -792,6 +815,7 @@ func (w *worker) park(ctx context.Context, e Event, attempts int, cause error) e
 		return err
 	}
 	w.cp = e.Position
+	w.metrics.batch(0, 1, 0)
 	if sub.cfg.OnBatch != nil {
 		sub.cfg.OnBatch(BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Parked: 1, Last: e.Position, LastRecordedAt: e.RecordedAt})
 	}
@@ -888,6 +912,7 @@ func (w *worker) retryDeadLetters(ctx context.Context, h Handler) error {
 			return err
 		}
 		if err != nil {
+			w.metrics.failure(w.sub.isTransient(err))
 			// The stream stays parked from this event on: none of its later
 			// dead letters may run before it.
 			failed[it.e.StreamID] = true
