@@ -9,6 +9,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/strata-go/strata/telemetry"
 )
 
 // DeduplicatorConfig configures a Deduplicator. Consumer is required.
@@ -22,6 +28,12 @@ type DeduplicatorConfig struct {
 	Schema string
 	// Now is the clock Expire measures age against. Default time.Now.
 	Now func() time.Time
+	// TracerProvider makes the strata.consume spans. Default: the global
+	// otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
+	// MeterProvider makes the strata.consume.* metrics. Default: the global
+	// otel.GetMeterProvider().
+	MeterProvider metric.MeterProvider
 }
 
 // Deduplicator makes a Watermill consumer's effects exactly-once: it
@@ -34,7 +46,14 @@ type Deduplicator struct {
 	insert   string
 	expire   string
 	contains string
+
+	tracer trace.Tracer
+	in     *telemetry.Instruments
+	attrs  [3][]metric.RecordOption // by outcome: ok, duplicate, error
+	counts [3][]metric.AddOption
 }
+
+var consumeOutcomes = [3]string{telemetry.OutcomeOK, telemetry.OutcomeDuplicate, telemetry.OutcomeError}
 
 // NewDeduplicator returns a Deduplicator storing processed message IDs
 // through pool. It does not touch the database until used.
@@ -53,9 +72,11 @@ func NewDeduplicator(pool *pgxpool.Pool, cfg *DeduplicatorConfig) (*Deduplicator
 		c.Now = time.Now
 	}
 	table := pgx.Identifier{c.Schema, "processed_messages"}.Sanitize()
-	return &Deduplicator{
-		pool: pool,
-		cfg:  c,
+	d := &Deduplicator{
+		pool:   pool,
+		cfg:    c,
+		tracer: telemetry.Tracer(c.TracerProvider),
+		in:     telemetry.NewInstruments(c.MeterProvider),
 		// The primary key (consumer, message_id) decides: a second delivery
 		// inserts nothing. A concurrent delivery of the same message waits
 		// on the first one's uncommitted row and then inserts nothing (or,
@@ -65,7 +86,13 @@ func NewDeduplicator(pool *pgxpool.Pool, cfg *DeduplicatorConfig) (*Deduplicator
 		// processed_messages_age_idx.
 		expire:   `DELETE FROM ` + table + ` WHERE consumer = $1 AND processed_at < $2`,
 		contains: `SELECT EXISTS (SELECT 1 FROM ` + table + ` WHERE consumer = $1 AND message_id = $2)`,
-	}, nil
+	}
+	for i, o := range consumeOutcomes {
+		set := attribute.NewSet(attribute.String(telemetry.AttrConsumer, c.Consumer), attribute.String(telemetry.AttrOutcome, o))
+		d.attrs[i] = []metric.RecordOption{metric.WithAttributeSet(set)}
+		d.counts[i] = []metric.AddOption{metric.WithAttributeSet(set)}
+	}
+	return d, nil
 }
 
 // Deduplicate is NewDeduplicator(pool, &DeduplicatorConfig{Consumer:
@@ -99,24 +126,55 @@ func TxFromContext(ctx context.Context) (tx pgx.Tx, ok bool) {
 // which nacks the message for redelivery. A redelivered message that was
 // already handled is acknowledged without running h again, and produces no
 // messages.
+//
+// Each delivery is a strata.consume span, a child of the trace context in
+// the message's metadata (see package telemetry); the message's context
+// holds the span while h runs, so the events h appends with it continue
+// the trace. Deliveries are counted and timed by outcome
+// (strata.consume.messages, strata.consume.duration).
 func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		ctx := msg.Context()
+		start := time.Now()
+		orig := msg.Context()
+		ctx, span := d.tracer.Start(telemetry.Extract(orig, msg.Metadata), telemetry.SpanConsume,
+			trace.WithSpanKind(trace.SpanKindConsumer))
+		if span.IsRecording() {
+			span.SetAttributes(
+				attribute.String(telemetry.AttrConsumer, d.cfg.Consumer),
+				attribute.String(telemetry.AttrMessagingMessageID, msg.UUID),
+				attribute.String(telemetry.AttrEventType, msg.Metadata.Get(MetaType)),
+				attribute.String(telemetry.AttrStreamID, msg.Metadata.Get(MetaStream)),
+			)
+		}
 		var out []*message.Message
+		duplicate := false
 		err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 			tag, err := tx.Exec(ctx, d.insert, d.cfg.Consumer, msg.UUID, d.cfg.Now())
 			if err != nil {
 				return fmt.Errorf("outbox: record message %s: %w", msg.UUID, err)
 			}
 			if tag.RowsAffected() == 0 {
+				duplicate = true
 				return nil // handled before
 			}
-			orig := msg.Context()
-			msg.SetContext(context.WithValue(orig, txKey{}, tx))
+			msg.SetContext(context.WithValue(ctx, txKey{}, tx))
 			defer msg.SetContext(orig)
 			out, err = h(msg)
 			return err
 		})
+		outcome := 0
+		switch {
+		case err != nil:
+			outcome = 2
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "handler failed")
+		case duplicate:
+			outcome = 1
+		}
+		span.SetAttributes(attribute.Bool(telemetry.AttrDuplicate, duplicate))
+		span.End()
+		d.in.ConsumeMessages.Add(ctx, 1, d.counts[outcome]...)
+		d.in.ConsumeDuration.Record(ctx, time.Since(start).Seconds(), d.attrs[outcome]...)
 		if err != nil {
 			return nil, err
 		}

@@ -117,6 +117,27 @@
 //     Unmarshaler: kafka.Marshaler(), the handler wrapped in Deduplicate.
 //     Each stream's events share a key, hence a partition, hence an order.
 //
+// # Telemetry and health
+//
+// The relay counts acknowledged messages and failed publishes
+// (strata.relay.published, strata.relay.errors, by relay and topic); its
+// subscription "outbox:NAME" records throughput, lag, errors and dead
+// letters (strata.subscription.*). An event that carries a W3C trace
+// context (the store adds it when the append's context has a span) is
+// published in a strata.relay.publish span, a child of that context, and
+// its message carries the publish span's "traceparent". A Deduplicator
+// starts a strata.consume span from the message's metadata and puts it in
+// msg.Context(), so the events a handler appends with that context stay in
+// the same trace. Names are in package telemetry.
+//
+// Relay.Check reports the relay as Ready, Lagging (more than
+// Config.HealthMaxLag events or HealthMaxLagTime behind, or with dead
+// letters) or Failing (not running, or publishes failing since a given
+// time), for a telemetry.HealthHandler:
+//
+//	checks := map[string]telemetry.HealthFunc{"outbox:relay": relay.Check}
+//	http.Handle("/healthz", telemetry.NewHealthHandler(checks, nil))
+//
 // # Performance
 //
 // BenchmarkRelayThroughput and BenchmarkRelayLatency measure the relay

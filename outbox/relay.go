@@ -11,8 +11,13 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/telemetry"
 )
 
 // SubscriptionPrefix is put before Config.Name to form the name of the
@@ -108,6 +113,20 @@ type Config struct {
 	// Logger receives warnings about failed publishes. Default: the
 	// store's logger.
 	Logger *slog.Logger
+	// MeterProvider makes the relay's metrics (strata.relay.published,
+	// strata.relay.errors) and those of its subscription (lag, batches,
+	// errors, dead letters; see package telemetry). Default: the store's
+	// (eventstore.Store.MeterProvider: its Config's, else the global one).
+	MeterProvider metric.MeterProvider
+	// TracerProvider makes the strata.relay.publish spans. Default: the
+	// store's (eventstore.Store.TracerProvider).
+	TracerProvider trace.TracerProvider
+	// HealthMaxLag is how many events behind the log the relay may be
+	// before Check reports it Lagging. Default 10,000.
+	HealthMaxLag int64
+	// HealthMaxLagTime is how old its oldest unpublished event may be
+	// before Check reports it Lagging. Default 30s.
+	HealthMaxLagTime time.Duration
 }
 
 // Health is the relay's view of its broker, as Relay.Health reports it.
@@ -139,9 +158,17 @@ type Relay struct {
 	log   *slog.Logger
 
 	published atomic.Int64
+	running   atomic.Int32 // Run calls in progress
 	mu        sync.Mutex
 	health    Health
+
+	tracer trace.Tracer
+	in     *telemetry.Instruments
+	topics sync.Map // topic → *topicAttrs
 }
+
+// topicAttrs are the measurement options of one topic, made once.
+type topicAttrs struct{ add []metric.AddOption }
 
 // NewRelay returns a relay from store to publisher. The publisher must
 // return from Publish only once the broker acknowledged the messages
@@ -172,11 +199,24 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 	if c.MaxRetryBackoff <= 0 {
 		c.MaxRetryBackoff = 5 * time.Second
 	}
+	if c.MeterProvider == nil && store != nil {
+		c.MeterProvider = store.MeterProvider()
+	}
+	if c.TracerProvider == nil && store != nil {
+		c.TracerProvider = store.TracerProvider()
+	}
+	if c.HealthMaxLag <= 0 {
+		c.HealthMaxLag = 10_000
+	}
+	if c.HealthMaxLagTime <= 0 {
+		c.HealthMaxLagTime = 30 * time.Second
+	}
 	log := c.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Relay{store: store, pub: publisher, cfg: c, log: log.With("relay", c.Name), health: Health{Healthy: true}}
+	return &Relay{store: store, pub: publisher, cfg: c, log: log.With("relay", c.Name), health: Health{Healthy: true},
+		tracer: telemetry.Tracer(c.TracerProvider), in: telemetry.NewInstruments(c.MeterProvider)}
 }
 
 // SubscriptionName returns the name of the relay's subscription, under
@@ -215,10 +255,13 @@ func (r *Relay) Run(ctx context.Context) error {
 		PollInterval:    c.PollInterval,
 		Owner:           c.Owner,
 		Logger:          c.Logger,
+		MeterProvider:   c.MeterProvider,
 	})
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
+	r.running.Add(1)
+	defer r.running.Add(-1)
 	if err := sub.Run(ctx, r.handle); err != nil {
 		return fmt.Errorf("outbox: relay %q: %w", c.Name, err)
 	}
@@ -234,10 +277,11 @@ func (r *Relay) transient(err error) bool {
 	return r.cfg.Permanent == nil || !r.cfg.Permanent(err)
 }
 
-// outgoing is one message to publish and its topic.
+// outgoing is one message to publish, its topic and its event.
 type outgoing struct {
 	topic string
 	msg   *message.Message
+	event *eventstore.Event
 }
 
 // handle is the relay's subscription handler. It never touches tx, so the
@@ -249,7 +293,8 @@ func (r *Relay) handle(ctx context.Context, _ pgx.Tx, events []eventstore.Event)
 	// version order).
 	index := make(map[string]int, 64)
 	var groups [][]outgoing
-	for _, e := range events {
+	for k := range events {
+		e := events[k]
 		msg, err := r.cfg.Mapper(e)
 		if err != nil {
 			return Permanent(fmt.Errorf("outbox: map event %s (%s v%d of %q): %w", e.ID, e.Type, e.Version, e.StreamID, err))
@@ -263,7 +308,7 @@ func (r *Relay) handle(ctx context.Context, _ pgx.Tx, events []eventstore.Event)
 			index[e.StreamID] = i
 			groups = append(groups, nil)
 		}
-		groups[i] = append(groups[i], outgoing{topic: r.cfg.Topic(e), msg: msg})
+		groups[i] = append(groups[i], outgoing{topic: r.cfg.Topic(e), msg: msg, event: &events[k]})
 	}
 	if len(groups) == 0 {
 		return nil
@@ -271,7 +316,7 @@ func (r *Relay) handle(ctx context.Context, _ pgx.Tx, events []eventstore.Event)
 	var err error
 	if len(groups) == 1 || r.cfg.Concurrency == 1 {
 		for _, g := range groups {
-			if err = r.publishStream(g); err != nil {
+			if err = r.publishStream(ctx, g); err != nil {
 				break
 			}
 		}
@@ -298,7 +343,7 @@ func (r *Relay) publishConcurrently(ctx context.Context, groups [][]outgoing) er
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := r.publishStream(g); err != nil {
+			if err := r.publishStream(ctx, g); err != nil {
 				failed.Store(true)
 				mu.Lock()
 				errs = append(errs, err)
@@ -314,24 +359,114 @@ func (r *Relay) publishConcurrently(ctx context.Context, groups [][]outgoing) er
 }
 
 // publishStream publishes one stream's messages in order, in one Publish
-// call per run of messages with the same topic.
-func (r *Relay) publishStream(g []outgoing) error {
+// call per run of messages with the same topic. Each message whose event
+// carries a trace context is published in a strata.relay.publish span, a
+// child of that context, whose own context the message carries on.
+func (r *Relay) publishStream(ctx context.Context, g []outgoing) error {
+	var spans []trace.Span
 	for i := 0; i < len(g); {
 		j := i + 1
 		for j < len(g) && g[j].topic == g[i].topic {
 			j++
 		}
 		msgs := make([]*message.Message, j-i)
+		spans = spans[:0]
 		for k := range msgs {
 			msgs[k] = g[i+k].msg
+			if span := r.startPublish(ctx, g[i+k]); span != nil {
+				spans = append(spans, span)
+			}
 		}
-		if err := r.pub.Publish(g[i].topic, msgs...); err != nil {
+		attrs := r.topicAttrs(g[i].topic)
+		err := r.pub.Publish(g[i].topic, msgs...)
+		for _, span := range spans {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, "publish failed")
+			}
+			span.End()
+		}
+		if err != nil {
+			r.in.RelayErrors.Add(ctx, 1, attrs.add...)
 			return fmt.Errorf("outbox: publish to %q (stream %q): %w", g[i].topic, g[i].msg.Metadata.Get(MetaStream), err)
 		}
+		r.in.RelayPublished.Add(ctx, int64(len(msgs)), attrs.add...)
 		r.published.Add(int64(len(msgs)))
 		i = j
 	}
 	return nil
+}
+
+// startPublish starts the publish span of a message whose event carries a
+// trace context and puts the span's context in the message's metadata; it
+// returns nil for an event without one.
+func (r *Relay) startPublish(ctx context.Context, o outgoing) trace.Span {
+	if !telemetry.HasTraceContext(o.event.Metadata.Values) {
+		return nil
+	}
+	ctx, span := r.tracer.Start(telemetry.Extract(ctx, o.event.Metadata.Values), telemetry.SpanRelayPublish,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String(telemetry.AttrRelay, r.cfg.Name),
+			attribute.String(telemetry.AttrStreamID, o.event.StreamID),
+			attribute.String(telemetry.AttrEventType, o.event.Type),
+			attribute.String(telemetry.AttrEventID, o.event.ID.String()),
+			attribute.String(telemetry.AttrMessagingDestination, o.topic),
+			attribute.String(telemetry.AttrMessagingMessageID, o.msg.UUID),
+		))
+	if o.msg.Metadata == nil {
+		o.msg.Metadata = message.Metadata{}
+	}
+	telemetry.Inject(ctx, o.msg.Metadata)
+	return span
+}
+
+// topicAttrs returns the metric attributes of a topic.
+func (r *Relay) topicAttrs(topic string) *topicAttrs {
+	if a, ok := r.topics.Load(topic); ok {
+		return a.(*topicAttrs)
+	}
+	set := attribute.NewSet(attribute.String(telemetry.AttrRelay, r.cfg.Name), attribute.String(telemetry.AttrTopic, topic))
+	a, _ := r.topics.LoadOrStore(topic, &topicAttrs{add: []metric.AddOption{metric.WithAttributeSet(set)}})
+	return a.(*topicAttrs)
+}
+
+// Check reports the relay's health for a telemetry.HealthHandler: Failing
+// while Run is not running in this process or while publishes fail (since
+// the first failure, with the error); Lagging when its subscription is
+// more than HealthMaxLag events or HealthMaxLagTime behind the log, or has
+// dead letters; Ready otherwise. It reads the subscription's status from
+// the database (a failure to read it is Failing).
+func (r *Relay) Check(ctx context.Context) telemetry.Health {
+	if r.running.Load() == 0 {
+		return telemetry.Health{State: telemetry.Failing, Reason: "relay " + r.cfg.Name + " is not running in this process"}
+	}
+	if h := r.Health(); !h.Healthy {
+		reason := "publishing fails"
+		if h.LastError != nil {
+			reason += ": " + h.LastError.Error()
+		}
+		return telemetry.Health{State: telemetry.Failing, Reason: reason, Since: h.FailingSince}
+	}
+	sts, err := r.store.SubscriptionStatuses(ctx, r.SubscriptionName())
+	if err != nil {
+		return telemetry.Health{State: telemetry.Failing, Reason: err.Error()}
+	}
+	var lag, dead int64
+	var lagTime time.Duration
+	for _, st := range sts {
+		lag += st.Lag
+		dead += st.DeadLetters
+		lagTime = max(lagTime, st.LagTime)
+	}
+	switch {
+	case lag > r.cfg.HealthMaxLag || lagTime > r.cfg.HealthMaxLagTime:
+		return telemetry.Health{State: telemetry.Lagging, Reason: fmt.Sprintf("%d events behind, the oldest recorded %s ago", lag, lagTime.Round(time.Millisecond)),
+			Since: time.Now().Add(-lagTime)}
+	case dead > 0:
+		return telemetry.Health{State: telemetry.Lagging, Reason: fmt.Sprintf("%d dead letters", dead)}
+	}
+	return telemetry.Health{State: telemetry.Ready}
 }
 
 // record updates Health after a batch.

@@ -94,4 +94,18 @@
 // Status.HeldBy names it: backend pid, age, application name, state.
 // Config.Metrics receives events handled, batch latency and lag per batch,
 // parked events and handler errors.
+//
+// Each projection's subscription also records the OpenTelemetry metrics of
+// package telemetry (strata.subscription.* with strata.subscription =
+// "projection:NAME"), through Config.MeterProvider or the store's.
+//
+// # Health
+//
+// Runner.Check reports a projection as Ready, Lagging (rebuilding, more
+// than Config.HealthMaxLag events or HealthMaxLagTime behind, or with dead
+// letters) or Failing (stopped, not running in this process, handler
+// failing), with the reason; Runner.HealthChecks gives them all to a
+// telemetry.HealthHandler:
+//
+//	http.Handle("/healthz", telemetry.NewHealthHandler(runner.HealthChecks(), nil))
 package projection

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/strata-go/strata/eventstore"
 )
@@ -147,10 +148,22 @@ type Config struct {
 	// HorizonAge is how old the oldest open transaction on the server must
 	// be for Status to report it as holding the projections back. Default 1s.
 	HorizonAge time.Duration
-	// Metrics receives measurements. Default: none.
+	// Metrics receives measurements. Default: none. OpenTelemetry metrics
+	// (events, batch duration, lag, errors and dead letters of each
+	// projection's subscription) are recorded whether or not it is set.
 	Metrics Metrics
 	// Logger receives warnings. Default: the store's logger.
 	Logger *slog.Logger
+	// MeterProvider makes the OpenTelemetry metrics of the projections'
+	// subscriptions (see package telemetry). Default: the store's
+	// (eventstore.Store.MeterProvider).
+	MeterProvider metric.MeterProvider
+	// HealthMaxLag is how many events behind the log a projection may be
+	// before Check reports it Lagging. Default 10,000.
+	HealthMaxLag int64
+	// HealthMaxLagTime is how old its oldest unhandled event may be before
+	// Check reports it Lagging. Default 30s.
+	HealthMaxLagTime time.Duration
 }
 
 // Metrics are hooks for measurements; each nil hook is skipped. They are
@@ -204,6 +217,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if cfg.HorizonAge <= 0 {
 		cfg.HorizonAge = time.Second
+	}
+	if cfg.HealthMaxLag <= 0 {
+		cfg.HealthMaxLag = 10_000
+	}
+	if cfg.HealthMaxLagTime <= 0 {
+		cfg.HealthMaxLagTime = 30 * time.Second
 	}
 	return cfg
 }

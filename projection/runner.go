@@ -35,6 +35,7 @@ type entry struct {
 
 	mu      sync.Mutex
 	stopped error // the *eventstore.HandlerError that stopped it in this process
+	running int   // supervise calls in progress (under mu)
 }
 
 // NewRunner returns a Runner of the given projections on store. cfg may be
@@ -114,7 +115,13 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) supervise(ctx context.Context, e *entry) error {
 	e.mu.Lock()
 	e.stopped = nil
+	e.running++
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.running--
+		e.mu.Unlock()
+	}()
 	backoff := r.cfg.RetryBackoff
 	for {
 		sub, err := r.subscription(e, r.cfg.Owner, nil)
@@ -170,6 +177,7 @@ func (r *Runner) subscription(e *entry, owner string, onBatch func(eventstore.Ba
 		PollInterval:    r.cfg.PollInterval,
 		Owner:           owner,
 		Logger:          r.cfg.Logger,
+		MeterProvider:   r.cfg.MeterProvider,
 		Transient: func(err error) bool {
 			return isConnectionError(err) || (p.Transient != nil && p.Transient(err))
 		},

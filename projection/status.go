@@ -87,6 +87,11 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	return r.status(ctx, r.entries)
+}
+
+// status reports the given projections, as Status does.
+func (r *Runner) status(ctx context.Context, entries []*entry) ([]Status, error) {
 	head, err := r.store.Head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("projection: status: %w", err)
@@ -108,9 +113,9 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projection: status: %w", err)
 	}
-	out := make([]Status, 0, len(r.entries))
+	out := make([]Status, 0, len(entries))
 	lagging := false
-	for _, e := range r.entries {
+	for _, e := range entries {
 		parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
 		if err != nil {
 			return nil, fmt.Errorf("projection %q: status: %w", e.p.Name, err)
