@@ -3,14 +3,17 @@ package eventstore_test
 // Benchmarks of the event store, each beside the cheapest plain pgx code
 // doing the same work on the same database in the same run.
 //
-// Run them all (about two to three minutes on the 2-core machine):
+// Run them all (about two minutes on the 2-core machine):
 //
-//	go test -run '^$' -bench . -benchtime=1s ./eventstore/
+//	STRATA_BENCH_ROUNDS=5 go test -run '^$' -bench . -benchtime=700ms ./eventstore/
 //
 // Every comparison runs its variants in several interleaved rounds (the
 // machine is shared and noisy), each round a sub-benchmark per variant
-// reporting events/s; a final ".../median" line reports the median of each
-// variant over the rounds and the ratio to the baseline as x_baseline.
+// reporting events/s and this process's CPU per event (client-µs/event); a
+// final ".../median" line reports each variant's median events/s and, as
+// x_baseline, the median over the rounds of the variant's rate divided by
+// the best baseline's rate in the same round. A summary line per
+// comparison ("medians of N rounds: …") is printed as well.
 // STRATA_BENCH_ROUNDS sets the number of rounds (default 3).
 //
 // What each baseline is:
@@ -39,6 +42,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,54 +73,79 @@ type benchVariant struct {
 }
 
 // compare runs the variants in interleaved rounds (the order rotates each
-// round) and reports the medians and each variant's ratio to the best of
-// the baselines. baselines are the indexes of the variants that are
-// baselines; the others are compared to the fastest of them.
+// round) and reports, in a final "median" sub-benchmark and on a summary
+// line, each variant's median events/s and client CPU per event, and each
+// non-baseline variant's ratio to the baselines: the median over the rounds
+// of its rate divided by the best baseline's rate in the same round (paired
+// rounds cancel much of the drift of a shared machine). baselines are the
+// indexes of the baseline variants.
 func compare(b *testing.B, baselines []int, variants ...benchVariant) {
+	rounds := benchRounds(b)
 	rates := make([][]float64, len(variants))
-	for r := range benchRounds(b) {
+	cpus := make([][]float64, len(variants))
+	for i := range variants {
+		rates[i], cpus[i] = make([]float64, rounds), make([]float64, rounds)
+	}
+	for r := range rounds {
 		for k := range variants {
 			i := (k + r) % len(variants)
 			v := variants[i]
 			b.Run(fmt.Sprintf("round=%d/%s", r+1, v.name), func(b *testing.B) {
+				cpu := processCPU()
 				events := v.run(b)
+				cpu = processCPU() - cpu
 				rate := float64(events) / b.Elapsed().Seconds()
+				// This process's CPU per event (the client's side: encoding,
+				// decoding, pgx, TLS), steadier than throughput on a shared
+				// machine.
+				perEvent := float64(cpu.Nanoseconds()) / 1e3 / float64(events)
 				b.ReportMetric(rate, "events/s")
+				b.ReportMetric(perEvent, "client-µs/event")
 				// The last call of a sub-benchmark is the full-length one.
-				if b.N > 1 || len(rates[i]) == r {
-					rates[i] = append(rates[i][:r], rate)
-				}
+				rates[i][r], cpus[i][r] = rate, perEvent
 			})
 		}
 	}
-	med := make([]float64, len(variants))
-	for i := range variants {
-		med[i] = median(rates[i])
-	}
-	best := 0.0
-	for _, i := range baselines {
-		best = max(best, med[i])
+	ratios := make([][]float64, len(variants))
+	for r := range rounds {
+		best := 0.0
+		for _, j := range baselines {
+			best = max(best, rates[j][r])
+		}
+		for i := range variants {
+			if !slices.Contains(baselines, i) && best > 0 {
+				ratios[i] = append(ratios[i], rates[i][r]/best)
+			}
+		}
 	}
 	var line strings.Builder
 	b.Run("median", func(b *testing.B) {
 		line.Reset()
 		b.ReportMetric(0, "ns/op")
 		for i, v := range variants {
-			b.ReportMetric(med[i], v.name+"_events/s")
-			fmt.Fprintf(&line, "%s %.0f events/s", v.name, med[i])
-			if !slices.Contains(baselines, i) && best > 0 {
-				ratio := med[i] / best
+			b.ReportMetric(median(rates[i]), v.name+"_events/s")
+			fmt.Fprintf(&line, "%s %.0f events/s %.1f client-µs/event", v.name, median(rates[i]), median(cpus[i]))
+			if len(ratios[i]) > 0 {
 				unit := "x_baseline"
 				if len(variants)-len(baselines) > 1 {
 					unit = v.name + "_x_baseline"
 				}
-				b.ReportMetric(ratio, unit)
-				fmt.Fprintf(&line, " (%.2fx baseline)", ratio)
+				b.ReportMetric(median(ratios[i]), unit)
+				fmt.Fprintf(&line, " = %.2fx baseline", median(ratios[i]))
 			}
 			line.WriteString("; ")
 		}
 	})
-	b.Logf("medians of %d rounds: %s", len(rates[0]), strings.TrimSuffix(line.String(), "; "))
+	fmt.Printf("%s: medians of %d rounds: %s\n", b.Name(), rounds, strings.TrimSuffix(line.String(), "; "))
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func median(xs []float64) float64 {

