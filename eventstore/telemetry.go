@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -61,6 +62,11 @@ func newStoreTelemetry(c Config) *storeTelemetry {
 		cats:   map[string]*categoryAttrs{},
 	}
 }
+
+// Logger returns the store's logger (Config.Logger, or slog.Default()),
+// the default of the packages built on the store, so that every worker of
+// a program logs through the one logger it configured.
+func (s *Store) Logger() *slog.Logger { return s.cfg.Logger }
 
 // MeterProvider returns the provider of the store's metrics
 // (Config.MeterProvider, or the global one), the default of the packages

@@ -212,6 +212,9 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 		c.HealthMaxLagTime = 30 * time.Second
 	}
 	log := c.Logger
+	if log == nil && store != nil {
+		log = store.Logger()
+	}
 	if log == nil {
 		log = slog.Default()
 	}

@@ -46,6 +46,9 @@ func NewRunner(store *eventstore.Store, projections []Projection, cfg *Config) *
 	c := cfg.withDefaults()
 	r := &Runner{store: store, cfg: c, byName: map[string]*entry{}, sql: buildQueries(store)}
 	r.log = c.Logger
+	if r.log == nil && store != nil {
+		r.log = store.Logger()
+	}
 	if r.log == nil {
 		r.log = slog.Default()
 	}

@@ -5,13 +5,16 @@ package telemetry_test
 // real Postgres (internal/pgtest) and Watermill's GoChannel.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -591,4 +594,51 @@ func TestHealthEndpoint(t *testing.T) {
 	if h := rep.Checks["outbox:relay"]; h.State != telemetry.Ready {
 		t.Errorf("relay: %+v", h)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestWorkersLogThroughStoreLogger: with only the store given a logger,
+// the relay's and the projection runner's own records (not only their
+// subscriptions') go to it, not to slog.Default().
+func TestWorkersLogThroughStoreLogger(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	db := pgtest.New(t)
+	store := eventstore.New(db.Pool, &eventstore.Config{Schema: db.Schema, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	ctx := t.Context()
+
+	pub := &flakyPublisher{Publisher: gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})}
+	pub.failing.Store(true)
+	relay := outbox.NewRelay(store, pub, &outbox.Config{PollInterval: 50 * time.Millisecond, RetryBackoff: 5 * time.Millisecond, MaxRetryBackoff: 20 * time.Millisecond})
+	runner := projection.NewRunner(store, []projection.Projection{{Name: "p", OnFailure: eventstore.Stop,
+		Handler: projection.HandlerFunc(func(context.Context, pgx.Tx, eventstore.Event) error { return errors.New("poison") })}},
+		&projection.Config{MaxAttempts: 1, PollInterval: 50 * time.Millisecond})
+	if _, err := store.Append(ctx, "order-1", eventstore.NoStream, newEvent("OrderPlaced", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "relay", relay.Run)
+	run(t, "runner", func(ctx context.Context) error { _ = runner.Run(ctx); return nil })
+	waitFor(t, 20*time.Second, "the relay to fail", func() bool { return !relay.Health().Healthy })
+	pub.failing.Store(false)
+	waitFor(t, 20*time.Second, "both workers' records in the store's log", func() bool {
+		s := buf.String()
+		return strings.Contains(s, "relay publishing again") && strings.Contains(s, "relay=relay") && strings.Contains(s, "projection stopped")
+	})
 }
