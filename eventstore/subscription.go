@@ -275,14 +275,18 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
-	workers := map[int]context.CancelFunc{}
-	exited := make(chan int, sub.cfg.Partitions)
+	type running struct {
+		stop context.CancelFunc
+		done chan struct{}
+	}
+	workers := map[int]*running{}
+	exited := make(chan struct{}, 1) // a worker ended: look for closed done channels
 	caughtUp := map[int]bool{}
 	caughtUpCh := make(chan int, sub.cfg.Partitions)
 
 	defer func() {
-		for _, stop := range workers {
-			stop()
+		for _, w := range workers {
+			w.stop()
 		}
 		wg.Wait()
 		sub.leave(ctx)
@@ -290,10 +294,17 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 
 	start := func(p int, cp Position) {
 		wctx, stop := context.WithCancel(ctx)
-		workers[p] = stop
+		r := &running{stop: stop, done: make(chan struct{})}
+		workers[p] = r
 		ch := hub.register(p)
 		wg.Go(func() {
-			defer func() { exited <- p }()
+			defer func() {
+				close(r.done)
+				select {
+				case exited <- struct{}{}:
+				default:
+				}
+			}()
 			err := sub.work(wctx, p, cp, h, ch, caughtUpCh)
 			var he *HandlerError
 			if errors.As(err, &he) {
@@ -305,19 +316,32 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	tick := time.NewTicker(sub.cfg.LeaseTTL / 3)
 	defer tick.Stop()
 	for {
-		claimed, owned, err := sub.maintain(ctx, len(workers))
+		claimed, owned, surplus, err := sub.maintain(ctx, len(workers))
 		if err != nil && ctx.Err() == nil {
 			sub.log.Warn("strata: lease maintenance failed", "err", err)
 		}
 		if err == nil {
-			for p, stop := range workers {
+			for p, w := range workers {
 				if !owned[p] {
 					sub.log.Warn("strata: lost the lease of a partition", "partition", p)
-					stop()
+					w.stop()
+				}
+			}
+			// Hand surplus partitions over only once their workers have
+			// stopped, so that no batch is in flight when another process
+			// takes them.
+			for _, p := range surplus {
+				if w, ok := workers[p]; ok {
+					w.stop()
+					<-w.done
+					delete(workers, p)
+				}
+				if err := sub.release(ctx, p); err != nil && ctx.Err() == nil {
+					sub.log.Warn("strata: could not hand over a partition", "partition", p, "err", err)
 				}
 			}
 			for p, cp := range claimed {
-				if _, running := workers[p]; !running {
+				if _, ok := workers[p]; !ok {
 					start(p, cp)
 				}
 			}
@@ -328,8 +352,14 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 				return err
 			}
 			return nil
-		case p := <-exited:
-			delete(workers, p)
+		case <-exited:
+			for p, w := range workers {
+				select {
+				case <-w.done:
+					delete(workers, p)
+				default:
+				}
+			}
 		case p := <-caughtUpCh:
 			caughtUp[p] = true
 			if sub.cfg.StopWhenCaughtUp && len(caughtUp) == sub.cfg.Partitions {
@@ -396,22 +426,22 @@ func (sub *Subscription) register(ctx context.Context) error {
 // claims free partitions up to its fair share (all partitions divided by
 // the live members, rounded up), releasing any above it. It returns the
 // partitions newly claimed (with their checkpoints) and all owned.
-func (sub *Subscription) maintain(ctx context.Context, running int) (map[int]Position, map[int]bool, error) {
+func (sub *Subscription) maintain(ctx context.Context, running int) (claimed map[int]Position, owned map[int]bool, surplus []int, err error) {
 	q := sub.store.pool
 	ttl := sub.cfg.LeaseTTL.Seconds()
 	var members int
 	if err := q.QueryRow(ctx, sub.sql.heartbeat, sub.cfg.Name, sub.cfg.Owner, ttl).Scan(&members); err != nil {
-		return nil, nil, fmt.Errorf("heartbeat: %w", err)
+		return nil, nil, nil, fmt.Errorf("heartbeat: %w", err)
 	}
 	rows, err := q.Query(ctx, sub.sql.renew, sub.cfg.Name, sub.cfg.Owner, ttl)
 	if err != nil {
-		return nil, nil, fmt.Errorf("renew: %w", err)
+		return nil, nil, nil, fmt.Errorf("renew: %w", err)
 	}
 	ownedList, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
-		return nil, nil, fmt.Errorf("renew: %w", err)
+		return nil, nil, nil, fmt.Errorf("renew: %w", err)
 	}
-	owned := map[int]bool{}
+	owned = map[int]bool{}
 	for _, p := range ownedList {
 		owned[int(p)] = true
 	}
@@ -419,26 +449,25 @@ func (sub *Subscription) maintain(ctx context.Context, running int) (map[int]Pos
 	if !sub.cfg.StopWhenCaughtUp && members > 1 {
 		share = (sub.cfg.Partitions + members - 1) / members
 	}
+
 	if extra := len(owned) - share; extra > 0 {
-		// Give back the highest partitions; their workers stop when the
-		// next renew no longer lists them.
+		// Give back the highest partitions (Run stops their workers, then
+		// releases them).
 		keys := make([]int, 0, len(owned))
 		for p := range owned {
 			keys = append(keys, p)
 		}
 		slices.Sort(keys)
-		for _, p := range keys[len(keys)-extra:] {
-			if _, err := q.Exec(ctx, sub.sql.release, sub.cfg.Name, p, sub.cfg.Owner); err != nil {
-				return nil, nil, fmt.Errorf("release: %w", err)
-			}
+		surplus = keys[len(keys)-extra:]
+		for _, p := range surplus {
 			delete(owned, p)
 		}
 	}
-	claimed := map[int]Position{}
+	claimed = map[int]Position{}
 	if want := share - len(owned); want > 0 {
 		rows, err := q.Query(ctx, sub.sql.claim, sub.cfg.Name, want, sub.cfg.Owner, ttl)
 		if err != nil {
-			return nil, nil, fmt.Errorf("claim: %w", err)
+			return nil, nil, nil, fmt.Errorf("claim: %w", err)
 		}
 		var p int32
 		var tx, seq int64
@@ -448,7 +477,7 @@ func (sub *Subscription) maintain(ctx context.Context, running int) (map[int]Pos
 			return nil
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("claim: %w", err)
+			return nil, nil, nil, fmt.Errorf("claim: %w", err)
 		}
 	}
 	// Partitions owned but without a worker (one that exited after a fence)
@@ -456,7 +485,7 @@ func (sub *Subscription) maintain(ctx context.Context, running int) (map[int]Pos
 	if running < len(owned) {
 		rows, err := q.Query(ctx, sub.sql.ownedCheckpoints, sub.cfg.Name, sub.cfg.Owner)
 		if err != nil {
-			return nil, nil, fmt.Errorf("checkpoints: %w", err)
+			return nil, nil, nil, fmt.Errorf("checkpoints: %w", err)
 		}
 		var p int32
 		var tx, seq int64
@@ -467,10 +496,16 @@ func (sub *Subscription) maintain(ctx context.Context, running int) (map[int]Pos
 			return nil
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("checkpoints: %w", err)
+			return nil, nil, nil, fmt.Errorf("checkpoints: %w", err)
 		}
 	}
-	return claimed, owned, nil
+	return claimed, owned, surplus, nil
+}
+
+// release gives back one partition's lease.
+func (sub *Subscription) release(ctx context.Context, p int) error {
+	_, err := sub.store.pool.Exec(ctx, sub.sql.release, sub.cfg.Name, p, sub.cfg.Owner)
+	return err
 }
 
 // leave gives back this process's leases and membership on the way out, so
@@ -757,18 +792,16 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), sub.cfg.LeaseTTL)
 		defer cancel()
 	}
-	err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
-		if err := fn(tx); err != nil {
-			return err
-		}
-		for _, e := range parked {
-			if _, err := tx.Exec(ctx, sub.sql.insertDeadLetter, sub.cfg.Name, w.p, int64(e.Position.TxID), e.Position.Seq, e.ID, e.StreamID, e.Type,
-				fmt.Sprintf("parked behind dead letter %d of the same stream", w.parked[e.StreamID]), 0, w.parked[e.StreamID]); err != nil {
-				return fmt.Errorf("park: %w", err)
-			}
-		}
-		return w.advance(ctx, tx, last, int64(len(live)))
-	})
+	var err error
+	if sub.cfg.HandleOutsideTx && len(parked) == 0 {
+		// Nothing else to write: one autocommit statement moves the
+		// checkpoint (a round trip instead of three).
+		err = w.advance(ctx, sub.store.pool, last, int64(len(live)))
+	} else {
+		err = pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
+			return w.writeBatch(ctx, tx, fn, parked, last, len(live))
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -784,8 +817,24 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 	return nil
 }
 
-func (w *worker) advance(ctx context.Context, tx pgx.Tx, to Position, handled int64) error {
-	tag, err := tx.Exec(ctx, w.sub.sql.advance, w.sub.cfg.Name, w.p, w.sub.cfg.Owner,
+// writeBatch is the transactional part of a batch: the handler (unless it
+// ran outside), the parked events of parked streams, the checkpoint.
+func (w *worker) writeBatch(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) error, parked []Event, last Position, live int) error {
+	sub := w.sub
+	if err := fn(tx); err != nil {
+		return err
+	}
+	for _, e := range parked {
+		if _, err := tx.Exec(ctx, sub.sql.insertDeadLetter, sub.cfg.Name, w.p, int64(e.Position.TxID), e.Position.Seq, e.ID, e.StreamID, e.Type,
+			fmt.Sprintf("parked behind dead letter %d of the same stream", w.parked[e.StreamID]), 0, w.parked[e.StreamID]); err != nil {
+			return fmt.Errorf("park: %w", err)
+		}
+	}
+	return w.advance(ctx, tx, last, int64(live))
+}
+
+func (w *worker) advance(ctx context.Context, q querier, to Position, handled int64) error {
+	tag, err := q.Exec(ctx, w.sub.sql.advance, w.sub.cfg.Name, w.p, w.sub.cfg.Owner,
 		int64(w.cp.TxID), w.cp.Seq, int64(to.TxID), to.Seq, handled, w.sub.cfg.LeaseTTL.Seconds())
 	if err != nil {
 		return fmt.Errorf("advance checkpoint: %w", err)
