@@ -79,10 +79,17 @@ type Store struct {
 	sql    queries
 	append map[appendShape]string
 
+	shared *storeShared // shared with the Stores WithValidator makes
+	tel    *storeTelemetry
+}
+
+// storeShared is the mutable state of a Store, behind a pointer so that the
+// Stores WithValidator derives from one another share it: one notification
+// rhythm and one wake-up listener per Store and its derivatives.
+type storeShared struct {
 	lastNotify atomic.Int64 // unix nanos of the last append that notified
 	lastAppend atomic.Int64 // unix nanos of the start of the last append
 	hub        wakeHub      // this process's subscribers to wake-ups
-	tel        *storeTelemetry
 }
 
 // New returns a Store on pool. The tables must exist (migrations.Apply);
@@ -107,11 +114,25 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	s := &Store{pool: pool, cfg: c, schema: pgx.Identifier{c.Schema}.Sanitize()}
+	s := &Store{pool: pool, cfg: c, schema: pgx.Identifier{c.Schema}.Sanitize(), shared: &storeShared{}}
 	s.sql = buildQueries(s.schema)
 	s.append = buildAppendQueries(s.schema, s.Channel())
 	s.tel = newStoreTelemetry(c)
 	return s
+}
+
+// WithValidator returns a Store on the same pool, schema and tables as s
+// that checks appended events with v instead of Config.Validator (nil: no
+// validator, events are only checked to be well formed). Everything else
+// is shared with s: the configuration, the telemetry, the pacing of
+// wake-up notifications and the one LISTEN connection that wakes this
+// process's subscriptions. Use it where one component appends events that
+// are not of the application's registered types, such as pubsub's
+// messages, without opening a second Store.
+func (s *Store) WithValidator(v Validator) *Store {
+	d := *s // immutable fields and pointers; the mutable state is in shared
+	d.cfg.Validator = v
+	return &d
 }
 
 // Pool returns the pool the store uses.
@@ -234,15 +255,15 @@ func (s *Store) shouldNotify() bool {
 	}
 	interval := int64(s.cfg.NotifyInterval)
 	now := time.Now().UnixNano()
-	prev := s.lastAppend.Swap(now)
-	last := s.lastNotify.Load()
+	prev := s.shared.lastAppend.Swap(now)
+	last := s.shared.lastNotify.Load()
 	if now-last < interval {
 		return false
 	}
 	if now-prev < interval && now-last < interval*notifySilenceFactor {
 		return false
 	}
-	return s.lastNotify.CompareAndSwap(last, now)
+	return s.shared.lastNotify.CompareAndSwap(last, now)
 }
 
 // prepare checks an append's arguments and lays its events out as columns.

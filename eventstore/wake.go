@@ -22,7 +22,7 @@ type wakeHub struct {
 // grown. The first subscriber starts the listener; release stops it after
 // the last one leaves.
 func (s *Store) wakeups(ctx context.Context) (<-chan struct{}, func()) {
-	h := &s.hub
+	h := &s.shared.hub
 	ch := make(chan struct{}, 1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -98,12 +98,12 @@ func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 		return err
 	}
 	*backoff = 50 * time.Millisecond
-	s.hub.broadcast()
+	s.shared.hub.broadcast()
 	for {
 		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
-		s.hub.broadcast()
+		s.shared.hub.broadcast()
 	}
 }
 

@@ -29,6 +29,11 @@
 // redelivered handler's output — is stored once; the same message sent to
 // two topics is stored in each.
 //
+// Messages are not domain events: the Publisher appends them without the
+// store's Config.Validator (see NewPublisher), so the application's one
+// Store, with its *schema.Registry, serves both its events and its
+// messages.
+//
 // # Publishing in a transaction
 //
 // A message whose context carries a pgx.Tx (ContextWithTx) is appended in

@@ -49,7 +49,12 @@ type Publisher struct {
 	wg     sync.WaitGroup
 }
 
-// NewPublisher returns a Publisher appending to store.
+// NewPublisher returns a Publisher appending to store, without the
+// store's Config.Validator (store.WithValidator(nil)): Watermill messages
+// are not domain events, and a *schema.Registry does not know their types
+// ("watermill.message", "watermill.bytes"), so the application's store,
+// registry and all, can be passed as it is. The pool, schema and wake-ups
+// are the store's.
 func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, error) {
 	if store == nil {
 		return nil, errors.New("pubsub: NewPublisher: nil store")
@@ -64,7 +69,7 @@ func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, er
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
 	}
-	return &Publisher{store: store, cfg: c, queues: map[string]*streamQueue{}}, nil
+	return &Publisher{store: store.WithValidator(nil), cfg: c, queues: map[string]*streamQueue{}}, nil
 }
 
 type txKey struct{}

@@ -17,7 +17,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -51,15 +50,15 @@ type broker struct {
 // Pub/Sub on the event store), "gochannel" (Watermill's in-process
 // channels), nats://…, amqp://… or kafka://host:port[,host:port]. The
 // example's topics start afresh, as its Postgres schema does.
-func openBroker(ctx context.Context, spec string, pool *pgxpool.Pool, schemaName, prefix string, logger watermill.LoggerAdapter) (*broker, error) {
+func openBroker(ctx context.Context, spec string, store *eventstore.Store, prefix string, logger watermill.LoggerAdapter) (*broker, error) {
 	b := &broker{Topic: func(category string) string { return prefix + "_" + category + "s" }}
 	topics := []string{b.Topic("order"), b.Topic("payment")}
 	switch {
 	case spec == "postgres":
 		// Messages are stored as events under their own stream prefix
-		// ("wm."), in the same schema. This store has no schema Validator:
-		// messages are not the domain's events.
-		store := eventstore.New(pool, &eventstore.Config{Schema: schemaName})
+		// ("wm."), in the shop's store. The publisher appends them
+		// without the store's schema registry: messages are not the
+		// domain's events.
 		pub, err := pubsub.NewPublisher(store, nil)
 		if err != nil {
 			return nil, err

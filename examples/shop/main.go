@@ -123,7 +123,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	wmLogger := watermill.NewSlogLogger(slog.Default())
-	brk, err := openBroker(ctx, o.broker, pool, o.schema, o.topics, wmLogger)
+	brk, err := openBroker(ctx, o.broker, store, o.topics, wmLogger)
 	if err != nil {
 		return err
 	}
