@@ -29,6 +29,10 @@
 // redelivered handler's output — is stored once; the same message sent to
 // two topics is stored in each.
 //
+// Each stored message carries the trace context of its own context
+// (msg.Context()) in its metadata (telemetry.WithTraceContext), even when
+// concurrent Publish calls share one append.
+//
 // Messages are not domain events: the Publisher appends them without the
 // store's Config.Validator (see NewPublisher), so the application's one
 // Store, with its *schema.Registry, serves both its events and its

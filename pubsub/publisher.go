@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/telemetry"
 )
 
 // ErrClosed is returned by Publish after Publisher.Close and by Subscribe
@@ -52,7 +53,7 @@ type Publisher struct {
 // NewPublisher returns a Publisher appending to store, without the
 // store's Config.Validator (store.WithValidator(nil)): Watermill messages
 // are not domain events, and a *schema.Registry does not know their types
-// ("watermill.message", "watermill.bytes"), so the application's store,
+// (EventTypeJSON, EventTypeBytes), so the application's store,
 // registry and all, can be passed as it is. The pool, schema and wake-ups
 // are the store's.
 func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, error) {
@@ -101,7 +102,10 @@ func TxFromContext(ctx context.Context) (pgx.Tx, bool) {
 //
 // Messages without a tx that go to the same stream from concurrent Publish
 // calls are coalesced into one append, so many publishers to one topic
-// share a commit instead of queueing on the stream's lock.
+// share a commit instead of queueing on the stream's lock. Each message's
+// event carries the W3C trace context of the message's own context
+// (msg.Context()), unless its metadata has a traceparent already, so a
+// message keeps its publisher's trace however it was batched.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	p.mu.Lock()
 	if p.closed {
@@ -134,12 +138,16 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		if err != nil {
 			return err
 		}
+		// Each message keeps its own trace: a coalesced append runs under
+		// the first caller's ctx, whose span would otherwise be stamped on
+		// every message of the batch.
+		ctx := msg.Context()
+		ev.Metadata.Values = telemetry.WithTraceContext(ctx, ev.Metadata.Values)
 		key := ""
 		if p.cfg.PartitionKey != nil {
 			key = p.cfg.PartitionKey(topic, msg)
 		}
 		stream := StreamID(p.cfg.Prefix, topic, key)
-		ctx := msg.Context()
 		tx, _ := TxFromContext(ctx)
 		if g, ok := index[groupKey{stream, tx}]; ok {
 			g.events = append(g.events, ev)

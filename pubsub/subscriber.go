@@ -157,7 +157,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		d := &delivery{out: out, nackSleep: cfg.NackResendSleep}
 		log := cfg.Logger
 		if log == nil {
-			log = slog.Default()
+			log = s.store.Logger()
 		}
 		backoff := 100 * time.Millisecond
 		for {
