@@ -20,10 +20,10 @@
 // # Messages
 //
 // NewMessage builds each message: UUID = the event ID, payload = the
-// event's JSON byte for byte, and metadata MetaStream, MetaVersion,
-// MetaType, MetaSchemaVersion, MetaPosition, MetaCorrelationID,
-// MetaCausationID, MetaRecordedAt, MetaPartitionKey (the stream ID) plus
-// the event's Metadata.Values — where the W3C trace context
+// event's JSON byte for byte, and metadata MetaEventID, MetaStream,
+// MetaVersion, MetaType, MetaSchemaVersion, MetaPosition,
+// MetaCorrelationID, MetaCausationID, MetaRecordedAt, MetaPartitionKey
+// (the stream ID) plus the event's Metadata.Values — where the W3C trace context
 // ("traceparent") travels from the append to the consumer. Config.Topic
 // routes (default: the stream's category, "order" for "order-42") and
 // Config.Mapper filters or turns domain events into integration messages.

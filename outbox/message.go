@@ -14,6 +14,11 @@ import (
 // the acting user, …) are copied first under their own names; these keys
 // are set after them and win on a clash.
 const (
+	// MetaEventID holds the event's ID, which is also the message UUID
+	// unless a Config.Mapper changes it. Strata's pubsub Publisher makes it
+	// the causation ID of the message's stored copy (pubsub.EventIDKey), so
+	// that the copy appears under its event in `strata trace`.
+	MetaEventID = "event_id"
 	// MetaStream holds the event's stream ID.
 	MetaStream = "stream"
 	// MetaVersion holds the event's version in its stream, in decimal.
@@ -42,14 +47,15 @@ const (
 // NewMessage builds the Watermill message the relay publishes for e by
 // default: UUID = e.ID (so consumers can deduplicate), payload = e.Data
 // (the event's JSON, byte for byte), and the metadata listed under
-// MetaStream and the following constants, plus e.Metadata.Values. A
+// MetaEventID and the following constants, plus e.Metadata.Values. A
 // Config.Mapper usually starts from it.
 func NewMessage(e eventstore.Event) *message.Message {
 	msg := message.NewMessage(e.ID.String(), e.Data)
-	md := make(message.Metadata, len(e.Metadata.Values)+9)
+	md := make(message.Metadata, len(e.Metadata.Values)+10)
 	for k, v := range e.Metadata.Values {
 		md[k] = v
 	}
+	md[MetaEventID] = e.ID.String()
 	md[MetaStream] = e.StreamID
 	md[MetaVersion] = strconv.FormatInt(e.Version, 10)
 	md[MetaType] = e.Type

@@ -88,7 +88,7 @@ func TestRelayMessages(t *testing.T) {
 		t.Fatalf("message UUID is not the event ID %s: got %v", id, orders.ids)
 	}
 	want := map[string]string{
-		outbox.MetaStream: "order-42", outbox.MetaVersion: "1", outbox.MetaType: "OrderPlaced", outbox.MetaSchemaVersion: "2",
+		outbox.MetaEventID: id.String(), outbox.MetaStream: "order-42", outbox.MetaVersion: "1", outbox.MetaType: "OrderPlaced", outbox.MetaSchemaVersion: "2",
 		outbox.MetaCorrelationID: "req-1", outbox.MetaCausationID: "cmd-9", outbox.MetaPartitionKey: "order-42", "traceparent": testTraceparent,
 	}
 	for k, v := range want {

@@ -32,6 +32,11 @@ const (
 	// middleware.CorrelationIDMetadataKey) copied to the event's
 	// correlation ID, so the store's correlation queries find messages too.
 	CorrelationIDKey = "correlation_id"
+	// EventIDKey is the metadata key (outbox.MetaEventID) naming the
+	// Strata event a message carries, as the outbox relay sets it. It is
+	// copied to the stored copy's causation ID, so that `strata trace`
+	// shows the copy under the event it carries.
+	EventIDKey = "event_id"
 )
 
 // uuidNamespace derives event IDs from message UUIDs that are not UUIDs.
@@ -92,6 +97,7 @@ func toEvent(topic string, msg *message.Message) (eventstore.NewEvent, error) {
 		}
 		values = maps.Clone(map[string]string(msg.Metadata))
 		ev.Metadata.CorrelationID = msg.Metadata[CorrelationIDKey]
+		ev.Metadata.CausationID = msg.Metadata[EventIDKey]
 	}
 	id := EventID(topic, msg.UUID)
 	if msg.UUID == "" {

@@ -24,7 +24,9 @@
 // byte for byte (type EventTypeJSON); any other payload is stored as a
 // base64 JSON string (type EventTypeBytes) and decoded back byte for byte.
 // Metadata is kept as the event's metadata values (correlation_id also as
-// its correlation ID). The event ID is EventID(topic, message UUID): a
+// its correlation ID; event_id, which the outbox relay sets to the ID of
+// the event a message carries, also as its causation ID, so the copy
+// hangs under its event in `strata trace`). The event ID is EventID(topic, message UUID): a
 // message published again to the same topic — a retried Publish, a
 // redelivered handler's output — is stored once; the same message sent to
 // two topics is stored in each.
