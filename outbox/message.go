@@ -1,10 +1,13 @@
 package outbox
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 
 	"github.com/strata-go/strata/eventstore"
 )
@@ -73,6 +76,86 @@ func NewMessage(e eventstore.Event) *message.Message {
 	md[MetaPartitionKey] = e.StreamID
 	msg.Metadata = md
 	return msg
+}
+
+// ErrNotEvent is returned (wrapped, naming what is missing or malformed) by
+// EventFromMessage for a message that does not carry a Strata event.
+var ErrNotEvent = errors.New("outbox: message does not carry a Strata event")
+
+// metaKeys are the metadata keys NewMessage sets itself; every other key
+// comes from the event's Metadata.Values.
+var metaKeys = map[string]bool{
+	MetaEventID: true, MetaStream: true, MetaVersion: true, MetaType: true, MetaSchemaVersion: true,
+	MetaPosition: true, MetaCorrelationID: true, MetaCausationID: true, MetaRecordedAt: true, MetaPartitionKey: true,
+}
+
+// EventFromMessage is the inverse of NewMessage: it rebuilds the event a
+// relayed message carries from its payload (Data) and metadata, so that a
+// consumer can decode it with its schema registry, upcasting old versions,
+// exactly like an event read from the store. The ID is MetaEventID (the
+// message UUID when that is absent); stream, version, type and schema
+// version must be present; position and recorded time are read when
+// present. Every metadata key NewMessage does not set itself goes back to
+// Metadata.Values (nil when there is none) — including any a broker or a
+// middleware added on the way. A message missing or garbling what an
+// event needs returns an error matching ErrNotEvent.
+func EventFromMessage(msg *message.Message) (eventstore.Event, error) {
+	md := msg.Metadata
+	fail := func(format string, args ...any) (eventstore.Event, error) {
+		return eventstore.Event{}, fmt.Errorf("%w: message %s: %s", ErrNotEvent, msg.UUID, fmt.Sprintf(format, args...))
+	}
+	idText := md.Get(MetaEventID)
+	if idText == "" {
+		idText = msg.UUID
+	}
+	id, err := uuid.Parse(idText)
+	if err != nil {
+		return fail("event ID %q: %v", idText, err)
+	}
+	stream, version, ok := StreamVersion(msg)
+	if !ok {
+		return fail("no stream and version (%s=%q, %s=%q)", MetaStream, md.Get(MetaStream), MetaVersion, md.Get(MetaVersion))
+	}
+	typ := md.Get(MetaType)
+	if typ == "" {
+		return fail("no %s", MetaType)
+	}
+	schemaVersion, err := strconv.Atoi(md.Get(MetaSchemaVersion))
+	if err != nil {
+		return fail("%s %q: %v", MetaSchemaVersion, md.Get(MetaSchemaVersion), err)
+	}
+	e := eventstore.Event{
+		ID:            id,
+		StreamID:      stream,
+		Version:       version,
+		Type:          typ,
+		SchemaVersion: schemaVersion,
+		Data:          msg.Payload,
+		Metadata: eventstore.Metadata{
+			CorrelationID: md.Get(MetaCorrelationID),
+			CausationID:   md.Get(MetaCausationID),
+		},
+	}
+	if p := md.Get(MetaPosition); p != "" {
+		if e.Position, err = eventstore.ParsePosition(p); err != nil {
+			return fail("%s %q: %v", MetaPosition, p, err)
+		}
+	}
+	if t := md.Get(MetaRecordedAt); t != "" {
+		if e.RecordedAt, err = time.Parse(time.RFC3339Nano, t); err != nil {
+			return fail("%s %q: %v", MetaRecordedAt, t, err)
+		}
+	}
+	for k, v := range md {
+		if metaKeys[k] {
+			continue
+		}
+		if e.Metadata.Values == nil {
+			e.Metadata.Values = map[string]string{}
+		}
+		e.Metadata.Values[k] = v
+	}
+	return e, nil
 }
 
 // PartitionKey returns the message's partition key (MetaPartitionKey),

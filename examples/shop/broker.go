@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -16,13 +15,11 @@ import (
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/strata-go/strata/eventstore"
-	"github.com/strata-go/strata/outbox"
 	"github.com/strata-go/strata/outbox/kafka"
 	"github.com/strata-go/strata/outbox/natsjs"
 	"github.com/strata-go/strata/outbox/rabbitmq"
@@ -198,32 +195,4 @@ func host(spec string) string {
 		return "(unparsable URL)"
 	}
 	return u.Host
-}
-
-// storedEvent rebuilds the event a relayed message carries (outbox.NewMessage
-// put its stream, version, type and schema version in the metadata), so
-// that the registry decodes it, upcasting old versions, exactly like an
-// event read from the store.
-func storedEvent(msg *message.Message) (eventstore.Event, error) {
-	id, err := uuid.Parse(msg.UUID)
-	stream, version, ok := outbox.StreamVersion(msg)
-	if err != nil || !ok {
-		return eventstore.Event{}, fmt.Errorf("message %s is not an event relayed by the outbox", msg.UUID)
-	}
-	schemaVersion, err := strconv.Atoi(msg.Metadata.Get(outbox.MetaSchemaVersion))
-	if err != nil {
-		return eventstore.Event{}, fmt.Errorf("message %s: schema version: %w", msg.UUID, err)
-	}
-	return eventstore.Event{
-		ID:            id,
-		StreamID:      stream,
-		Version:       version,
-		Type:          msg.Metadata.Get(outbox.MetaType),
-		SchemaVersion: schemaVersion,
-		Data:          msg.Payload,
-		Metadata: eventstore.Metadata{
-			CorrelationID: msg.Metadata.Get(outbox.MetaCorrelationID),
-			CausationID:   msg.Metadata.Get(outbox.MetaCausationID),
-		},
-	}, nil
 }

@@ -34,7 +34,10 @@ func newNotificationService(store *eventstore.Store, reg *schema.Registry, order
 // Handle is the Watermill handler for the payments topic, run inside
 // outbox.Deduplicate like the payment service's.
 func (s *notificationService) Handle(msg *message.Message) error {
-	e, err := storedEvent(msg)
+	// The event the relayed message carries, as the store holds it, so
+	// that the registry decodes it (upcasting old versions) like an event
+	// read from the store.
+	e, err := outbox.EventFromMessage(msg)
 	if err != nil {
 		return err
 	}

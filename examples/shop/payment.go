@@ -68,7 +68,10 @@ func newPaymentService(store *eventstore.Store, reg *schema.Registry) *paymentSe
 // as handled: the payment's events commit with that record, or neither
 // does and the message comes again.
 func (s *paymentService) Handle(msg *message.Message) error {
-	e, err := storedEvent(msg)
+	// The event the relayed message carries, as the store holds it, so
+	// that the registry decodes it (upcasting old versions) like an event
+	// read from the store.
+	e, err := outbox.EventFromMessage(msg)
 	if err != nil {
 		return err
 	}
