@@ -4,34 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
-	"github.com/strata-go/strata/migrations"
+	"github.com/strata-go/strata/internal/pgtest"
 )
 
-// exampleStore connects to DATABASE_URL (or the local test server) and
-// migrates a schema for one example, returning a cleanup function.
+// exampleStore gives one example a freshly migrated schema.
 func exampleStore(schema string) (*eventstore.Store, func()) {
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/test"
-	}
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		panic(err)
-	}
-	_, _ = pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+schema+` CASCADE`)
-	if err := migrations.Apply(ctx, pool, schema); err != nil {
-		panic(err)
-	}
-	return eventstore.New(pool, &eventstore.Config{Schema: schema}), func() {
-		_, _ = pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+schema+` CASCADE`)
-		pool.Close()
-	}
+	pool, cleanup := pgtest.Example(schema)
+	return eventstore.New(pool, &eventstore.Config{Schema: schema}), cleanup
 }
 
 func Example() {

@@ -5,40 +5,22 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"os"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
-	"github.com/strata-go/strata/migrations"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/pubsub"
 )
 
-// exampleStore connects to DATABASE_URL (or the local test server) and
-// migrates a fresh schema, returning a cleanup function.
+// exampleStore gives one example a freshly migrated schema of its own.
 func exampleStore() (*eventstore.Store, func()) {
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/test"
-	}
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		panic(err)
-	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	schema := "example_pubsub_" + hex.EncodeToString(b[:])
-	if err := migrations.Apply(ctx, pool, schema); err != nil {
-		panic(err)
-	}
-	return eventstore.New(pool, &eventstore.Config{Schema: schema}), func() {
-		_, _ = pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`)
-		pool.Close()
-	}
+	pool, cleanup := pgtest.Example(schema)
+	return eventstore.New(pool, &eventstore.Config{Schema: schema}), cleanup
 }
 
 func Example() {

@@ -171,3 +171,32 @@ func ConnectAs(tb testing.TB, role string) *pgxpool.Pool {
 	tb.Cleanup(pool.Close)
 	return pool
 }
+
+// Example gives a runnable example (which has no testing.TB) a pool on
+// the test server — DATABASE_URL, else the local server — with schema
+// dropped and freshly migrated. cleanup drops the schema and closes the
+// pool. It panics when no server can be reached: an example cannot run
+// without one.
+func Example(schema string) (pool *pgxpool.Pool, cleanup func()) {
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		url = LocalURL
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		panic(err)
+	}
+	drop := `DROP SCHEMA IF EXISTS ` + pgx.Identifier{schema}.Sanitize() + ` CASCADE`
+	if _, err := pool.Exec(ctx, drop); err != nil {
+		panic(err)
+	}
+	if err := migrations.Apply(ctx, pool, schema); err != nil {
+		panic(err)
+	}
+	return pool, func() {
+		_, _ = pool.Exec(context.Background(), drop)
+		pool.Close()
+	}
+}
