@@ -414,12 +414,13 @@ const inlineEvents = 256
 // decoder decodes and applies a load's events in a goroutine of its own,
 // in order, while the loading goroutine reads the next rows.
 type decoder struct {
-	batches chan []eventstore.Event
-	free    chan []eventstore.Event // decoded batches, for reuse
-	done    chan struct{}
-	failed  atomic.Bool
-	err     error // set by the goroutine before done is closed
-	buf     []eventstore.Event
+	batches  chan []eventstore.Event
+	free     chan []eventstore.Event // decoded batches, for reuse
+	done     chan struct{}
+	failed   atomic.Bool
+	err      error // set by the goroutine before done is closed
+	panicked any   // a panic of Apply, raised again by wait in the loader's goroutine
+	buf      []eventstore.Event
 }
 
 const decodeBatch = 64
@@ -430,15 +431,8 @@ func startDecoder(apply func(eventstore.Event) error) *decoder {
 	go func() {
 		defer close(d.done)
 		for batch := range d.batches {
-			if d.err != nil {
-				continue // drain, so that the reader never blocks
-			}
-			for _, e := range batch {
-				if err := apply(e); err != nil {
-					d.err = err
-					d.failed.Store(true)
-					break
-				}
+			if !d.failed.Load() { // else drain, so that the reader never blocks
+				d.decode(batch, apply)
 			}
 			select {
 			case d.free <- batch[:0]:
@@ -447,6 +441,23 @@ func startDecoder(apply func(eventstore.Event) error) *decoder {
 		}
 	}()
 	return d
+}
+
+// decode applies batch, recording the first error or panic.
+func (d *decoder) decode(batch []eventstore.Event, apply func(eventstore.Event) error) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.panicked = p
+			d.failed.Store(true)
+		}
+	}()
+	for _, e := range batch {
+		if err := apply(e); err != nil {
+			d.err = err
+			d.failed.Store(true)
+			return
+		}
+	}
 }
 
 // add queues e; it returns false once decoding has failed, so that the
@@ -465,13 +476,17 @@ func (d *decoder) add(e eventstore.Event) bool {
 }
 
 // wait decodes what is queued, stops the goroutine and returns the first
-// decoding error.
+// decoding error; a panic of Apply is raised again here, in the loader's
+// goroutine, as if the events had been decoded inline.
 func (d *decoder) wait() error {
 	if len(d.buf) > 0 {
 		d.batches <- d.buf
 	}
 	close(d.batches)
 	<-d.done
+	if d.panicked != nil {
+		panic(d.panicked)
+	}
 	return d.err
 }
 

@@ -686,3 +686,40 @@ func TestLongLoad(t *testing.T) { // not parallel: it counts goroutines
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// fragile is a counter whose Apply panics at its 300th event: a bug in a
+// user's Apply.
+type fragile struct {
+	aggregate.Root
+	n int
+}
+
+func (f *fragile) Apply(any) {
+	if f.n++; f.n == 300 {
+		panic("apply bug at 300")
+	}
+}
+
+// A panic in Apply reaches the caller of Load however long the stream, as
+// it does for a short one, so the caller's recover (an HTTP server's, say)
+// sees it; it never crashes the process from the load's decoder goroutine.
+func TestApplyPanicReachesLoader(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	repo := e.repo(nil)
+	c := repo.New("long")
+	for range 1000 {
+		c.Raise(Incremented{By: 1})
+	}
+	must(t, repo.Save(ctx, c))
+	fragiles := aggregate.NewRepository(e.store, e.reg, func(string) *fragile { return &fragile{} }, &aggregate.Config{Category: "counter"})
+	got := func() (p any) {
+		defer func() { p = recover() }()
+		_, _ = fragiles.Load(ctx, "long")
+		return nil
+	}()
+	if got != "apply bug at 300" {
+		t.Fatalf("recovered %v, want the Apply panic", got)
+	}
+}
