@@ -744,6 +744,9 @@ func TestPasswordNeverPrinted(t *testing.T) {
 		{"key=value form", cmdEnv(), []string{"--database-url", "host=127.0.0.1 port=1 user=postgres password='" + pw + "' dbname=test", "migrate"}, cli.ExitError},
 		{"usage error after the URL", cmdEnv(), []string{"--database-url", "postgres://" + esc + "@127.0.0.1:1/test", "status", "--nope"}, cli.ExitUsage},
 		{"help with the URL in the environment", cmdEnv("DATABASE_URL=postgres://" + esc + "@127.0.0.1:1/test"), []string{"status", "--help"}, cli.ExitOK},
+		{"URL without its flag", cmdEnv(), []string{"status", "postgres://" + esc + "@127.0.0.1:1/test"}, cli.ExitUsage},
+		{"URL as the command", cmdEnv(), []string{"postgres://" + esc + "@127.0.0.1:1/test"}, cli.ExitUsage},
+		{"key=value without its flag", cmdEnv(), []string{"migrate", "host=127.0.0.1 password=" + pw}, cli.ExitUsage},
 	} {
 		r := run(t, c.env, secrets, c.args...)
 		if r.code != c.code {

@@ -166,14 +166,15 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 	red := newRedactor()
 	red.addURL(c.cfg.DatabaseURL)
 	red.addURL(c.cfg.Getenv("DATABASE_URL"))
-	for i, a := range args {
+	for _, a := range args {
 		// Known before flags are parsed, so that even a parse error
-		// cannot echo it.
+		// cannot echo it: the value of --database-url (as "--database-url=…"
+		// or the argument after it), and a connection string given without
+		// its flag, which cobra would echo as an unknown command.
 		if v, ok := cutFlag(a, "--database-url"); ok {
-			red.addURL(v)
-		} else if a == "--database-url" && i+1 < len(args) {
-			red.addURL(args[i+1])
+			a = v
 		}
+		red.addURL(a)
 	}
 	stderr := red.writer(c.cfg.Stderr)
 	root := c.command(red)
