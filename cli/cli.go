@@ -36,7 +36,8 @@ const (
 	ExitProblems = 3
 	// ExitNotFound: what was asked for does not exist: `stream show` of a
 	// stream without events, `trace` of a correlation ID no event carries,
-	// `projection reset` of an unknown name.
+	// `projection reset` or `projection rebuild` of an unknown name,
+	// `dead-letters retry` of an unknown subscription.
 	ExitNotFound = 4
 )
 
@@ -234,7 +235,7 @@ or key=value form; sslmode=verify-full and the PG* variables work as in
 psql). Passwords are never printed.
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 problems found (status, schema check),
-4 not found (stream show, trace, projection reset).`,
+4 not found (stream show, trace, projection reset|rebuild, dead-letters retry).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          usageArgs(cobra.NoArgs),

@@ -63,7 +63,7 @@
 //	2  usage: bad command line, or a command this binary cannot run (ExitUsage)
 //	3  problems found: status saw a failing subscription, dead letters, or a lag
 //	   beyond --max-lag / --max-lag-time; schema check saw failures (ExitProblems)
-//	4  not found: stream show, trace, projection reset, dead-letters retry (ExitNotFound)
+//	4  not found: stream show, trace, projection reset|rebuild, dead-letters retry (ExitNotFound)
 //
 // so that a health check can be `strata status --max-lag-time 1m`.
 //
