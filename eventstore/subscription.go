@@ -269,12 +269,13 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	} else {
 		defer func() { _ = reg.Unregister() }()
 	}
-	hub := &partitionHub{wake: make(map[int]chan struct{})}
-	go hub.fanOut(ctx, wake)
-
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var wg sync.WaitGroup
+	// The fan-out lives on Run's own ctx: Run may return (caught up, a
+	// handler error) while the caller's ctx goes on.
+	hub := &partitionHub{wake: make(map[int]chan struct{})}
+	wg.Go(func() { hub.fanOut(ctx, wake) })
 	type running struct {
 		stop context.CancelFunc
 		done chan struct{}
@@ -285,9 +286,7 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	caughtUpCh := make(chan int, sub.cfg.Partitions)
 
 	defer func() {
-		for _, w := range workers {
-			w.stop()
-		}
+		cancel(nil) // stops the workers and the fan-out
 		wg.Wait()
 		sub.leave(ctx)
 	}()
