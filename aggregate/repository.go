@@ -67,7 +67,7 @@ type Config struct {
 	// for concurrent use and quick. Default nil.
 	OnLoad func(LoadStats)
 	// Logger receives the warnings of snapshots that could not be saved
-	// or read. Default slog.Default().
+	// or read. Default: the store's logger (eventstore.Store.Logger).
 	Logger *slog.Logger
 }
 
@@ -151,7 +151,7 @@ func NewRepository[T Aggregate](store *eventstore.Store, reg *schema.Registry, n
 	}
 	c.MaxRetryDelay = max(c.MaxRetryDelay, c.RetryDelay)
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = store.Logger()
 	}
 	return &Repository[T]{store: store, reg: reg, newFn: newFn, cfg: c}
 }

@@ -3,6 +3,7 @@ package aggregate_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -721,5 +722,24 @@ func TestApplyPanicReachesLoader(t *testing.T) {
 	}()
 	if got != "apply bug at 300" {
 		t.Fatalf("recovered %v, want the Apply panic", got)
+	}
+}
+
+// Without Config.Logger, a repository's warnings go to the store's logger
+// (eventstore.Store.Logger), like every package built on the store.
+func TestWarningsGoToStoreLogger(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	var log syncBuffer
+	store := eventstore.New(e.db.Pool, &eventstore.Config{Schema: e.db.Schema, Validator: e.reg, NotifyInterval: -1,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	repo := aggregate.NewRepository(store, e.reg, newCounter, &aggregate.Config{SnapshotEvery: 1})
+	must(t, repo.Update(ctx, "x", func(c *Counter) error { c.Raise(Incremented{By: 5}); return nil }))
+	must(t, store.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "counter-x", Version: 1, SchemaVersion: 1, Data: []byte(`"not a counter"`)}))
+	_, err := repo.Load(ctx, "x")
+	must(t, err)
+	if !strings.Contains(log.String(), "snapshot ignored") {
+		t.Fatalf("warning not in the store's log: %q", log.String())
 	}
 }
