@@ -205,7 +205,8 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	if err != nil {
 		return AppendResult{}, err
 	}
-	shape := appendShape{multi: len(events) > 1, notify: s.shouldNotify()}
+	notify, claimed, prevNotify := s.shouldNotify()
+	shape := appendShape{multi: len(events) > 1, notify: notify}
 	args := []any{streamID, int64(len(events)), Category(streamID)}
 	if shape.multi {
 		args = append(args, a.ids, a.types, a.versions, a.data, a.meta, a.corr, a.caus)
@@ -228,6 +229,12 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	if errors.Is(err, pgx.ErrNoRows) {
 		n, err = 0, nil // the single-event statement returns no row on a conflict
 	}
+	if notify && (err != nil || n == 0) {
+		// Nothing was written, so no notification was sent: give the turn
+		// back, or the append that follows (a retry after a conflict) would
+		// not wake idle subscribers either.
+		s.shared.lastNotify.CompareAndSwap(claimed, prevNotify)
+	}
 	if err != nil {
 		return AppendResult{}, s.appendError(ctx, q, streamID, expected, err)
 	}
@@ -248,22 +255,24 @@ const notifySilenceFactor = 50
 // are reading anyway and poll soon after every read that found events; the
 // occasional notification bounds their delay when an open transaction held
 // the log back while they backed off). Never more than one per
-// NotifyInterval.
-func (s *Store) shouldNotify() bool {
+// NotifyInterval. When it says yes it returns the time it recorded and the
+// one it replaced, so that an append that ends up writing nothing can give
+// its turn back.
+func (s *Store) shouldNotify() (notify bool, now, last int64) {
 	if s.cfg.NotifyInterval < 0 {
-		return false
+		return false, 0, 0
 	}
 	interval := int64(s.cfg.NotifyInterval)
-	now := time.Now().UnixNano()
+	now = time.Now().UnixNano()
 	prev := s.shared.lastAppend.Swap(now)
-	last := s.shared.lastNotify.Load()
+	last = s.shared.lastNotify.Load()
 	if now-last < interval {
-		return false
+		return false, 0, 0
 	}
 	if now-prev < interval && now-last < interval*notifySilenceFactor {
-		return false
+		return false, 0, 0
 	}
-	return s.shared.lastNotify.CompareAndSwap(last, now)
+	return s.shared.lastNotify.CompareAndSwap(last, now), now, last
 }
 
 // prepare checks an append's arguments and lays its events out as columns.
