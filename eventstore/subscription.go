@@ -253,8 +253,9 @@ func (sub *Subscription) Register(ctx context.Context) error { return sub.regist
 // partitions (all of them when it runs alone), follows the log live, takes
 // over partitions whose owner stopped renewing its lease, and returns after
 // finishing or abandoning its current batches. Run returns nil when ctx
-// ends; a *HandlerError under the Stop policy; other errors when the
-// database keeps failing for longer than LeaseTTL at start-up.
+// ends; a *HandlerError under the Stop policy; an error when it cannot
+// register the subscription at start-up (ErrPartitionsChanged, or the
+// database's error). Later database failures are logged and retried.
 func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	if h == nil {
 		return errors.New("eventstore: subscription needs a handler")
@@ -652,7 +653,9 @@ func (w *worker) sync(ctx context.Context, h Handler) error {
 	if cp := (Position{TxID: uint64(tx), Seq: seq}); cp != w.cp {
 		w.cp = cp
 		if err := w.loadParked(ctx); err != nil {
-			return nil
+			// The worker restarts and loads them again, rather than go on
+			// with dead letters that may not match the new checkpoint.
+			return fmt.Errorf("load dead letters after a reset: %w", err)
 		}
 	}
 	return w.retryDeadLetters(ctx, h)
@@ -877,7 +880,9 @@ func (w *worker) park(ctx context.Context, e Event, attempts int, cause error) e
 	return nil
 }
 
-// loadParked reads which streams of this partition have dead letters.
+// loadParked reads which streams of this partition have dead letters. On
+// an error w.parked is left as it was: a partial set would let events of a
+// parked stream overtake its dead letters.
 func (w *worker) loadParked(ctx context.Context) error {
 	rows, err := w.sub.store.pool.Query(ctx, w.sub.sql.parkedStreams, w.sub.cfg.Name, w.p)
 	if err != nil {
@@ -885,12 +890,15 @@ func (w *worker) loadParked(ctx context.Context) error {
 	}
 	var stream string
 	var id int64
-	w.parked = map[string]int64{}
-	_, err = pgx.ForEachRow(rows, []any{&stream, &id}, func() error {
-		w.parked[stream] = id
+	parked := map[string]int64{}
+	if _, err := pgx.ForEachRow(rows, []any{&stream, &id}, func() error {
+		parked[stream] = id
 		return nil
-	})
-	return err
+	}); err != nil {
+		return err
+	}
+	w.parked = parked
+	return nil
 }
 
 // retryOne runs one dead letter's event through the handler and deletes
