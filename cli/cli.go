@@ -196,9 +196,14 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 // Command returns the CLI as a cobra command, to add to a service's own
 // command tree (its Use is Config.Name). Map the error its execution
 // returns to an exit code with ExitCode; unlike Run, it leaves printing
-// that error to the caller.
+// that error to the caller — with passwords already masked in its text.
 func (c *CLI) Command() *cobra.Command {
-	return c.command(newRedactor())
+	red := newRedactor()
+	red.addURL(c.cfg.DatabaseURL)
+	red.addURL(c.cfg.Getenv("DATABASE_URL"))
+	root := c.command(red)
+	red.maskTree(root)
+	return root
 }
 
 func cutFlag(arg, name string) (string, bool) {

@@ -270,6 +270,19 @@ func TestEmbeddedAsSubcommand(t *testing.T) {
 	if strings.Contains(out.String(), d.secret) {
 		t.Fatalf("printed the password:\n%s", out.String())
 	}
+	// The embedding program prints the errors itself: their text is masked
+	// too, also for a connection string given without its flag.
+	for _, args := range [][]string{
+		{"admin", "status", "postgres://u:hunter2leak@127.0.0.1:1/x"},
+		{"admin", "postgres://u:hunter2leak@127.0.0.1:1/x"},
+		{"admin", "--database-url", "postgres://u:hunter2leak@127.0.0.1:1/x", "status"},
+	} {
+		service.SetArgs(args)
+		err := service.Execute()
+		if err == nil || strings.Contains(err.Error(), "hunter2leak") {
+			t.Fatalf("%v: error %v", args, err)
+		}
+	}
 }
 
 // batchCounts is a set-based projection handler: one upsert per batch.

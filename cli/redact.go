@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/spf13/cobra"
 )
 
 // redactor replaces secrets — the connection string's password — in
@@ -105,4 +107,56 @@ func (rw *redactWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// maskedError is an error whose text has its secrets masked; errors.Is and
+// errors.As still see the original (for ExitCode).
+type maskedError struct {
+	msg string
+	err error
+}
+
+func (e *maskedError) Error() string { return e.msg }
+func (e *maskedError) Unwrap() error { return e.err }
+
+// maskError returns err with every secret masked in its text, learning
+// first the passwords of any connection string the text itself contains.
+func (r *redactor) maskError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, f := range strings.Fields(msg) {
+		if strings.Contains(f, "://") || strings.Contains(f, "password") {
+			r.addURL(strings.Trim(f, `"'(),`))
+		}
+	}
+	masked := string(r.redact([]byte(msg)))
+	if masked == msg {
+		return err
+	}
+	return &maskedError{msg: masked, err: err}
+}
+
+// maskTree makes every error that cmd and its subcommands return masked,
+// for a tree whose errors the embedding program prints itself. Arguments
+// are looked at for connection strings before each command runs.
+func (r *redactor) maskTree(cmd *cobra.Command) {
+	learn := func(args []string) {
+		for _, a := range args {
+			r.addURL(a)
+		}
+	}
+	if check := cmd.Args; check != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error { learn(args); return r.maskError(check(c, args)) }
+	}
+	if run := cmd.PersistentPreRunE; run != nil {
+		cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error { learn(args); return r.maskError(run(c, args)) }
+	}
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error { learn(args); return r.maskError(run(c, args)) }
+	}
+	for _, sub := range cmd.Commands() {
+		r.maskTree(sub)
+	}
 }
