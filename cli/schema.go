@@ -115,7 +115,7 @@ func readLog(ctx context.Context, store *eventstore.Store, f eventstore.Filter) 
 					return
 				}
 			}
-			if len(page.Events) < 1000 {
+			if page.AtEnd {
 				return
 			}
 			after = page.Next

@@ -320,7 +320,7 @@ func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error)
 	if err := f.check(); err != nil {
 		return Page{}, err
 	}
-	// The gap-safe read of Store.logQuery walked backwards: the same
+	// The gap-safe read of the log (queries.logSelect) walked backwards: the same
 	// horizon (below the snapshot's xmin), events_log_idx read from its
 	// end. Both statements run in one repeatable-read snapshot, so they
 	// share the horizon and Next cannot pass an event the first missed.

@@ -175,10 +175,15 @@ type AppendResult struct {
 type Page struct {
 	// Events holds the events in log order.
 	Events []Event
-	// Next is the position to pass as "after" to read the following page:
-	// the last event's position, or the "after" argument when the page is
-	// empty.
+	// Next is the position to pass as "after" to read the following page.
+	// It is the last event's position, or "after" when nothing was read;
+	// for a filtered read it may lie past the last event (or move on with
+	// no event at all), over events the filter skipped, so that they are
+	// not scanned again. Always continue from Next.
 	Next Position
+	// AtEnd reports that the read reached the end of the readable log:
+	// the following page is empty until more events commit.
+	AtEnd bool
 }
 
 // Snapshot is a saved state of a stream at a version, so that loading it

@@ -9,9 +9,18 @@ type queries struct {
 	streamVersion string
 	readStream    string
 	logSelect     string
+	logWindow     string // the end of the window a filtered read scans; window size in $3
+	logWindowIn   string // the same, inside the filtered read, window size in $4
 	saveSnapshot  string
 	loadSnapshot  string
 }
+
+const logWindowSQL = `SELECT transaction_id AS wtx, position AS wpos, count(*) OVER () AS scanned FROM (
+		SELECT transaction_id, position FROM {schema}.events
+		WHERE (transaction_id, position) > ($1, $2)
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		ORDER BY transaction_id, position LIMIT $N) w
+	ORDER BY transaction_id DESC, position DESC LIMIT 1`
 
 const eventColumns = `position, transaction_id, event_id, stream_id, version, event_type, schema_version, data, metadata, correlation_id, causation_id, recorded_at`
 
@@ -22,10 +31,21 @@ func buildQueries(schema string) queries {
 		// Index: events_stream_version_key (stream_id, version).
 		readStream: r.Replace(`SELECT ` + eventColumns + ` FROM {schema}.events
 			WHERE stream_id = $1 AND version >= $2 ORDER BY version`),
-		// See Store.logQuery for why the read has this shape.
+		// The gap-safe read of the log. Rows are ordered by
+		// (transaction_id, position) and only rows with transaction_id
+		// below the xmin of this statement's own snapshot are returned.
+		// Every transaction below xmin has ended, and any transaction that
+		// writes later gets an ID at or above xmin, so nothing can ever
+		// appear before the last row returned. No timeouts, no locks.
+		// Index: events_log_idx (transaction_id, position), a range scan
+		// from the checkpoint; filters apply to the rows the scan meets.
 		logSelect: r.Replace(`SELECT ` + eventColumns + ` FROM {schema}.events
 			WHERE (transaction_id, position) > ($1, $2)
 			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`),
+		// The last entry of the next window of the readable log, and how
+		// many entries the window holds. Index: events_log_idx.
+		logWindow:   r.Replace(strings.ReplaceAll(logWindowSQL, "$N", "$3")),
+		logWindowIn: r.Replace(strings.ReplaceAll(logWindowSQL, "$N", "$4")),
 		saveSnapshot: r.Replace(`INSERT INTO {schema}.snapshots AS s (stream_id, version, schema_version, data)
 			VALUES ($1, $2, $3, $4)
 			ON CONFLICT (stream_id) DO UPDATE

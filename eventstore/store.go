@@ -788,11 +788,83 @@ func (s *Store) ReadAllFiltered(ctx context.Context, after Position, limit int, 
 	if err := f.check(); err != nil {
 		return Page{}, err
 	}
-	sql, args := s.logQuery(after, limit, f)
-	rows, err := s.pool.Query(ctx, sql, args...)
+	if len(f.Categories) == 0 && len(f.Types) == 0 && f.Partitions <= 1 {
+		var b strings.Builder
+		b.WriteString(s.sql.logSelect)
+		b.WriteString(" ORDER BY transaction_id, position LIMIT $3")
+		rows, err := s.pool.Query(ctx, b.String(), int64(after.TxID), after.Seq, limit)
+		if err != nil {
+			return Page{}, fmt.Errorf("eventstore: read log after %s: %w", after, err)
+		}
+		page, err := scanPage(rows, after, limit)
+		page.AtEnd = len(page.Events) < limit
+		return page, err
+	}
+	return s.readWindow(ctx, after, limit, f)
+}
+
+// filterWindow is how many log entries a filtered read scans, at most, per
+// event it may return.
+const filterWindow = 8
+
+// readWindow is the filtered read. A plain filtered query would, on every
+// call, scan again all the entries the filter skipped after the last match:
+// a reader of a rare category would rescan most of the log on each poll.
+// So the scan is bounded to a window of limit*filterWindow entries of the
+// log, and Next moves to the end of the window when it holds fewer than
+// limit matches. Both statements run in one REPEATABLE READ snapshot, sent
+// in one round trip, so the window's end and the matches agree.
+// Index: events_log_idx for both, a range scan from after.
+func (s *Store) readWindow(ctx context.Context, after Position, limit int, f Filter) (Page, error) {
+	window := limit * filterWindow
+	var b strings.Builder
+	b.WriteString(s.sql.logSelect)
+	args := filterSQL(&b, []any{int64(after.TxID), after.Seq, limit, window}, f)
+	b.WriteString(` AND (transaction_id, position) <= (SELECT wtx, wpos FROM (` + s.sql.logWindowIn + `) win)
+		ORDER BY transaction_id, position LIMIT $3`)
+	batch := &pgx.Batch{}
+	batch.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+	batch.Queue(b.String(), args...)
+	batch.Queue(s.sql.logWindow, int64(after.TxID), after.Seq, window)
+	batch.Queue(`COMMIT`)
+	br := s.pool.SendBatch(ctx, batch)
+	page, err := func() (Page, error) {
+		if _, err := br.Exec(); err != nil {
+			return Page{}, err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return Page{}, err
+		}
+		page, err := scanPage(rows, after, limit)
+		if err != nil {
+			return Page{}, err
+		}
+		var wtx, wpos, scanned int64
+		switch err := br.QueryRow().Scan(&wtx, &wpos, &scanned); {
+		case errors.Is(err, pgx.ErrNoRows):
+			page.AtEnd = true // nothing readable after "after"
+		case err != nil:
+			return Page{}, err
+		case len(page.Events) < limit:
+			// Every match up to the window's end is in the page.
+			page.Next = Position{TxID: uint64(wtx), Seq: wpos}
+			page.AtEnd = scanned < int64(window)
+		}
+		_, err = br.Exec()
+		return page, err
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
 	if err != nil {
 		return Page{}, fmt.Errorf("eventstore: read log after %s: %w", after, err)
 	}
+	return page, nil
+}
+
+// scanPage reads a result set of events into a page after "after".
+func scanPage(rows pgx.Rows, after Position, limit int) (Page, error) {
 	defer rows.Close()
 	page := Page{Events: make([]Event, 0, min(limit, 1024)), Next: after}
 	var sc eventScanner
@@ -810,23 +882,6 @@ func (s *Store) ReadAllFiltered(ctx context.Context, after Position, limit int, 
 		page.Next = page.Events[n-1].Position
 	}
 	return page, nil
-}
-
-// logQuery builds the gap-safe read of the log for a filter.
-//
-// Shape and reasoning: rows are ordered by (transaction_id, position) and
-// only rows with transaction_id below the xmin of this statement's own
-// snapshot are returned. Every transaction below xmin has ended, and any
-// transaction that writes later gets an ID at or above xmin, so nothing can
-// ever appear before the last row returned. No timeouts, no locks.
-// Index: events_log_idx (transaction_id, position), a range scan from the
-// checkpoint; filters are applied to the rows the scan meets.
-func (s *Store) logQuery(after Position, limit int, f Filter) (string, []any) {
-	var b strings.Builder
-	b.WriteString(s.sql.logSelect)
-	args := filterSQL(&b, []any{int64(after.TxID), after.Seq, limit}, f)
-	b.WriteString(" ORDER BY transaction_id, position LIMIT $3")
-	return b.String(), args
 }
 
 // filterSQL appends f's conditions (" AND …") to b, numbering their

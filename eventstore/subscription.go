@@ -522,7 +522,8 @@ func (sub *Subscription) leave(ctx context.Context) {
 type worker struct {
 	sub      *Subscription
 	p        int
-	cp       Position
+	cp       Position // the stored checkpoint: the fence of the next batch
+	readAt   Position // where the next read starts (past cp over skipped events)
 	filter   Filter
 	parked   map[string]int64 // stream → id of its first dead letter
 	lastSync time.Time
@@ -531,7 +532,7 @@ type worker struct {
 }
 
 func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler, wake <-chan struct{}, caughtUp chan<- int) error {
-	w := &worker{sub: sub, p: p, cp: cp, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p},
+	w := &worker{sub: sub, p: p, cp: cp, readAt: cp, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p},
 		metrics: sub.tel.partition(sub.cfg.Name, p)}
 	defer w.dropPrefetch()
 	if err := w.loadParked(ctx); err != nil {
@@ -562,14 +563,22 @@ func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler
 		}
 		if len(page.Events) > 0 {
 			idle, woke = 0, false
-			if len(page.Events) == sub.cfg.BatchSize {
+			if !page.AtEnd {
 				// Catching up: read the next page while this one is handled.
 				w.prefetch(ctx, page.Next)
 			}
-			if err := w.handle(ctx, h, page.Events, started); err != nil {
+			if err := w.handle(ctx, h, page, started); err != nil {
 				return w.exit(ctx, err)
 			}
 			continue
+		}
+		if page.Next != w.readAt {
+			// A filtered read passed over events it does not select. The
+			// checkpoint moves past them with the next batch.
+			w.readAt = page.Next
+			if !page.AtEnd {
+				continue
+			}
 		}
 		if woke {
 			// A wake-up with nothing new to read may be a reset or a retry
@@ -621,11 +630,11 @@ func (w *worker) read(ctx context.Context) (Page, error) {
 	if w.ahead != nil {
 		r := <-w.ahead
 		w.ahead = nil
-		if r.err == nil && r.after == w.cp {
+		if r.err == nil && r.after == w.readAt {
 			return r.page, nil
 		}
 	}
-	return w.sub.store.ReadAllFiltered(ctx, w.cp, w.sub.cfg.BatchSize, w.filter)
+	return w.sub.store.ReadAllFiltered(ctx, w.readAt, w.sub.cfg.BatchSize, w.filter)
 }
 
 // dropPrefetch waits for a read ahead to finish and forgets it.
@@ -651,7 +660,7 @@ func (w *worker) sync(ctx context.Context, h Handler) error {
 		return errFenced
 	}
 	if cp := (Position{TxID: uint64(tx), Seq: seq}); cp != w.cp {
-		w.cp = cp
+		w.cp, w.readAt = cp, cp
 		if err := w.loadParked(ctx); err != nil {
 			// The worker restarts and loads them again, rather than go on
 			// with dead letters that may not match the new checkpoint.
@@ -684,9 +693,10 @@ func (w *worker) exit(ctx context.Context, err error) error {
 // handle runs one page through the handler in a single transaction; if the
 // handler fails, it falls back to one event per transaction so the failure
 // is pinned on one event and the events before it commit.
-func (w *worker) handle(ctx context.Context, h Handler, events []Event, started time.Time) error {
+func (w *worker) handle(ctx context.Context, h Handler, page Page, started time.Time) error {
+	events := page.Events
 	live, parked := w.split(events)
-	err := w.commit(ctx, live, parked, events[len(events)-1].Position, func(tx pgx.Tx) error {
+	err := w.commit(ctx, live, parked, page.Next, func(tx pgx.Tx) error {
 		if len(live) == 0 {
 			return nil
 		}
@@ -807,7 +817,7 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 	if err != nil {
 		return err
 	}
-	w.cp = last
+	w.cp, w.readAt = last, last
 	w.metrics.batch(len(live), len(parked), time.Since(started))
 	if sub.cfg.OnBatch != nil {
 		info := BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Events: len(live), Parked: len(parked), Last: last, Duration: time.Since(started)}
@@ -865,7 +875,7 @@ func (w *worker) park(ctx context.Context, e Event, attempts int, cause error) e
 	if err != nil {
 		return err
 	}
-	w.cp = e.Position
+	w.cp, w.readAt = e.Position, e.Position
 	w.metrics.batch(0, 1, 0)
 	if sub.cfg.OnBatch != nil {
 		sub.cfg.OnBatch(BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Parked: 1, Last: e.Position, LastRecordedAt: e.RecordedAt})

@@ -369,3 +369,25 @@ func TestSubscriptionPartitionCountChange(t *testing.T) {
 		t.Fatalf("want ErrPartitionsChanged, got %v", err)
 	}
 }
+
+// A subscription to a rare category among many other events gets its
+// events, and its checkpoint moves past the others with its next batch.
+func TestSubscriptionFilteredRareCategory(t *testing.T) {
+	t.Parallel()
+	s, db := newStore(t, nil)
+	rm := newReadModel(t, db)
+	appendN(t, s, 3, 100, "Tick") // item-0..2: 300 events of another category
+	for i := range 3 {
+		if _, err := s.Append(context.Background(), "rare-1", eventstore.Any, ev("Rare", fmt.Sprintf(`{"i":%d}`, i))); err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, s, 2, 20, "Tick")
+	}
+	sub, _ := s.Subscription(eventstore.SubscriptionConfig{Name: "rare", Categories: []string{"rare"}, BatchSize: 4, PollInterval: 50 * time.Millisecond})
+	run(t, sub, rm.handle)
+	waitFor(t, "the rare events", 60*time.Second, func() bool { return rm.count(t) == 3 })
+	st, err := s.SubscriptionStatuses(context.Background(), "rare")
+	if err != nil || st[0].Lag != 0 || st[0].EventsHandled != 3 {
+		t.Fatalf("status %+v %v", st, err)
+	}
+}
