@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,7 +37,7 @@ type Progress struct {
 // Rebuild wipes a projection's read model and replays the log into it,
 // reporting progress to progress (which may be nil) about every 200ms from
 // the calling goroutine. It returns when the projection has read past the
-// head of the log as it was when the rebuild began.
+// end of the log that a gap-safe reader could see when the rebuild began.
 //
 // The wipe (the projection's Reset) and the move of its checkpoints to the
 // start of the log commit in one transaction, together with a record of
@@ -62,9 +64,20 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 		batchSize = e.p.BatchSize
 	}
 	var target eventstore.Position // set before the subscription runs
+	// reached[p] says this call's batches took partition p past target:
+	// when they took every partition there, the rebuild is done without
+	// asking the database.
+	var mu sync.Mutex
+	reached := make([]bool, e.p.Partitions)
 	onBatch := func(b eventstore.BatchInfo) {
 		handled.Add(int64(b.Events))
-		if b.Events+b.Parked < batchSize || !b.Last.Less(target) {
+		atTarget := !b.Last.Less(target)
+		if atTarget && b.Partition >= 0 && b.Partition < len(reached) {
+			mu.Lock()
+			reached[b.Partition] = true
+			mu.Unlock()
+		}
+		if b.Events+b.Parked < batchSize || atTarget {
 			// A short batch, or one that reached the target: this
 			// partition may have caught up.
 			select {
@@ -72,6 +85,11 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 			default:
 			}
 		}
+	}
+	allReached := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !slices.Contains(reached, false)
 	}
 	owner := r.cfg.Owner
 	if owner != "" {
@@ -91,11 +109,13 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	err = pool.QueryRow(ctx, r.sql.getRebuild, e.sub).Scan(&targetTx, &target.Seq, &total, &since)
 	if errors.Is(err, pgx.ErrNoRows) {
 		resumed = false
-		head, err := r.store.Head(ctx)
+		// The end of the log a gap-safe reader sees now: one index probe,
+		// where Store.Head would also count every event and stream.
+		last, err := r.store.ReadLast(ctx, 1, eventstore.Filter{})
 		if err != nil {
 			return fmt.Errorf("projection %q: rebuild: %w", name, err)
 		}
-		target = head.Position
+		target = last.Next
 		err = r.store.ResetSubscription(ctx, e.sub, eventstore.Position{}, func(ctx context.Context, tx pgx.Tx) error {
 			if e.p.Reset != nil {
 				if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {
@@ -113,8 +133,18 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	} else {
 		target.TxID = uint64(targetTx)
 	}
+	if target.IsZero() {
+		// The log was empty: every partition is past it already.
+		for i := range reached {
+			reached[i] = true
+		}
+		poll <- struct{}{}
+	}
 
-	// What is left to do, from the partitions' lag.
+	// What is left to do, from the partitions' lag, counted before the
+	// subscription starts so that none of its batches precedes the count.
+	// (Counting beside the subscription's start-up, with its first commit
+	// held back until the count, measured no faster on two cores.)
 	parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
 	if err != nil {
 		return fmt.Errorf("projection %q: rebuild: %w", name, err)
@@ -149,9 +179,17 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 
 	rctx, cancel := context.WithCancel(withVersion(ctx, e))
 	defer cancel()
+	h := r.handler(e)
 	runErr := make(chan error, 1)
 	running := true
-	go func() { runErr <- sub.Run(rctx, r.handler(e)) }()
+	go func() { runErr <- sub.Run(rctx, h) }()
+	stop := func() {
+		cancel()
+		if running {
+			<-runErr
+		}
+	}
+
 	statusTick := time.NewTicker(time.Second)
 	defer statusTick.Stop()
 	progressTick := time.NewTicker(200 * time.Millisecond)
@@ -160,10 +198,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	for {
 		select {
 		case <-ctx.Done():
-			cancel()
-			if running {
-				<-runErr
-			}
+			stop()
 			return fmt.Errorf("projection %q: rebuild interrupted (it resumes on the next Rebuild or Run): %w", name, ctx.Err())
 		case err := <-runErr:
 			running = false
@@ -177,7 +212,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 			}
 			backoff = min(backoff*2, r.cfg.MaxRetryBackoff)
 			running = true
-			go func() { runErr <- sub.Run(rctx, r.handler(e)) }()
+			go func() { runErr <- sub.Run(rctx, h) }()
 			continue
 		case <-progressTick.C:
 			report(false)
@@ -185,21 +220,20 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 		case <-statusTick.C:
 		case <-poll:
 		}
-		parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
-		if err != nil {
-			continue // the database may be restarting; try at the next tick
-		}
-		left = sumLag(parts)
-		if !caughtUp(parts, target) {
-			continue
+		if !allReached() {
+			parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
+			if err != nil {
+				continue // the database may be restarting; try at the next tick
+			}
+			left = sumLag(parts)
+			if !caughtUp(parts, target) {
+				continue
+			}
 		}
 		if _, err := pool.Exec(ctx, r.sql.deleteRebuild, e.sub); err != nil {
 			continue
 		}
-		cancel()
-		if running {
-			<-runErr
-		}
+		stop()
 		report(true)
 		return nil
 	}

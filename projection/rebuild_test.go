@@ -221,3 +221,28 @@ func restartPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A rebuild of an empty log has nothing to wait for: it finishes at once
+// (not at the next one-second status check), with a final report and no
+// rebuild left recorded.
+func TestRebuildEmptyLog(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	noop := projection.HandlerFunc(func(context.Context, pgx.Tx, eventstore.Event) error { return nil })
+	r := projection.NewRunner(s, []projection.Projection{{Name: "empty", Handler: noop, Partitions: 3}}, nil)
+	var last projection.Progress
+	start := time.Now()
+	if err := r.Rebuild(ctx, "empty", func(p projection.Progress) { last = p }); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el >= time.Second {
+		t.Fatalf("rebuild of an empty log took %v", el)
+	}
+	if !last.Finished || last.Done != 0 || last.Total != 0 {
+		t.Fatalf("last report: %+v", last)
+	}
+	if st := statusOf(t, r, "empty"); st.Rebuild != nil {
+		t.Fatalf("status after rebuild: %+v", st)
+	}
+}
