@@ -87,15 +87,21 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	return r.status(ctx, r.entries)
-}
-
-// status reports the given projections, as Status does.
-func (r *Runner) status(ctx context.Context, entries []*entry) ([]Status, error) {
 	head, err := r.store.Head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("projection: status: %w", err)
 	}
+	sts, err := r.status(ctx, r.entries)
+	for i := range sts {
+		sts[i].Head = head.Position
+	}
+	return sts, err
+}
+
+// status reports the given projections, as Status does, without their
+// Head (which Check does not need: Store.Head counts every event and
+// stream, too dear for each probe of a health endpoint).
+func (r *Runner) status(ctx context.Context, entries []*entry) ([]Status, error) {
 	rebuilds := map[string]*RebuildStatus{}
 	rows, err := r.store.Pool().Query(ctx, r.sql.listRebuilds)
 	if err != nil {
@@ -120,7 +126,7 @@ func (r *Runner) status(ctx context.Context, entries []*entry) ([]Status, error)
 		if err != nil {
 			return nil, fmt.Errorf("projection %q: status: %w", e.p.Name, err)
 		}
-		st := Status{Name: e.p.Name, Version: e.p.Version, Subscription: e.sub, Head: head.Position, Partitions: parts, Rebuild: rebuilds[e.sub]}
+		st := Status{Name: e.p.Name, Version: e.p.Version, Subscription: e.sub, Partitions: parts, Rebuild: rebuilds[e.sub]}
 		e.mu.Lock()
 		st.StoppedHere = e.stopped
 		e.mu.Unlock()
