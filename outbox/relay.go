@@ -326,7 +326,11 @@ func (r *Relay) handle(ctx context.Context, _ pgx.Tx, events []eventstore.Event)
 	} else {
 		err = r.publishConcurrently(ctx, groups)
 	}
-	r.record(err)
+	if err == nil || ctx.Err() == nil {
+		// A batch abandoned because Run is ending says nothing about the
+		// broker: Health stays as it was.
+		r.record(err)
+	}
 	return err
 }
 

@@ -379,3 +379,46 @@ func TestDeduplicateExpire(t *testing.T) {
 		t.Error("a deduplicator without a consumer name was accepted")
 	}
 }
+
+// cancelOnPublish cancels the relay's context from inside Publish, the
+// moment a shutdown arrives while a batch is being published.
+type cancelOnPublish struct {
+	message.Publisher
+	cancel context.CancelFunc
+}
+
+func (p cancelOnPublish) Publish(topic string, msgs ...*message.Message) error {
+	p.cancel()
+	return p.Publisher.Publish(topic, msgs...)
+}
+
+// A relay stopped while it publishes a batch reports no broker failure:
+// the abandoned batch is republished by the next run, and Health stays
+// healthy.
+func TestRelayShutdownIsNotAFailure(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	for i := range 3 {
+		if _, err := store.Append(t.Context(), fmt.Sprintf("s-%d", i), eventstore.NoStream, eventstore.NewEvent{Type: "E", Data: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pubsub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = pubsub.Close() })
+	relay := outbox.NewRelay(store, cancelOnPublish{pubsub, cancel}, nil)
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the relay published nothing in 30s")
+	}
+	if h := relay.Health(); !h.Healthy || h.LastError != nil {
+		t.Fatalf("health after a shutdown mid-batch: %+v", h)
+	}
+}
