@@ -395,7 +395,7 @@ func (r *Relay) publishStream(ctx context.Context, g []outgoing) error {
 		}
 		if err != nil {
 			r.in.RelayErrors.Add(ctx, 1, attrs.add...)
-			return fmt.Errorf("outbox: publish to %q (stream %q): %w", g[i].topic, g[i].msg.Metadata.Get(MetaStream), err)
+			return fmt.Errorf("outbox: publish to %q (stream %q): %w", g[i].topic, g[i].event.StreamID, err)
 		}
 		r.in.RelayPublished.Add(ctx, int64(len(msgs)), attrs.add...)
 		r.published.Add(int64(len(msgs)))

@@ -422,3 +422,33 @@ func TestRelayShutdownIsNotAFailure(t *testing.T) {
 		t.Fatalf("health after a shutdown mid-batch: %+v", h)
 	}
 }
+
+// failingPublisher refuses every message, as a broker that is down.
+type failingPublisher struct{}
+
+func (failingPublisher) Publish(string, ...*message.Message) error { return errors.New("broker down") }
+func (failingPublisher) Close() error                              { return nil }
+
+// A failed publish names the event's stream even when the Mapper builds
+// messages without the relay's metadata.
+func TestRelayPublishErrorNamesStream(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	if _, err := store.Append(t.Context(), "plain-7", eventstore.NoStream, eventstore.NewEvent{Type: "E", Data: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	relay := outbox.NewRelay(store, failingPublisher{}, &outbox.Config{
+		Mapper: func(e eventstore.Event) (*message.Message, error) {
+			return message.NewMessage(e.ID.String(), e.Data), nil
+		},
+	})
+	runRelay(t, relay)
+	deadline := time.Now().Add(30 * time.Second)
+	for relay.Health().Healthy && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	h := relay.Health()
+	if h.LastError == nil || !strings.Contains(h.LastError.Error(), `stream "plain-7"`) {
+		t.Fatalf("health while the broker refuses: %+v", h)
+	}
+}
