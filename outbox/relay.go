@@ -143,7 +143,8 @@ type Health struct {
 	// LastPublished is when a publish last succeeded (zero before the
 	// first).
 	LastPublished time.Time
-	// Published counts messages the broker acknowledged since Run began.
+	// Published counts messages the broker acknowledged since the Relay was
+	// created (it is not reset when Run begins again).
 	// Re-publications after a failure or a restart are counted again.
 	Published int64
 }
