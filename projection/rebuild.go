@@ -223,7 +223,11 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 		if !allReached() {
 			parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
 			if err != nil {
-				continue // the database may be restarting; try at the next tick
+				// The database may be restarting; try at the next tick.
+				if ctx.Err() == nil {
+					r.log.Warn("strata: rebuild could not read its progress", "projection", name, "err", err)
+				}
+				continue
 			}
 			left = sumLag(parts)
 			if !caughtUp(parts, target) {
@@ -231,6 +235,9 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 			}
 		}
 		if _, err := pool.Exec(ctx, r.sql.deleteRebuild, e.sub); err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("strata: rebuild caught up but could not clear its record; retrying", "projection", name, "err", err)
+			}
 			continue
 		}
 		stop()
