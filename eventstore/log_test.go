@@ -27,6 +27,7 @@ type logReader struct {
 	s          *eventstore.Store
 	checkpoint eventstore.Position
 	limit      int
+	filter     eventstore.Filter
 	seen       map[uuid.UUID]int
 	order      []eventstore.Event
 }
@@ -39,7 +40,7 @@ func newLogReader(s *eventstore.Store, limit int) *logReader {
 func (r *logReader) poll(t *testing.T) {
 	t.Helper()
 	for {
-		page, err := r.s.ReadAll(context.Background(), r.checkpoint, r.limit)
+		page, err := r.s.ReadAllFiltered(context.Background(), r.checkpoint, r.limit, r.filter)
 		if err != nil {
 			t.Errorf("read: %v", err)
 			return
@@ -52,7 +53,11 @@ func (r *logReader) poll(t *testing.T) {
 			r.order = append(r.order, e)
 			r.checkpoint = e.Position
 		}
-		if len(page.Events) < r.limit {
+		if page.Next.Less(r.checkpoint) {
+			t.Errorf("Next %v is before the last event read %v", page.Next, r.checkpoint)
+		}
+		r.checkpoint = page.Next
+		if page.AtEnd {
 			return
 		}
 	}
@@ -203,6 +208,12 @@ func TestScrambledCommitsConcurrentReader(t *testing.T) {
 		})
 	}
 	r := newLogReader(s, 7)
+	// Two readers of two partitions, whose filtered reads move past the
+	// events they skip, must together see the same.
+	parts := []*logReader{newLogReader(s, 3), newLogReader(s, 3)}
+	for i, pr := range parts {
+		pr.filter = eventstore.Filter{Partitions: 2, Partition: i}
+	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	for running := true; running; {
@@ -211,9 +222,25 @@ func TestScrambledCommitsConcurrentReader(t *testing.T) {
 			running = false
 		case <-time.After(3 * time.Millisecond):
 			r.poll(t)
+			parts[0].poll(t)
+			parts[1].poll(t)
 		}
 	}
 	r.until(t, "every committed event", func() bool { return len(r.seen) >= len(committed) })
+	parts[0].until(t, "every committed event in partitions", func() bool {
+		parts[1].poll(t)
+		return len(parts[0].seen)+len(parts[1].seen) >= len(committed)
+	})
+	for _, pr := range parts {
+		for id, n := range pr.seen {
+			if n != 1 || !committed[id] {
+				t.Fatalf("partition reader: event %s read %d times, committed %v", id, n, committed[id])
+			}
+		}
+	}
+	if n := len(parts[0].seen) + len(parts[1].seen); n != len(committed) {
+		t.Fatalf("partition readers read %d events, %d committed", n, len(committed))
+	}
 
 	for id, n := range r.seen {
 		if n != 1 {
