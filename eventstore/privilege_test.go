@@ -11,7 +11,6 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtest"
-	"github.com/strata-go/strata/migrations"
 )
 
 // The store and its subscriptions work under the least-privilege role of
@@ -20,18 +19,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := context.Background()
-	role := db.Schema + "_app"
-	if _, err := db.Pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = db.Pool.Exec(context.Background(), `DROP OWNED BY `+role)
-		_, _ = db.Pool.Exec(context.Background(), `DROP ROLE `+role)
-	})
-	if err := migrations.GrantApplication(ctx, db.Pool, db.Schema, role); err != nil {
-		t.Fatal(err)
-	}
-	s := eventstore.New(pgtest.ConnectAs(t, role), &eventstore.Config{Schema: db.Schema})
+	s := eventstore.New(db.AppPool(t), &eventstore.Config{Schema: db.Schema})
 	if _, err := s.Append(ctx, "order-1", eventstore.NoStream, ev("Placed", `{}`), ev("Paid", `{}`)); err != nil {
 		t.Fatal(err)
 	}

@@ -67,18 +67,7 @@ func TestGrantApplication(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	ctx := context.Background()
-	role := db.Schema + "_app"
-	if _, err := db.Pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_, _ = db.Pool.Exec(context.Background(), `DROP OWNED BY `+role)
-		_, _ = db.Pool.Exec(context.Background(), `DROP ROLE `+role)
-	})
-	if err := migrations.GrantApplication(ctx, db.Pool, db.Schema, role); err != nil {
-		t.Fatal(err)
-	}
-	app := pgtest.ConnectAs(t, role)
+	app := db.AppPool(t)
 	s := db.Schema
 	allowed := []string{
 		`INSERT INTO ` + s + `.streams (stream_id, category, version) VALUES ('a-1', 'a', 1)`,

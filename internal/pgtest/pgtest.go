@@ -154,16 +154,31 @@ func NewEmpty(tb testing.TB) *DB {
 	return db
 }
 
-// ConnectAs returns a pool on the test server that logs in as role (the
-// local test server trusts every role; elsewhere give the role a password
-// in DATABASE_URL's form). The pool is closed when the test ends.
-func ConnectAs(tb testing.TB, role string) *pgxpool.Pool {
+// AppPool creates a login role with only the grants of
+// migrations.GrantApplication on db's schema, and returns a pool that logs
+// in as that role (the local test server trusts every role; elsewhere the
+// role needs a password in DATABASE_URL's form). The role is dropped and
+// the pool closed when the test ends.
+func (db *DB) AppPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	role := db.Schema + "_app"
+	if _, err := db.Pool.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` LOGIN`); err != nil {
+		tb.Fatalf("pgtest: create role: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = db.Pool.Exec(ctx, `DROP OWNED BY `+pgx.Identifier{role}.Sanitize())
+		_, _ = db.Pool.Exec(ctx, `DROP ROLE `+pgx.Identifier{role}.Sanitize())
+	})
+	if err := migrations.GrantApplication(ctx, db.Pool, db.Schema, role); err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
 	cfg := Config(tb)
 	cfg.ConnConfig.User = role
 	cfg.ConnConfig.Password = ""
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		tb.Fatalf("pgtest: connect as %s: %v", role, err)
