@@ -31,13 +31,13 @@ func (s *Store) Head(ctx context.Context) (Head, error) {
 	var h Head
 	var tx, seq *int64
 	var at *time.Time
-	// Index: events_log_idx, read backwards for the last entry.
-	err := s.pool.QueryRow(ctx, `SELECT
-			(SELECT transaction_id FROM `+s.schema+`.events ORDER BY transaction_id DESC, position DESC LIMIT 1),
-			(SELECT position FROM `+s.schema+`.events ORDER BY transaction_id DESC, position DESC LIMIT 1),
-			(SELECT recorded_at FROM `+s.schema+`.events ORDER BY position DESC LIMIT 1),
+	// Index: events_log_idx, read backwards once for the last entry.
+	err := s.pool.QueryRow(ctx, `SELECT last.transaction_id, last.position, last.recorded_at,
 			(SELECT count(*) FROM `+s.schema+`.events),
-			(SELECT count(*) FROM `+s.schema+`.streams)`).Scan(&tx, &seq, &at, &h.Events, &h.Streams)
+			(SELECT count(*) FROM `+s.schema+`.streams)
+		FROM (SELECT 1) one
+		LEFT JOIN LATERAL (SELECT transaction_id, position, recorded_at FROM `+s.schema+`.events
+			ORDER BY transaction_id DESC, position DESC LIMIT 1) last ON true`).Scan(&tx, &seq, &at, &h.Events, &h.Streams)
 	if err != nil {
 		return Head{}, fmt.Errorf("eventstore: head: %w", err)
 	}
