@@ -36,8 +36,9 @@ type Progress struct {
 
 // Rebuild wipes a projection's read model and replays the log into it,
 // reporting progress to progress (which may be nil) about every 200ms from
-// the calling goroutine. It returns when the projection has read past the
-// end of the log that a gap-safe reader could see when the rebuild began.
+// the calling goroutine. It returns when the projection has read every
+// event committed before the rebuild began (waiting, if need be, for an
+// older open transaction to end, as every gap-safe reader does).
 //
 // The wipe (the projection's Reset) and the move of its checkpoints to the
 // start of the log commit in one transaction, together with a record of
@@ -109,13 +110,14 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	err = pool.QueryRow(ctx, r.sql.getRebuild, e.sub).Scan(&targetTx, &target.Seq, &total, &since)
 	if errors.Is(err, pgx.ErrNoRows) {
 		resumed = false
-		// The end of the log a gap-safe reader sees now: one index probe,
-		// where Store.Head would also count every event and stream.
-		last, err := r.store.ReadLast(ctx, 1, eventstore.Filter{})
+		// The last committed event, readable or not yet: a rebuild that
+		// stopped at the readable end would leave out events committed
+		// before it began whenever an open transaction holds readers back.
+		head, err := r.store.Head(ctx)
 		if err != nil {
 			return fmt.Errorf("projection %q: rebuild: %w", name, err)
 		}
-		target = last.Next
+		target = head.Position
 		err = r.store.ResetSubscription(ctx, e.sub, eventstore.Position{}, func(ctx context.Context, tx pgx.Tx) error {
 			if e.p.Reset != nil {
 				if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {

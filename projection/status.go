@@ -73,8 +73,8 @@ type Status struct {
 type RebuildStatus struct {
 	// StartedAt is when it began.
 	StartedAt time.Time
-	// Target is the end of the log that a gap-safe reader could see when
-	// it began; it is done once every partition has read past it.
+	// Target is the last event committed when it began; it is done once
+	// every partition has read past it.
 	Target eventstore.Position
 	// Total is how many events it had to replay.
 	Total int64
