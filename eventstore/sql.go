@@ -1,6 +1,8 @@
 package eventstore
 
 import (
+	"fmt"
+	"hash/fnv"
 	"strings"
 )
 
@@ -70,6 +72,7 @@ type appendShape struct {
 	kind   expectKind
 	multi  bool // unnest arrays instead of scalar parameters
 	notify bool // carry the wake-up NOTIFY
+	lock   bool // take the stream's advisory lock before writing (Append, not AppendTx)
 }
 
 // buildAppendQueries builds every append statement.
@@ -86,21 +89,40 @@ type appendShape struct {
 // Exactly(n) re-checks its WHERE clause on the winner's row after the lock
 // is released (READ COMMITTED re-evaluation) and matches nothing.
 //
+// The row lock alone does not keep a stream's versions in log order. The
+// log is ordered by transaction ID, and an appender may take its ID before
+// it waits for the stream: the loser of a race to create a stream with Any
+// took it for its own insert of the row, and an UPDATE (StreamExists)
+// takes it before it looks at the row. Such an append, queued behind a
+// writer with a later transaction ID, writes the next version with an
+// earlier ID, so that readers of the log met version n+1 before version n.
+// So the statements of Append (the lock variants) first take a
+// transaction-scoped advisory lock on the stream, which needs no
+// transaction ID: an append gets its ID only once the previous appender of
+// the stream has committed, after that appender's ID. AppendTx does not take
+// it (a caller's transaction appending to many streams would hold one lock
+// table entry per stream until it ends).
+//
 // Parameters: $1 stream, $2 event count, $3 category, $4..$10 the events'
 // columns (scalars or arrays), $11 the expected version for Exactly. Empty
 // correlation and causation IDs are stored as NULL.
 func buildAppendQueries(schema, channel string) map[appendShape]string {
+	// The stream's row, from VALUES without the lock, from the lock's CTE
+	// with it (so that the lock is taken before the row is written).
+	row := map[bool]string{false: `VALUES ($1, $3, $2)`, true: `SELECT $1::text, $3::text, $2::bigint FROM l`}
+	from := map[bool]string{false: ``, true: ` FROM l`}
+	lockCTE := fmt.Sprintf(`l AS (SELECT pg_advisory_xact_lock(hashtextextended($1::text, %d))), `, appendLockSeed(schema))
 	stream := map[expectKind]string{
-		expectAny: `INSERT INTO {schema}.streams AS st (stream_id, category, version) VALUES ($1, $3, $2)
+		expectAny: `INSERT INTO {schema}.streams AS st (stream_id, category, version) {row}
 			ON CONFLICT (stream_id) DO UPDATE SET version = st.version + $2, updated_at = now()
 			RETURNING st.version - $2 AS base`,
-		expectNone: `INSERT INTO {schema}.streams (stream_id, category, version) VALUES ($1, $3, $2)
+		expectNone: `INSERT INTO {schema}.streams (stream_id, category, version) {row}
 			ON CONFLICT (stream_id) DO NOTHING
 			RETURNING 0::bigint AS base`,
-		expectExists: `UPDATE {schema}.streams SET version = version + $2, updated_at = now()
+		expectExists: `UPDATE {schema}.streams SET version = version + $2, updated_at = now(){from}
 			WHERE stream_id = $1
 			RETURNING version - $2 AS base`,
-		expectExactly: `UPDATE {schema}.streams SET version = version + $2, updated_at = now()
+		expectExactly: `UPDATE {schema}.streams SET version = version + $2, updated_at = now(){from}
 			WHERE stream_id = $1 AND version = $11
 			RETURNING version - $2 AS base`,
 	}
@@ -110,25 +132,31 @@ func buildAppendQueries(schema, channel string) map[appendShape]string {
 	// only once the events are visible.
 	notifySQL := "pg_notify('" + strings.ReplaceAll(channel, "'", "''") + "', '')"
 	out := map[appendShape]string{}
-	for kind, streamSQL := range stream {
-		for _, notify := range []bool{false, true} {
-			// One event: the insert's own RETURNING is the result, one row
-			// or none when the expectation failed (measured: a third
-			// cheaper on the server than the aggregate below, at 16
-			// writers). The notification rides on the stream's row, so it
-			// is only sent when the append goes ahead.
-			wake := ""
-			if notify {
-				wake = ", " + notifySQL + " AS w"
+	for kind, streamTmpl := range stream {
+		for _, lock := range []bool{false, true} {
+			streamSQL := strings.NewReplacer("{row}", row[lock], "{from}", from[lock]).Replace(streamTmpl)
+			with := "WITH "
+			if lock {
+				with += lockCTE
 			}
-			one := `WITH s AS (` + streamSQL + wake + `)
+			for _, notify := range []bool{false, true} {
+				// One event: the insert's own RETURNING is the result, one row
+				// or none when the expectation failed (measured: a third
+				// cheaper on the server than the aggregate below, at 16
+				// writers). The notification rides on the stream's row, so it
+				// is only sent when the append goes ahead.
+				wake := ""
+				if notify {
+					wake = ", " + notifySQL + " AS w"
+				}
+				one := with + `s AS (` + streamSQL + wake + `)
 				INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
 				SELECT $4::uuid, $1, s.base + 1, $3, $5::text, $6::int4, $7::json, $8::json, nullif($9::text, ''), nullif($10::text, '')
 				FROM s
 				RETURNING 1::bigint, position, transaction_id, version`
-			// Many events: one row summing up the insert, with a count of 0
-			// when the expectation failed.
-			many := `WITH s AS (` + streamSQL + wake + `),
+				// Many events: one row summing up the insert, with a count of 0
+				// when the expectation failed.
+				many := with + `s AS (` + streamSQL + wake + `),
 				ins AS (
 					INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
 					SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, '')
@@ -137,9 +165,18 @@ func buildAppendQueries(schema, channel string) map[appendShape]string {
 				)
 				SELECT count(*), coalesce(max(position), 0), coalesce(max(transaction_id), 0), coalesce(max(version), 0)
 				FROM ins`
-			out[appendShape{kind: kind, multi: false, notify: notify}] = strings.ReplaceAll(one, "{schema}", schema)
-			out[appendShape{kind: kind, multi: true, notify: notify}] = strings.ReplaceAll(many, "{schema}", schema)
+				out[appendShape{kind: kind, multi: false, notify: notify, lock: lock}] = strings.ReplaceAll(one, "{schema}", schema)
+				out[appendShape{kind: kind, multi: true, notify: notify, lock: lock}] = strings.ReplaceAll(many, "{schema}", schema)
+			}
 		}
 	}
 	return out
+}
+
+// appendLockSeed seeds the hash of a stream ID into its advisory lock key,
+// so that stores in different schemas of one database do not share locks.
+func appendLockSeed(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(schema))
+	return int64(h.Sum64())
 }

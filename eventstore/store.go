@@ -206,7 +206,11 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 		return AppendResult{}, err
 	}
 	notify, claimed, prevNotify := s.shouldNotify()
-	shape := appendShape{multi: len(events) > 1, notify: notify}
+	// Append (its own transaction) takes the stream's advisory lock first,
+	// so that its transaction ID follows the previous appender's and the
+	// stream's versions keep the log's order (see buildAppendQueries).
+	_, inTx := q.(pgx.Tx)
+	shape := appendShape{multi: len(events) > 1, notify: notify, lock: !inTx}
 	args := []any{streamID, int64(len(events)), Category(streamID)}
 	if shape.multi {
 		args = append(args, a.ids, a.types, a.versions, a.data, a.meta, a.corr, a.caus)
