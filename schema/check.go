@@ -162,7 +162,9 @@ func (r *Registry) CheckEvents(ctx context.Context, events iter.Seq2[eventstore.
 
 // checkEvent decodes e strictly.
 func (r *Registry) checkEvent(e eventstore.Event) error {
-	t, data, err := r.load().currentJSON(e, true)
+	buf := getDocBuf()
+	defer putDocBuf(buf)
+	t, data, err := r.load().currentJSON(e, true, buf)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 
@@ -77,7 +78,9 @@ func (r *Registry) Encode(v any) (eventstore.NewEvent, error) {
 // upcasting; an error matching ErrNoUpcast when an upcaster is missing;
 // the upcaster's error, wrapped, when one fails.
 func (r *Registry) Decode(e eventstore.Event) (any, error) {
-	t, data, err := r.load().currentJSON(e, false)
+	buf := getDocBuf()
+	defer putDocBuf(buf)
+	t, data, err := r.load().currentJSON(e, false, buf)
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +109,9 @@ func DecodeAs[T any](reg *Registry, e eventstore.Event) (T, error) {
 		}
 		return out, nil
 	}
-	t, data, err := reg.load().currentJSON(e, false)
+	buf := getDocBuf()
+	defer putDocBuf(buf)
+	t, data, err := reg.load().currentJSON(e, false, buf)
 	if err != nil {
 		return out, err
 	}
@@ -120,10 +125,11 @@ func DecodeAs[T any](reg *Registry, e eventstore.Event) (T, error) {
 }
 
 // currentJSON returns e's type and e's payload in the current version:
-// e.Data itself when e is current, or the upcast document. strict also
-// validates e.Data against its own version's schema, and a current event
-// against the current schema.
-func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte, error) {
+// e.Data itself when e is current, or the upcast document, printed into
+// buf (whose bytes the caller must not use after putting buf back in the
+// pool). strict also validates e.Data against its own version's schema,
+// and a current event against the current schema.
+func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*eventType, []byte, error) {
 	t := s.byName[e.Type]
 	if t == nil {
 		return nil, nil, &ValidationError{EventType: e.Type, Version: e.SchemaVersion, Err: ErrUnknownType}
@@ -157,8 +163,13 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 			return nil, nil, err
 		}
 	}
-	var doc any
-	if err := decodeJSON(e.Data, &doc); err != nil {
+	doc, err := parseDoc(e.Data)
+	if err != nil {
+		// parseDoc only says "malformed": let encoding/json say where.
+		var d any
+		if jerr := decodeJSON(e.Data, &d); jerr != nil {
+			err = jerr
+		}
 		return nil, nil, invalidJSON(t.name, n, err)
 	}
 	m, ok := doc.(map[string]any)
@@ -172,17 +183,38 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 			return nil, nil, fmt.Errorf("schema: decode %q: upcast v%d to v%d: %w", t.name, i, i+1, err)
 		}
 	}
-	data, err := json.Marshal(m)
+	data, err := appendDoc((*buf)[:0], m)
+	*buf = data[:0]
 	if err != nil {
 		return nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
 	}
 	cur := t.versions[t.current]
 	if cur.fast == nil || !cur.fast.fastValid(data) {
-		if err := cur.validateValue(t.name, m); err != nil {
+		// The validator wants the document as encoding/json would give
+		// it for the printed bytes (an upcaster may have added Go ints,
+		// for example).
+		v, err := parseDoc(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
+		}
+		if err := cur.validateValue(t.name, v); err != nil {
 			return nil, nil, err
 		}
 	}
 	return t, data, nil
+}
+
+// docBufs holds the buffers upcast documents are printed into.
+var docBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getDocBuf() *[]byte { return docBufs.Get().(*[]byte) }
+
+// putDocBuf returns b to the pool unless it grew past 64 KiB, so that one
+// huge event does not pin its buffer for good.
+func putDocBuf(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		docBufs.Put(b)
+	}
 }
 
 // runUpcast calls fn, turning a panic into an error.

@@ -4,7 +4,9 @@ import (
 	"math"
 	"math/big"
 	"regexp"
+	"slices"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 )
@@ -38,7 +40,8 @@ type fastNode struct {
 
 	// objects
 	props      map[string]fastProp
-	required   int // number of required properties
+	propList   []namedProp // props again, for a linear search when there are few
+	required   int         // number of required properties
 	addlForbid bool
 	addl       *fastNode
 	maxProps   int // -1: none
@@ -50,7 +53,7 @@ type fastNode struct {
 	// strings
 	minLen, maxLen int // -1: none
 	pattern        *regexp.Regexp
-	format         func(any) bool
+	format         func(string) bool
 	enum           []string // nil: none; only all-string enums are supported
 
 	// numbers: integer bounds only
@@ -58,6 +61,30 @@ type fastNode struct {
 
 	// also holds for the same value: $ref and allOf targets
 	also []*fastNode
+}
+
+// namedProp is an entry of fastNode.propList.
+type namedProp struct {
+	name string
+	fastProp
+}
+
+// maxPropList is the most properties searched linearly: below it, comparing
+// names beats hashing them.
+const maxPropList = 12
+
+// prop looks up the property key names.
+func (n *fastNode) prop(key []byte) (fastProp, bool) {
+	if n.propList != nil {
+		for i := range n.propList {
+			if n.propList[i].name == string(key) {
+				return n.propList[i].fastProp, true
+			}
+		}
+		return fastProp{}, false
+	}
+	p, ok := n.props[string(key)]
+	return p, ok
 }
 
 // fastProp is a property an object schema names.
@@ -108,8 +135,12 @@ func fastFrom(s *jsonschema.Schema, memo map[*jsonschema.Schema]*fastNode) (*fas
 	if s.Format != "" {
 		// The registry's compilers assert formats and add none of their
 		// own, so the library uses its global table.
-		if n.format = jsonschema.Formats[s.Format]; n.format == nil {
-			return nil, false
+		if n.format = fastFormats[s.Format]; n.format == nil {
+			f := jsonschema.Formats[s.Format]
+			if f == nil {
+				return nil, false
+			}
+			n.format = func(s string) bool { return f(s) }
 		}
 	}
 	if s.Enum != nil {
@@ -156,6 +187,11 @@ func fastFrom(s *jsonschema.Schema, memo map[*jsonschema.Schema]*fastNode) (*fas
 			p.req = n.required
 			n.required++
 			n.props[name] = p
+		}
+		if len(n.props) <= maxPropList {
+			for name, p := range n.props {
+				n.propList = append(n.propList, namedProp{name, p})
+			}
 		}
 	}
 	switch a := s.AdditionalProperties.(type) {
@@ -297,7 +333,7 @@ func (sc *scanner) object(n *fastNode, depth int) bool {
 				return false
 			}
 			key := sc.data[start+1 : sc.i-1]
-			if p, named := n.props[string(key)]; named {
+			if p, named := n.prop(key); named {
 				child = p.node
 				if p.req >= 0 {
 					seen |= 1 << p.req
@@ -378,129 +414,110 @@ func (sc *scanner) array(n *fastNode, depth int) bool {
 }
 
 // skipString moves past the string at sc.i, checking its syntax, and
-// reports whether it has escapes.
+// reports whether it has escapes (or bytes outside ASCII, which only
+// matters to a caller that checks the string's contents).
 func (sc *scanner) skipString() (escaped, ok bool) {
+	escaped, _, ok = sc.skipStringASCII()
+	return escaped, ok
+}
+
+// skipStringASCII is skipString that also reports whether the string's
+// bytes are all ASCII.
+func (sc *scanner) skipStringASCII() (escaped, ascii, ok bool) {
 	if sc.i >= len(sc.data) || sc.data[sc.i] != '"' {
-		return false, false
+		return false, false, false
 	}
+	var high byte
 	for i := sc.i + 1; i < len(sc.data); i++ {
 		switch c := sc.data[i]; {
 		case c == '"':
 			sc.i = i + 1
-			return escaped, true
+			return escaped, high < 0x80, true
 		case c < 0x20:
-			return false, false
+			return false, false, false
+		case c >= 0x80:
+			high = c
 		case c == '\\':
 			escaped = true
 			i++
 			if i >= len(sc.data) {
-				return false, false
+				return false, false, false
 			}
 			switch sc.data[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			case 'u':
 				if i+4 >= len(sc.data) {
-					return false, false
+					return false, false, false
 				}
 				for _, h := range sc.data[i+1 : i+5] {
 					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
-						return false, false
+						return false, false, false
 					}
 				}
 				i += 4
 			default:
-				return false, false
+				return false, false, false
 			}
 		}
 	}
-	return false, false
+	return false, false, false
 }
 
 func (sc *scanner) str(n *fastNode) bool {
 	start := sc.i
-	escaped, ok := sc.skipString()
+	escaped, ascii, ok := sc.skipStringASCII()
 	if !ok || !n.allows(tString) {
 		return false
 	}
 	if n == nil || !n.hasStringRules() {
 		return true
 	}
-	s := sc.data[start+1 : sc.i-1]
-	if escaped || !utf8.Valid(s) {
+	if escaped {
 		return false // decoding would change it: let the full validator judge
 	}
+	s := sc.data[start+1 : sc.i-1]
+	return n.stringOK(unsafe.String(unsafe.SliceData(s), len(s)), ascii)
+}
+
+// stringOK checks the contents of a string (its decoded text) against n's
+// string rules. ascii says s is known to be all ASCII.
+func (n *fastNode) stringOK(s string, ascii bool) bool {
+	if !ascii && !utf8.ValidString(s) {
+		return false // the validator sees U+FFFD there: let it judge
+	}
 	if n.minLen >= 0 || n.maxLen >= 0 {
-		l := utf8.RuneCount(s)
+		l := len(s)
+		if !ascii {
+			l = utf8.RuneCountInString(s)
+		}
 		if n.minLen >= 0 && l < n.minLen || n.maxLen >= 0 && l > n.maxLen {
 			return false
 		}
 	}
-	if n.pattern != nil && !n.pattern.Match(s) {
+	if n.pattern != nil && !n.pattern.MatchString(s) {
 		return false
 	}
-	if n.enum != nil {
-		found := false
-		for _, e := range n.enum {
-			if e == string(s) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
-		}
+	if n.enum != nil && !slices.Contains(n.enum, s) {
+		return false
 	}
-	return n.format == nil || n.format(string(s))
+	return n.format == nil || n.format(s)
 }
 
-// number checks a number against n's type and integer bounds. Numbers with
-// an exponent, or too long for an int64, are left to the full validator
-// when n constrains them.
+// number checks a number against n's type and integer bounds.
 func (sc *scanner) number(n *fastNode) bool {
-	d := sc.data
-	i := sc.i
-	neg := d[i] == '-'
-	if neg {
-		i++
-	}
-	intStart := i
-	switch {
-	case i < len(d) && d[i] == '0':
-		i++
-	case i < len(d) && d[i] >= '1' && d[i] <= '9':
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
-		}
-	default:
+	end := numberEnd(sc.data, sc.i)
+	if end < 0 {
 		return false
 	}
-	intDigits := d[intStart:i]
-	fracNonZero := false
-	if i < len(d) && d[i] == '.' {
-		i++
-		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			return false
-		}
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			fracNonZero = fracNonZero || d[i] != '0'
-			i++
-		}
-	}
-	exp := false
-	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
-		exp = true
-		i++
-		if i < len(d) && (d[i] == '+' || d[i] == '-') {
-			i++
-		}
-		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			return false
-		}
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
-		}
-	}
-	sc.i = i
+	text := sc.data[sc.i:end]
+	sc.i = end
+	return n.numberOK(text)
+}
+
+// numberOK checks text, a number by the JSON grammar, against n's type and
+// integer bounds. Numbers with an exponent, or too long for an int64, are
+// left to the full validator when n constrains them.
+func (n *fastNode) numberOK(d []byte) bool {
 	if n == nil {
 		return true
 	}
@@ -512,8 +529,24 @@ func (sc *scanner) number(n *fastNode) bool {
 	if !bounded && !intOnly {
 		return true
 	}
-	if exp || len(intDigits) > 18 {
-		return false
+	i := 0
+	neg := d[0] == '-'
+	if neg {
+		i++
+	}
+	intStart := i
+	for i < len(d) && d[i] >= '0' && d[i] <= '9' {
+		i++
+	}
+	intDigits := d[intStart:i]
+	fracNonZero := false
+	if i < len(d) && d[i] == '.' {
+		for i++; i < len(d) && d[i] >= '0' && d[i] <= '9'; i++ {
+			fracNonZero = fracNonZero || d[i] != '0'
+		}
+	}
+	if i < len(d) || len(intDigits) > 18 {
+		return false // an exponent, or a big number
 	}
 	if intOnly && fracNonZero {
 		return false
@@ -522,9 +555,14 @@ func (sc *scanner) number(n *fastNode) bool {
 	for _, c := range intDigits {
 		whole = whole*10 + int64(c-'0')
 	}
+	return n.boundsOK(neg, whole, fracNonZero)
+}
+
+// boundsOK checks the number ±(whole + frac), with 0 <= frac < 1 and
+// fracNonZero saying whether frac > 0, against n's integer bounds.
+func (n *fastNode) boundsOK(neg bool, whole int64, fracNonZero bool) bool {
 	// cmp compares the number with b: -1, 0 or +1.
 	cmp := func(b int64) int {
-		// The number is ±(whole + frac) with 0 <= frac < 1.
 		if !neg {
 			switch {
 			case whole < b:

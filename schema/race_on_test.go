@@ -1,0 +1,6 @@
+//go:build race
+
+package schema_test
+
+// raceEnabled: the race detector changes allocation counts.
+const raceEnabled = true
