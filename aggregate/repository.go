@@ -205,7 +205,10 @@ func (r *Repository[T]) Save(ctx context.Context, a T, opts ...Opts) error {
 // SaveTx is Save inside the caller's transaction: the events commit with
 // whatever else tx writes. A due snapshot is saved in tx too, behind a
 // savepoint, so that its failure leaves tx usable. If tx rolls back, the
-// aggregate's version is wrong: load it again.
+// aggregate's version is wrong: load it again. Besides a conflict, SaveTx
+// can return an error matching eventstore.ErrOutOfOrder (a transaction that
+// began writing after tx appended to the stream first): roll tx back and
+// run it again.
 func (r *Repository[T]) SaveTx(ctx context.Context, tx pgx.Tx, a T, opts ...Opts) error {
 	return r.save(ctx, conn{store: r.store, tx: tx}, a, callMetadata(ctx, opts))
 }
@@ -248,7 +251,8 @@ func (r *Repository[T]) Update(ctx context.Context, id string, fn func(T) error,
 // UpdateTx is one attempt of Update inside the caller's transaction: it
 // does not retry, because it cannot undo what else the transaction did.
 // On a conflict it returns an error matching eventstore.ErrConflict and
-// writes nothing; retry the whole transaction.
+// writes nothing; retry the whole transaction (the same for
+// eventstore.ErrOutOfOrder, see SaveTx).
 func (r *Repository[T]) UpdateTx(ctx context.Context, tx pgx.Tx, id string, fn func(T) error, opts ...Opts) error {
 	_, err := r.updateOnce(ctx, conn{store: r.store, tx: tx}, id, fn, callMetadata(ctx, opts))
 	return err

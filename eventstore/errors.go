@@ -20,6 +20,10 @@ var (
 	// ErrDuplicateEvent is matched by *DuplicateEventError: an event with the
 	// same ID is already stored (or appears twice in one append).
 	ErrDuplicateEvent = errors.New("eventstore: duplicate event id")
+	// ErrOutOfOrder is matched by *OutOfOrderError: AppendTx refused to
+	// write because a transaction with a later ID has appended to the
+	// stream; the caller's transaction must be rolled back and retried.
+	ErrOutOfOrder = errors.New("eventstore: append would break the stream's log order")
 	// ErrSnapshotNotFound is returned by LoadSnapshot when a stream has none.
 	ErrSnapshotNotFound = errors.New("eventstore: snapshot not found")
 )
@@ -43,6 +47,28 @@ func (e *ConflictError) Error() string {
 
 // Is makes errors.Is(err, ErrConflict) true.
 func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// OutOfOrderError reports an AppendTx refused for the log's order. The log
+// is ordered by transaction ID, and a stream's versions must follow that
+// order; the caller's transaction has an earlier ID (it began writing
+// earlier) than a transaction that appended to the stream and committed
+// meanwhile, so its events cannot come after that one's. Nothing was
+// written and tx is still usable, but appending to the stream in it will
+// keep failing: roll it back and run it again, as after a serialization
+// failure. Append retries in a new transaction instead; it returns the
+// error only if ctx ends while it does.
+// errors.Is(err, ErrOutOfOrder) is true for it.
+type OutOfOrderError struct {
+	// StreamID is the stream appended to.
+	StreamID string
+}
+
+func (e *OutOfOrderError) Error() string {
+	return fmt.Sprintf("eventstore: append to %q refused: a transaction that began writing later has appended to the stream since, and the stream's versions must follow the log's order; roll back and retry the transaction", e.StreamID)
+}
+
+// Is makes errors.Is(err, ErrOutOfOrder) true.
+func (e *OutOfOrderError) Is(target error) bool { return target == ErrOutOfOrder }
 
 // InvalidEventError names what was wrong with an event or an append's
 // arguments. errors.Is(err, ErrInvalidEvent) is true for it.

@@ -99,9 +99,15 @@ type appendShape struct {
 // So the statements of Append (the lock variants) first take a
 // transaction-scoped advisory lock on the stream, which needs no
 // transaction ID: an append gets its ID only once the previous appender of
-// the stream has committed, after that appender's ID. AppendTx does not take
-// it (a caller's transaction appending to many streams would hold one lock
-// table entry per stream until it ends).
+// the stream has committed, after that appender's ID. AppendTx cannot rely
+// on it (the caller's transaction may have its ID already, and one that
+// appends to many streams would hold a lock table entry per stream), so
+// every append also records its transaction ID in the stream's row
+// (last_tx) and refuses to write, matching no row, when last_tx is later
+// than its own: the row it checks is the latest committed version (an
+// UPDATE re-checks its WHERE clause on it after waiting, ON CONFLICT reads
+// it), not the statement's snapshot. Append retries such a refusal in a new
+// transaction; AppendTx returns an *OutOfOrderError.
 //
 // Parameters: $1 stream, $2 event count, $3 category, $4..$10 the events'
 // columns (scalars or arrays), $11 the expected version for Exactly. Empty
@@ -109,21 +115,28 @@ type appendShape struct {
 func buildAppendQueries(schema, channel string) map[appendShape]string {
 	// The stream's row, from VALUES without the lock, from the lock's CTE
 	// with it (so that the lock is taken before the row is written).
-	row := map[bool]string{false: `VALUES ($1, $3, $2)`, true: `SELECT $1::text, $3::text, $2::bigint FROM l`}
-	from := map[bool]string{false: ``, true: ` FROM l`}
-	lockCTE := fmt.Sprintf(`l AS (SELECT pg_advisory_xact_lock(hashtextextended($1::text, %d))), `, appendLockSeed(schema))
+	// x is the transaction's ID. With the lock, x reads from the lock's
+	// CTE, so that the ID is taken only once the lock is held (a
+	// pg_current_xact_id() in the UPDATE's WHERE clause could run before
+	// the join with the lock).
+	xidCTE := map[bool]string{
+		false: `x AS (SELECT pg_current_xact_id()::text::bigint AS xid), `,
+		true: fmt.Sprintf(`l AS (SELECT pg_advisory_xact_lock(hashtextextended($1::text, %d))), `, appendLockSeed(schema)) +
+			`x AS (SELECT pg_current_xact_id()::text::bigint AS xid FROM l), `,
+	}
 	stream := map[expectKind]string{
-		expectAny: `INSERT INTO {schema}.streams AS st (stream_id, category, version) {row}
-			ON CONFLICT (stream_id) DO UPDATE SET version = st.version + $2, updated_at = now()
+		expectAny: `INSERT INTO {schema}.streams AS st (stream_id, category, version, last_tx) SELECT $1, $3, $2, x.xid FROM x
+			ON CONFLICT (stream_id) DO UPDATE SET version = st.version + $2, last_tx = EXCLUDED.last_tx, updated_at = now()
+			WHERE st.last_tx <= EXCLUDED.last_tx
 			RETURNING st.version - $2 AS base`,
-		expectNone: `INSERT INTO {schema}.streams (stream_id, category, version) {row}
+		expectNone: `INSERT INTO {schema}.streams (stream_id, category, version, last_tx) SELECT $1, $3, $2, x.xid FROM x
 			ON CONFLICT (stream_id) DO NOTHING
 			RETURNING 0::bigint AS base`,
-		expectExists: `UPDATE {schema}.streams SET version = version + $2, updated_at = now(){from}
-			WHERE stream_id = $1
+		expectExists: `UPDATE {schema}.streams SET version = version + $2, last_tx = x.xid, updated_at = now() FROM x
+			WHERE stream_id = $1 AND last_tx <= x.xid
 			RETURNING version - $2 AS base`,
-		expectExactly: `UPDATE {schema}.streams SET version = version + $2, updated_at = now(){from}
-			WHERE stream_id = $1 AND version = $11
+		expectExactly: `UPDATE {schema}.streams SET version = version + $2, last_tx = x.xid, updated_at = now() FROM x
+			WHERE stream_id = $1 AND version = $11 AND last_tx <= x.xid
 			RETURNING version - $2 AS base`,
 	}
 	source := `unnest($4::uuid[], $5::text[], $6::int4[], $7::json[], $8::json[], $9::text[], $10::text[])
@@ -132,13 +145,9 @@ func buildAppendQueries(schema, channel string) map[appendShape]string {
 	// only once the events are visible.
 	notifySQL := "pg_notify('" + strings.ReplaceAll(channel, "'", "''") + "', '')"
 	out := map[appendShape]string{}
-	for kind, streamTmpl := range stream {
+	for kind, streamSQL := range stream {
 		for _, lock := range []bool{false, true} {
-			streamSQL := strings.NewReplacer("{row}", row[lock], "{from}", from[lock]).Replace(streamTmpl)
-			with := "WITH "
-			if lock {
-				with += lockCTE
-			}
+			with := "WITH " + xidCTE[lock]
 			for _, notify := range []bool{false, true} {
 				// One event: the insert's own RETURNING is the result, one row
 				// or none when the expectation failed (measured: a third

@@ -178,6 +178,14 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 // handled, …), or not at all. The events become visible to readers when tx
 // commits. On a conflict tx is still usable; on other database errors, as
 // with any failed statement, tx is aborted.
+//
+// A stream's versions follow the log's order, which is the order of
+// transaction IDs: when a transaction that got its ID after tx did has
+// appended to the stream and committed, AppendTx writes nothing and returns
+// an *OutOfOrderError (errors.Is(err, ErrOutOfOrder)); roll tx back and run
+// it again, as after a serialization failure. It happens only to
+// transactions that write before they append to a stream others append to
+// at the same moment.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...NewEvent) (AppendResult, error) {
 	return s.tracedAppend(ctx, tx, streamID, expected, events)
 }
@@ -205,13 +213,32 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	if err != nil {
 		return AppendResult{}, err
 	}
-	notify, claimed, prevNotify := s.shouldNotify()
 	// Append (its own transaction) takes the stream's advisory lock first,
 	// so that its transaction ID follows the previous appender's and the
 	// stream's versions keep the log's order (see buildAppendQueries).
 	_, inTx := q.(pgx.Tx)
-	shape := appendShape{multi: len(events) > 1, notify: notify, lock: !inTx}
-	args := []any{streamID, int64(len(events)), Category(streamID)}
+	for attempt := 1; ; attempt++ {
+		res, err := s.appendOnce(ctx, q, streamID, expected, a, inTx)
+		// Refused for the log's order: only when a transaction of AppendTx
+		// with a later ID took the stream while this append waited for it.
+		// Append runs in its own transaction and tries again with a new
+		// one (each refusal means another writer got through); in the
+		// caller's transaction it is the caller's to retry.
+		if inTx || !errors.Is(err, ErrOutOfOrder) {
+			return res, err
+		}
+		if attempt >= 3 && !sleep(ctx, jitter(time.Duration(min(attempt, 50))*time.Millisecond)) {
+			return res, err
+		}
+	}
+}
+
+// appendOnce runs the append statement once.
+func (s *Store) appendOnce(ctx context.Context, q querier, streamID string, expected ExpectedVersion, a *appendArgs, inTx bool) (AppendResult, error) {
+	events := len(a.ids)
+	notify, claimed, prevNotify := s.shouldNotify()
+	shape := appendShape{multi: events > 1, notify: notify, lock: !inTx}
+	args := []any{streamID, int64(events), Category(streamID)}
 	if shape.multi {
 		args = append(args, a.ids, a.types, a.versions, a.data, a.meta, a.corr, a.caus)
 	} else {
@@ -229,7 +256,7 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 		args = append(args, int64(expected))
 	}
 	var n, pos, tx, version int64
-	err = q.QueryRow(ctx, s.append[shape], args...).Scan(&n, &pos, &tx, &version)
+	err := q.QueryRow(ctx, s.append[shape], args...).Scan(&n, &pos, &tx, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		n, err = 0, nil // the single-event statement returns no row on a conflict
 	}
@@ -641,12 +668,26 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// conflict builds the *ConflictError for an append whose expected version
-// did not hold, reading the stream's actual version for the message.
+// conflict explains an append the statement refused, reading the
+// stream's version: a *ConflictError when the expected version does not
+// hold, an *OutOfOrderError when it does (the refusal was for the log's
+// order: a transaction with a later ID appended to the stream).
 func (s *Store) conflict(ctx context.Context, q querier, streamID string, expected ExpectedVersion) error {
 	actual, err := s.streamVersion(ctx, q, streamID)
 	if err != nil && !errors.Is(err, ErrStreamNotFound) {
 		return fmt.Errorf("eventstore: append to %q: read version after conflict: %w", streamID, err)
+	}
+	holds := false
+	switch {
+	case expected == Any:
+		holds = true
+	case expected == StreamExists:
+		holds = actual > 0
+	case expected >= 0:
+		holds = actual == int64(expected)
+	}
+	if holds {
+		return &OutOfOrderError{StreamID: streamID}
 	}
 	return &ConflictError{StreamID: streamID, Expected: expected, Actual: actual}
 }

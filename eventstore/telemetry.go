@@ -121,8 +121,8 @@ func (s *Store) tracedAppend(ctx context.Context, q querier, streamID string, ex
 	outcome := 0
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrConflict):
-		outcome = 1
+	case errors.Is(err, ErrConflict), errors.Is(err, ErrOutOfOrder):
+		outcome = 1 // both say: another writer got there first
 	case errors.Is(err, ErrInvalidEvent):
 		outcome = 2
 	default:

@@ -83,7 +83,10 @@ type txKey struct{}
 //
 //	err := eventBus.Publish(pubsub.ContextWithTx(ctx, tx), event)
 //
-// publishes the event in tx.
+// publishes the event in tx. As with eventstore.Store.AppendTx, such a
+// Publish can fail with an error matching eventstore.ErrOutOfOrder when a
+// transaction that began writing after tx published to the same stream
+// first: roll tx back and run it again.
 func ContextWithTx(ctx context.Context, tx pgx.Tx) context.Context {
 	return context.WithValue(ctx, txKey{}, tx)
 }
