@@ -190,7 +190,7 @@ func (s *Store) ResetSubscription(ctx context.Context, name string, to Position,
 			}
 		}
 		tag, err := tx.Exec(ctx, `UPDATE `+s.schema+`.subscriptions
-			SET position_tx = $2, position_seq = $3, last_error = NULL,
+			SET position_tx = $2, position_seq = $3, resets = resets + 1, last_error = NULL,
 			    state = CASE WHEN owner IS NULL THEN 'idle' ELSE 'running' END, updated_at = now()
 			WHERE name = $1`, name, int64(to.TxID), to.Seq)
 		if err != nil {

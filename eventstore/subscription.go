@@ -27,6 +27,11 @@ import (
 // elsewhere (publishing to a broker): those are at-least-once, since a
 // crash after the effect and before the commit repeats the batch.
 //
+// The transaction begins when Handler first uses tx, so a batch it writes
+// nothing for costs one statement; tx.Commit and tx.Rollback return an
+// error (the subscription ends the transaction; return an error to roll it
+// back), and tx.Begin gives a savepoint as usual.
+//
 // With SubscriptionConfig.HandleOutsideTx, tx is nil and Handler runs before
 // the checkpoint's transaction begins.
 //
@@ -292,7 +297,7 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 		sub.leave(ctx)
 	}()
 
-	start := func(p int, cp Position) {
+	start := func(p int, cp checkpoint) {
 		wctx, stop := context.WithCancel(ctx)
 		r := &running{stop: stop, done: make(chan struct{})}
 		workers[p] = r
@@ -426,7 +431,7 @@ func (sub *Subscription) register(ctx context.Context) error {
 // claims free partitions up to its fair share (all partitions divided by
 // the live members, rounded up), releasing any above it. It returns the
 // partitions newly claimed (with their checkpoints) and all owned.
-func (sub *Subscription) maintain(ctx context.Context, running int) (claimed map[int]Position, owned map[int]bool, surplus []int, err error) {
+func (sub *Subscription) maintain(ctx context.Context, running int) (claimed map[int]checkpoint, owned map[int]bool, surplus []int, err error) {
 	q := sub.store.pool
 	ttl := sub.cfg.LeaseTTL.Seconds()
 	var members int
@@ -463,16 +468,16 @@ func (sub *Subscription) maintain(ctx context.Context, running int) (claimed map
 			delete(owned, p)
 		}
 	}
-	claimed = map[int]Position{}
+	claimed = map[int]checkpoint{}
 	if want := share - len(owned); want > 0 {
 		rows, err := q.Query(ctx, sub.sql.claim, sub.cfg.Name, want, sub.cfg.Owner, ttl)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("claim: %w", err)
 		}
 		var p int32
-		var tx, seq int64
-		_, err = pgx.ForEachRow(rows, []any{&p, &tx, &seq}, func() error {
-			claimed[int(p)] = Position{TxID: uint64(tx), Seq: seq}
+		var tx, seq, resets int64
+		_, err = pgx.ForEachRow(rows, []any{&p, &tx, &seq, &resets}, func() error {
+			claimed[int(p)] = checkpoint{Position{TxID: uint64(tx), Seq: seq}, resets}
 			owned[int(p)] = true
 			return nil
 		})
@@ -488,10 +493,10 @@ func (sub *Subscription) maintain(ctx context.Context, running int) (claimed map
 			return nil, nil, nil, fmt.Errorf("checkpoints: %w", err)
 		}
 		var p int32
-		var tx, seq int64
-		_, err = pgx.ForEachRow(rows, []any{&p, &tx, &seq}, func() error {
+		var tx, seq, resets int64
+		_, err = pgx.ForEachRow(rows, []any{&p, &tx, &seq, &resets}, func() error {
 			if _, ok := claimed[int(p)]; !ok {
-				claimed[int(p)] = Position{TxID: uint64(tx), Seq: seq}
+				claimed[int(p)] = checkpoint{Position{TxID: uint64(tx), Seq: seq}, resets}
 			}
 			return nil
 		})
@@ -518,11 +523,19 @@ func (sub *Subscription) leave(ctx context.Context) {
 	}
 }
 
+// checkpoint is a partition's stored checkpoint with its count of resets,
+// the fence of the partition's next batch.
+type checkpoint struct {
+	Position
+	resets int64
+}
+
 // worker is one partition's reading loop.
 type worker struct {
 	sub      *Subscription
 	p        int
 	cp       Position // the stored checkpoint: the fence of the next batch
+	resets   int64    // the partition's resets as of cp: part of the fence
 	readAt   Position // where the next read starts (past cp over skipped events)
 	filter   Filter
 	parked   map[string]int64 // stream → id of its first dead letter
@@ -531,8 +544,8 @@ type worker struct {
 	metrics  partitionMetrics
 }
 
-func (sub *Subscription) work(ctx context.Context, p int, cp Position, h Handler, wake <-chan struct{}, caughtUp chan<- int) error {
-	w := &worker{sub: sub, p: p, cp: cp, readAt: cp, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p},
+func (sub *Subscription) work(ctx context.Context, p int, cp checkpoint, h Handler, wake <-chan struct{}, caughtUp chan<- int) error {
+	w := &worker{sub: sub, p: p, cp: cp.Position, resets: cp.resets, readAt: cp.Position, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p},
 		metrics: sub.tel.partition(sub.cfg.Name, p)}
 	defer w.dropPrefetch()
 	if err := w.loadParked(ctx); err != nil {
@@ -651,16 +664,16 @@ func (w *worker) dropPrefetch() {
 func (w *worker) sync(ctx context.Context, h Handler) error {
 	w.lastSync = time.Now()
 	var owner *string
-	var tx, seq int64
-	err := w.sub.store.pool.QueryRow(ctx, w.sub.sql.partitionRow, w.sub.cfg.Name, w.p).Scan(&owner, &tx, &seq)
+	var tx, seq, resets int64
+	err := w.sub.store.pool.QueryRow(ctx, w.sub.sql.partitionRow, w.sub.cfg.Name, w.p).Scan(&owner, &tx, &seq, &resets)
 	if err != nil {
 		return nil // tried again at the next poll
 	}
 	if owner == nil || *owner != w.sub.cfg.Owner {
 		return errFenced
 	}
-	if cp := (Position{TxID: uint64(tx), Seq: seq}); cp != w.cp {
-		w.cp, w.readAt = cp, cp
+	if cp := (Position{TxID: uint64(tx), Seq: seq}); cp != w.cp || resets != w.resets {
+		w.cp, w.readAt, w.resets = cp, cp, resets
 		if err := w.loadParked(ctx); err != nil {
 			// The worker restarts and loads them again, rather than go on
 			// with dead letters that may not match the new checkpoint.
@@ -804,17 +817,7 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), sub.cfg.LeaseTTL)
 		defer cancel()
 	}
-	var err error
-	if sub.cfg.HandleOutsideTx && len(parked) == 0 {
-		// Nothing else to write: one autocommit statement moves the
-		// checkpoint (a round trip instead of three).
-		err = w.advance(ctx, sub.store.pool, last, int64(len(live)))
-	} else {
-		err = pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
-			return w.writeBatch(ctx, tx, fn, parked, last, len(live))
-		})
-	}
-	if err != nil {
+	if err := w.writeBatch(ctx, fn, parked, last, len(live)); err != nil {
 		return err
 	}
 	w.cp, w.readAt = last, last
@@ -830,11 +833,20 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 }
 
 // writeBatch is the transactional part of a batch: the handler (unless it
-// ran outside), the parked events of parked streams, the checkpoint.
-func (w *worker) writeBatch(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) error, parked []Event, last Position, live int) error {
+// ran outside), the parked events of parked streams, the checkpoint. The
+// transaction begins only when the handler uses it or there are events to
+// park: when neither happens, one autocommit statement moves the checkpoint
+// (a round trip instead of three: BEGIN, UPDATE, COMMIT).
+func (w *worker) writeBatch(ctx context.Context, fn func(pgx.Tx) error, parked []Event, last Position, live int) error {
 	sub := w.sub
+	tx := &batchTx{ctx: ctx, pool: sub.store.pool}
+	defer tx.end(ctx)
 	if err := fn(tx); err != nil {
 		return err
+	}
+	if tx.err != nil {
+		// BEGIN failed under a handler that did not pass the error on.
+		return tx.err
 	}
 	for _, e := range parked {
 		if _, err := tx.Exec(ctx, sub.sql.insertDeadLetter, sub.cfg.Name, w.p, int64(e.Position.TxID), e.Position.Seq, e.ID, e.StreamID, e.Type,
@@ -842,12 +854,18 @@ func (w *worker) writeBatch(ctx context.Context, tx pgx.Tx, fn func(pgx.Tx) erro
 			return fmt.Errorf("park: %w", err)
 		}
 	}
-	return w.advance(ctx, tx, last, int64(live))
+	if !tx.started() {
+		return w.advance(ctx, sub.store.pool, last, int64(live))
+	}
+	if err := w.advance(ctx, tx.tx, last, int64(live)); err != nil {
+		return err
+	}
+	return tx.tx.Commit(ctx)
 }
 
 func (w *worker) advance(ctx context.Context, q querier, to Position, handled int64) error {
 	tag, err := q.Exec(ctx, w.sub.sql.advance, w.sub.cfg.Name, w.p, w.sub.cfg.Owner,
-		int64(w.cp.TxID), w.cp.Seq, int64(to.TxID), to.Seq, handled, w.sub.cfg.LeaseTTL.Seconds())
+		int64(w.cp.TxID), w.cp.Seq, int64(to.TxID), to.Seq, handled, w.sub.cfg.LeaseTTL.Seconds(), w.resets)
 	if err != nil {
 		return fmt.Errorf("advance checkpoint: %w", err)
 	}
@@ -1078,22 +1096,23 @@ func buildSubscriptionQueries(schema string) subscriptionQueries {
 			UPDATE {schema}.subscriptions s
 			SET owner = $3, lease_until = now() + make_interval(secs => $4), state = 'running', updated_at = now()
 			FROM free WHERE s.name = $1 AND s.partition = free.partition
-			RETURNING s.partition, s.position_tx, s.position_seq`),
+			RETURNING s.partition, s.position_tx, s.position_seq, s.resets`),
 		release: r.Replace(`UPDATE {schema}.subscriptions SET owner = NULL, lease_until = NULL, state = 'idle', updated_at = now()
 			WHERE name = $1 AND partition = $2 AND owner = $3`),
 		leave: r.Replace(`WITH gone AS (DELETE FROM {schema}.subscription_members WHERE name = $1 AND owner = $2)
 			UPDATE {schema}.subscriptions SET owner = NULL, lease_until = NULL,
 				state = CASE WHEN state = 'failing' THEN state ELSE 'stopped' END, updated_at = now()
 			WHERE name = $1 AND owner = $2`),
-		partitionRow:     r.Replace(`SELECT owner, position_tx, position_seq FROM {schema}.subscriptions WHERE name = $1 AND partition = $2`),
-		ownedCheckpoints: r.Replace(`SELECT partition, position_tx, position_seq FROM {schema}.subscriptions WHERE name = $1 AND owner = $2`),
+		partitionRow:     r.Replace(`SELECT owner, position_tx, position_seq, resets FROM {schema}.subscriptions WHERE name = $1 AND partition = $2`),
+		ownedCheckpoints: r.Replace(`SELECT partition, position_tx, position_seq, resets FROM {schema}.subscriptions WHERE name = $1 AND owner = $2`),
 		// The fence: only the lease owner, and only from the checkpoint it
-		// read, may move the checkpoint. A reset or a takeover makes this
-		// match nothing and the batch rolls back.
+		// read (and the number of resets it knows of), may move the
+		// checkpoint. A reset or a takeover makes this match nothing and
+		// the batch rolls back.
 		advance: r.Replace(`UPDATE {schema}.subscriptions
 			SET position_tx = $6, position_seq = $7, events_handled = events_handled + $8,
 			    lease_until = now() + make_interval(secs => $9), state = 'running', last_error = NULL, updated_at = now()
-			WHERE name = $1 AND partition = $2 AND owner = $3 AND position_tx = $4 AND position_seq = $5`),
+			WHERE name = $1 AND partition = $2 AND owner = $3 AND position_tx = $4 AND position_seq = $5 AND resets = $10`),
 		setState: r.Replace(`UPDATE {schema}.subscriptions SET state = $4, last_error = $5, updated_at = now()
 			WHERE name = $1 AND partition = $2 AND owner = $3`),
 		insertDeadLetter: r.Replace(`INSERT INTO {schema}.dead_letters
