@@ -132,7 +132,9 @@ type BatchInfo struct {
 	Subscription string
 	// Partition is the batch's partition.
 	Partition int
-	// Events is how many events were handled (parked ones excluded).
+	// Events is how many events were handled (parked ones excluded),
+	// counting those of earlier batches whose checkpoint this commit
+	// stored (see SubscriptionConfig.Handler on batches without writes).
 	Events int
 	// Parked is how many events went to the dead letters.
 	Parked int
@@ -536,6 +538,10 @@ type worker struct {
 	p        int
 	cp       Position // the stored checkpoint: the fence of the next batch
 	resets   int64    // the partition's resets as of cp: part of the fence
+	pending  int       // events handled past cp whose checkpoint is not stored yet
+	pendingT time.Time // when the first of them was read
+	pendingR time.Time // when the last of them was recorded
+	stored   time.Time // when cp was last stored
 	readAt   Position // where the next read starts (past cp over skipped events)
 	filter   Filter
 	parked   map[string]int64 // stream → id of its first dead letter
@@ -545,7 +551,7 @@ type worker struct {
 }
 
 func (sub *Subscription) work(ctx context.Context, p int, cp checkpoint, h Handler, wake <-chan struct{}, caughtUp chan<- int) error {
-	w := &worker{sub: sub, p: p, cp: cp.Position, resets: cp.resets, readAt: cp.Position, filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p},
+	w := &worker{sub: sub, p: p, cp: cp.Position, resets: cp.resets, readAt: cp.Position, stored: time.Now(), filter: Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p},
 		metrics: sub.tel.partition(sub.cfg.Name, p)}
 	defer w.dropPrefetch()
 	if err := w.loadParked(ctx); err != nil {
@@ -591,6 +597,13 @@ func (sub *Subscription) work(ctx context.Context, p int, cp checkpoint, h Handl
 			w.readAt = page.Next
 			if !page.AtEnd {
 				continue
+			}
+		}
+		if w.pending > 0 {
+			// Caught up: store the checkpoint that batches without writes
+			// left behind.
+			if err := w.flush(ctx); err != nil {
+				return w.exit(ctx, err)
 			}
 		}
 		if woke {
@@ -673,7 +686,7 @@ func (w *worker) sync(ctx context.Context, h Handler) error {
 		return errFenced
 	}
 	if cp := (Position{TxID: uint64(tx), Seq: seq}); cp != w.cp || resets != w.resets {
-		w.cp, w.readAt, w.resets = cp, cp, resets
+		w.cp, w.readAt, w.resets, w.pending = cp, cp, resets, 0
 		if err := w.loadParked(ctx); err != nil {
 			// The worker restarts and loads them again, rather than go on
 			// with dead letters that may not match the new checkpoint.
@@ -709,7 +722,7 @@ func (w *worker) exit(ctx context.Context, err error) error {
 func (w *worker) handle(ctx context.Context, h Handler, page Page, started time.Time) error {
 	events := page.Events
 	live, parked := w.split(events)
-	err := w.commit(ctx, live, parked, page.Next, func(tx pgx.Tx) error {
+	err := w.commit(ctx, live, parked, page.Next, !page.AtEnd, func(tx pgx.Tx) error {
 		if len(live) == 0 {
 			return nil
 		}
@@ -761,7 +774,7 @@ func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr err
 		}
 		live, parked := w.split([]Event{e})
 		started := time.Now()
-		err = w.commit(ctx, live, parked, e.Position, func(tx pgx.Tx) error {
+		err = w.commit(ctx, live, parked, e.Position, false, func(tx pgx.Tx) error {
 			if len(live) == 0 {
 				return nil
 			}
@@ -800,16 +813,38 @@ func (w *worker) split(events []Event) (live, parked []Event) {
 	return live, parked
 }
 
+// flush stores the checkpoint at readAt for the batches that left it
+// behind (see writeBatch).
+func (w *worker) flush(ctx context.Context) error {
+	if err := w.advance(ctx, w.sub.store.pool, w.readAt, int64(w.pending)); err != nil {
+		return err
+	}
+	events, started := w.pending, w.pendingT
+	w.cp, w.pending, w.stored = w.readAt, 0, time.Now()
+	if w.sub.cfg.OnBatch != nil {
+		w.sub.cfg.OnBatch(BatchInfo{Subscription: w.sub.cfg.Name, Partition: w.p, Events: events, Last: w.cp,
+			LastRecordedAt: w.pendingR, Duration: time.Since(started)})
+	}
+	return nil
+}
+
+// checkpointDelay is how long a worker may go without storing its
+// checkpoint while it handles batches that write nothing (see writeBatch).
+const checkpointDelay = 100 * time.Millisecond
+
 // commit runs fn and advances the checkpoint to last in one transaction,
 // parking the given events of parked streams in it too. The checkpoint
-// update is fenced on this owner and on the previous checkpoint.
-func (w *worker) commit(ctx context.Context, live, parked []Event, last Position, fn func(pgx.Tx) error, started time.Time) error {
+// update is fenced on this owner and on the previous checkpoint. more says
+// the log has more to read right away (catching up), when a batch that
+// wrote nothing may leave its checkpoint to a later one (see writeBatch).
+func (w *worker) commit(ctx context.Context, live, parked []Event, last Position, more bool, fn func(pgx.Tx) error, started time.Time) error {
 	sub := w.sub
 	if sub.cfg.HandleOutsideTx {
 		if err := fn(nil); err != nil {
 			return err
 		}
 		fn = func(pgx.Tx) error { return nil }
+		more = false // its effects are outside: record them at once
 		// The handler's effects are done: record them even if the
 		// subscription is stopping meanwhile (the fence keeps it safe), so
 		// that a clean stop does not repeat them.
@@ -817,13 +852,32 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), sub.cfg.LeaseTTL)
 		defer cancel()
 	}
-	if err := w.writeBatch(ctx, fn, parked, last, len(live)); err != nil {
+	canDefer := more && time.Since(w.stored) < checkpointDelay
+	stored, err := w.writeBatch(ctx, fn, parked, last, len(live), canDefer)
+	if err != nil {
 		return err
 	}
-	w.cp, w.readAt = last, last
 	w.metrics.batch(len(live), len(parked), time.Since(started))
+	if !stored {
+		w.readAt = last
+		if w.pending == 0 {
+			w.pendingT = started
+		}
+		w.pending += len(live)
+		if n := len(live); n > 0 {
+			w.pendingR = live[n-1].RecordedAt
+		}
+		return nil
+	}
+	events := len(live) + w.pending
+	recorded := time.Time{}
+	if w.pending > 0 {
+		started, recorded = w.pendingT, w.pendingR
+	}
+	w.cp, w.readAt, w.pending, w.stored = last, last, 0, time.Now()
 	if sub.cfg.OnBatch != nil {
-		info := BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Events: len(live), Parked: len(parked), Last: last, Duration: time.Since(started)}
+		info := BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Events: events, Parked: len(parked), Last: last, Duration: time.Since(started)}
+		info.LastRecordedAt = recorded
 		if n := len(live); n > 0 {
 			info.LastRecordedAt = live[n-1].RecordedAt
 		}
@@ -836,31 +890,40 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 // ran outside), the parked events of parked streams, the checkpoint. The
 // transaction begins only when the handler uses it or there are events to
 // park: when neither happens, one autocommit statement moves the checkpoint
-// (a round trip instead of three: BEGIN, UPDATE, COMMIT).
-func (w *worker) writeBatch(ctx context.Context, fn func(pgx.Tx) error, parked []Event, last Position, live int) error {
+// (a round trip instead of three: BEGIN, UPDATE, COMMIT), or, with
+// canDefer, nothing does: the batch wrote nothing, so a later batch may
+// store the checkpoint past it (within checkpointDelay) as well as this one
+// could. A crash before then repeats batches that had no effects in the
+// database; the fence is unchanged. stored says whether the checkpoint was
+// stored.
+func (w *worker) writeBatch(ctx context.Context, fn func(pgx.Tx) error, parked []Event, last Position, live int, canDefer bool) (stored bool, err error) {
 	sub := w.sub
 	tx := &batchTx{ctx: ctx, pool: sub.store.pool}
 	defer tx.end(ctx)
 	if err := fn(tx); err != nil {
-		return err
+		return false, err
 	}
 	if tx.err != nil {
 		// BEGIN failed under a handler that did not pass the error on.
-		return tx.err
+		return false, tx.err
 	}
 	for _, e := range parked {
 		if _, err := tx.Exec(ctx, sub.sql.insertDeadLetter, sub.cfg.Name, w.p, int64(e.Position.TxID), e.Position.Seq, e.ID, e.StreamID, e.Type,
 			fmt.Sprintf("parked behind dead letter %d of the same stream", w.parked[e.StreamID]), 0, w.parked[e.StreamID]); err != nil {
-			return fmt.Errorf("park: %w", err)
+			return false, fmt.Errorf("park: %w", err)
 		}
 	}
+	handled := int64(live + w.pending)
 	if !tx.started() {
-		return w.advance(ctx, sub.store.pool, last, int64(live))
+		if canDefer {
+			return false, nil
+		}
+		return true, w.advance(ctx, sub.store.pool, last, handled)
 	}
-	if err := w.advance(ctx, tx.tx, last, int64(live)); err != nil {
-		return err
+	if err := w.advance(ctx, tx.tx, last, handled); err != nil {
+		return false, err
 	}
-	return tx.tx.Commit(ctx)
+	return true, tx.tx.Commit(ctx)
 }
 
 func (w *worker) advance(ctx context.Context, q querier, to Position, handled int64) error {
@@ -888,12 +951,12 @@ func (w *worker) park(ctx context.Context, e Event, attempts int, cause error) e
 			cause.Error(), attempts, blockedBy).Scan(&id); err != nil {
 			return fmt.Errorf("park: %w", err)
 		}
-		return w.advance(ctx, tx, e.Position, 0)
+		return w.advance(ctx, tx, e.Position, int64(w.pending))
 	})
 	if err != nil {
 		return err
 	}
-	w.cp, w.readAt = e.Position, e.Position
+	w.cp, w.readAt, w.pending, w.stored = e.Position, e.Position, 0, time.Now()
 	w.metrics.batch(0, 1, 0)
 	if sub.cfg.OnBatch != nil {
 		sub.cfg.OnBatch(BatchInfo{Subscription: sub.cfg.Name, Partition: w.p, Parked: 1, Last: e.Position, LastRecordedAt: e.RecordedAt})

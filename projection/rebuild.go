@@ -107,6 +107,11 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	var total, targetTx int64
 	var since time.Time
 	resumed := true
+	// For a projection of the whole log in one partition, the head's count
+	// of events is the work to do, and the lag count below (a scan of the
+	// log, as long as the replay's first batches) is skipped.
+	whole := len(e.p.Types) == 0 && len(e.p.Categories) == 0 && e.p.Partitions <= 1
+	headEvents := int64(-1)
 	err = pool.QueryRow(ctx, r.sql.getRebuild, e.sub).Scan(&targetTx, &target.Seq, &total, &since)
 	if errors.Is(err, pgx.ErrNoRows) {
 		resumed = false
@@ -118,6 +123,9 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 			return fmt.Errorf("projection %q: rebuild: %w", name, err)
 		}
 		target = head.Position
+		if whole {
+			headEvents = head.Events
+		}
 		err = r.store.ResetSubscription(ctx, e.sub, eventstore.Position{}, func(ctx context.Context, tx pgx.Tx) error {
 			if e.p.Reset != nil {
 				if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {
@@ -147,11 +155,14 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	// subscription starts so that none of its batches precedes the count.
 	// (Counting beside the subscription's start-up, with its first commit
 	// held back until the count, measured no faster on two cores.)
-	parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
-	if err != nil {
-		return fmt.Errorf("projection %q: rebuild: %w", name, err)
+	left := headEvents
+	if left < 0 {
+		parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
+		if err != nil {
+			return fmt.Errorf("projection %q: rebuild: %w", name, err)
+		}
+		left = sumLag(parts)
 	}
-	left := sumLag(parts)
 	var doneBefore int64
 	if resumed {
 		doneBefore = max(0, total-left)
