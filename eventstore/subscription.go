@@ -536,13 +536,13 @@ type checkpoint struct {
 type worker struct {
 	sub      *Subscription
 	p        int
-	cp       Position // the stored checkpoint: the fence of the next batch
-	resets   int64    // the partition's resets as of cp: part of the fence
+	cp       Position  // the stored checkpoint: the fence of the next batch
+	resets   int64     // the partition's resets as of cp: part of the fence
 	pending  int       // events handled past cp whose checkpoint is not stored yet
 	pendingT time.Time // when the first of them was read
 	pendingR time.Time // when the last of them was recorded
 	stored   time.Time // when cp was last stored
-	readAt   Position // where the next read starts (past cp over skipped events)
+	readAt   Position  // where the next read starts (past cp over skipped events)
 	filter   Filter
 	parked   map[string]int64 // stream → id of its first dead letter
 	lastSync time.Time
