@@ -26,6 +26,14 @@
 // AppendTx does the same inside the caller's transaction, so events commit
 // together with read-model rows, processed-command markers or anything else.
 //
+// A stream's versions also follow the log's order (below). Append takes an
+// advisory lock on the stream before its transaction gets an ID, so it
+// always comes after the stream's previous append; AppendTx cannot (the
+// caller's transaction may have its ID already), so when a transaction
+// that got its ID later has appended to the stream since, AppendTx writes
+// nothing and returns an *OutOfOrderError: roll back and retry, as after a
+// serialization failure.
+//
 // Events are checked before anything is sent: type and stream names, valid
 // JSON data, sizes (Config.MaxEventSize, Config.MaxAppendEvents), and
 // Config.Validator (a *schema.Registry). A refused append returns an error
@@ -67,7 +75,8 @@
 //	})
 //
 // Its checkpoint advances in the handler's transaction, fenced on the
-// lease owner and on the previous checkpoint, so effects written through
+// lease owner, on the previous checkpoint and on the count of resets, so
+// effects written through
 // the transaction happen exactly once even across crashes and takeovers.
 // Partitions split the log by stream so several processes share the work,
 // each stream in order; leases expire when a process dies and another takes

@@ -27,10 +27,15 @@ import (
 // elsewhere (publishing to a broker): those are at-least-once, since a
 // crash after the effect and before the commit repeats the batch.
 //
-// The transaction begins when Handler first uses tx, so a batch it writes
-// nothing for costs one statement; tx.Commit and tx.Rollback return an
-// error (the subscription ends the transaction; return an error to roll it
-// back), and tx.Begin gives a savepoint as usual.
+// The transaction begins when Handler first uses tx; tx.Commit and
+// tx.Rollback return an error (the subscription ends the transaction;
+// return an error to roll it back), and tx.Begin gives a savepoint as
+// usual. A batch Handler writes nothing for through tx costs no
+// transaction: while catching up, its checkpoint is stored with a later
+// batch's (within 100ms, and as soon as the subscription has caught up),
+// so a crash may hand such batches to Handler again — which changes
+// nothing in the database, and repeats effects Handler had elsewhere, as
+// any crash before a commit does.
 //
 // With SubscriptionConfig.HandleOutsideTx, tx is nil and Handler runs before
 // the checkpoint's transaction begins.
