@@ -183,13 +183,14 @@ func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*even
 			return nil, nil, fmt.Errorf("schema: decode %q: upcast v%d to v%d: %w", t.name, i, i+1, err)
 		}
 	}
-	data, err := appendDoc((*buf)[:0], m)
+	// Printed and checked by the fast path in one pass.
+	cur := t.versions[t.current]
+	data, valid, err := appendDocChecked((*buf)[:0], m, cur.fast)
 	*buf = data[:0]
 	if err != nil {
 		return nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
 	}
-	cur := t.versions[t.current]
-	if cur.fast == nil || !cur.fast.fastValid(data) {
+	if cur.fast == nil || !valid {
 		// The validator wants the document as encoding/json would give
 		// it for the printed bytes (an upcaster may have added Go ints,
 		// for example).

@@ -83,10 +83,42 @@ func (p *docParser) value(depth int) (any, bool) {
 	case c == 'n':
 		return nil, p.literal("null")
 	case c == '-' || c >= '0' && c <= '9':
+		end := numberEnd(p.data, p.i)
+		if end < 0 {
+			return nil, false
+		}
+		// Small integers are common (counts, quantities): share their
+		// boxed values instead of allocating one each time.
+		if end-p.i <= 2 {
+			if v := smallNumber(p.data[p.i:end]); v != nil {
+				p.i = end
+				return v, true
+			}
+		}
 		n, ok := p.number()
 		return n, ok
 	}
 	return nil, false
+}
+
+// smallNumbers holds json.Number("0") to json.Number("99"), boxed once.
+var smallNumbers = func() (t [100]any) {
+	for i := range t {
+		t[i] = json.Number(strconv.Itoa(i))
+	}
+	return t
+}()
+
+// smallNumber returns the shared boxed json.Number for the text of an
+// integer from 0 to 99 written without a leading zero, or nil.
+func smallNumber(b []byte) any {
+	switch {
+	case len(b) == 1 && b[0] >= '0' && b[0] <= '9':
+		return smallNumbers[b[0]-'0']
+	case len(b) == 2 && b[0] >= '1' && b[0] <= '9' && b[1] >= '0' && b[1] <= '9':
+		return smallNumbers[(b[0]-'0')*10+b[1]-'0']
+	}
+	return nil
 }
 
 func (p *docParser) literal(lit string) bool {
@@ -365,59 +397,164 @@ func numberEnd(d []byte, i int) int {
 // ones upcasters commonly add itself, and hands any other value to
 // json.Marshal.
 func appendDoc(b []byte, v any) ([]byte, error) {
-	switch v := v.(type) {
-	case nil:
-		return append(b, "null"...), nil
-	case string:
-		return appendDocString(b, v), nil
-	case json.Number:
-		if v == "" {
-			return append(b, '0'), nil
-		}
-		if !isJSONNumber(string(v)) {
-			return b, fmt.Errorf("json: invalid number literal %q", string(v))
-		}
-		return append(b, v...), nil
-	case bool:
-		return strconv.AppendBool(b, v), nil
-	case map[string]any:
-		return appendDocObject(b, v)
-	case []any:
-		if v == nil {
-			return append(b, "null"...), nil
-		}
-		b = append(b, '[')
-		for i, e := range v {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendDoc(b, e); err != nil {
-				return b, err
-			}
-		}
-		return append(b, ']'), nil
-	case int:
-		return strconv.AppendInt(b, int64(v), 10), nil
-	case int64:
-		return strconv.AppendInt(b, v, 10), nil
-	case int32:
-		return strconv.AppendInt(b, int64(v), 10), nil
-	case uint64:
-		return strconv.AppendUint(b, v, 10), nil
-	case float64:
-		return appendDocFloat(b, v)
-	}
-	out, err := json.Marshal(v)
-	if err != nil {
-		return b, err
-	}
-	return append(b, out...), nil
+	p := docPrinter{b: b}
+	p.value(v, nil, 0)
+	return p.b, p.err
 }
 
-func appendDocObject(b []byte, m map[string]any) ([]byte, error) {
+// appendDocChecked is appendDoc that also reports whether the document is
+// certainly valid against n, the fast path of a schema, as n.fastValid
+// would on the printed bytes (false: not known), without a second pass.
+func appendDocChecked(b []byte, v any, n *fastNode) ([]byte, bool, error) {
+	p := docPrinter{b: b, check: true, ok: true}
+	p.value(v, n, 0)
+	return p.b, p.ok, p.err
+}
+
+// docPrinter prints a document and, with check, checks it against fast
+// path nodes as it goes: ok turns false at the first value that is not
+// certainly valid (the printing goes on).
+type docPrinter struct {
+	b     []byte
+	err   error // the first value json.Marshal refuses
+	check bool
+	ok    bool
+}
+
+// fail records that the document is not known to be valid.
+func (p *docPrinter) fail() { p.ok = false }
+
+// value prints v, checked against n (nil: anything) while p.ok holds.
+func (p *docPrinter) value(v any, n *fastNode, depth int) {
+	checking := p.check && p.ok && n != nil
+	if checking && (depth > maxFastDepth || n.never) {
+		p.fail()
+		checking = false
+	}
+	start := len(p.b)
+	switch v := v.(type) {
+	case nil:
+		p.b = append(p.b, "null"...)
+		if checking && !n.allows(tNull) {
+			p.fail()
+		}
+	case string:
+		p.b = appendDocString(p.b, v)
+		if checking && (!n.allows(tString) || n.hasStringRules() && !n.stringOK(v, false)) {
+			p.fail()
+		}
+	case json.Number:
+		valid := v == "" || isJSONNumber(string(v))
+		switch {
+		case v == "":
+			p.b = append(p.b, '0')
+		case !valid:
+			p.setErr(fmt.Errorf("json: invalid number literal %q", string(v)))
+		default:
+			p.b = append(p.b, v...)
+		}
+		if checking && (!valid || !n.numberOK(p.b[start:])) {
+			p.fail()
+		}
+	case bool:
+		p.b = strconv.AppendBool(p.b, v)
+		if checking && !n.allows(tBool) {
+			p.fail()
+		}
+	case map[string]any:
+		p.object(v, n, checking, depth)
+	case []any:
+		p.array(v, n, checking, depth)
+	case int:
+		p.int(int64(v), n, checking)
+	case int64:
+		p.int(v, n, checking)
+	case int32:
+		p.int(int64(v), n, checking)
+	case uint64:
+		p.b = strconv.AppendUint(p.b, v, 10)
+		if checking && (v > math.MaxInt64 || !n.numberOK(p.b[start:])) {
+			p.fail()
+		}
+	case float64:
+		var err error
+		if p.b, err = appendDocFloat(p.b, v); err != nil {
+			p.setErr(err)
+		}
+		if checking && (p.err != nil || !n.numberOK(p.b[start:])) {
+			p.fail()
+		}
+	default:
+		out, err := json.Marshal(v)
+		if err != nil {
+			p.setErr(err)
+		}
+		p.b = append(p.b, out...)
+		if checking {
+			p.fail() // checked by the validator, from the printed bytes
+		}
+	}
+	if checking && p.ok && len(n.also) > 0 {
+		// $ref and allOf targets: check the printed value against each.
+		for _, a := range n.also {
+			sc := scanner{data: p.b[start:]}
+			if !sc.value(a, depth+1) || sc.i != len(sc.data) {
+				p.fail()
+				break
+			}
+		}
+	}
+}
+
+func (p *docPrinter) setErr(err error) {
+	if p.err == nil {
+		p.err = err
+	}
+}
+
+func (p *docPrinter) int(i int64, n *fastNode, checking bool) {
+	start := len(p.b)
+	p.b = strconv.AppendInt(p.b, i, 10)
+	if checking && !n.numberOK(p.b[start:]) {
+		p.fail()
+	}
+}
+
+func (p *docPrinter) array(a []any, n *fastNode, checking bool, depth int) {
+	if a == nil {
+		p.b = append(p.b, "null"...)
+		if checking && !n.allows(tNull) {
+			p.fail()
+		}
+		return
+	}
+	var items *fastNode
+	if checking {
+		if !n.allows(tArray) || n.minItems >= 0 && len(a) < n.minItems || n.maxItems >= 0 && len(a) > n.maxItems {
+			p.fail()
+		}
+		items = n.items
+	}
+	p.b = append(p.b, '[')
+	for i, e := range a {
+		if i > 0 {
+			p.b = append(p.b, ',')
+		}
+		p.value(e, items, depth+1)
+	}
+	p.b = append(p.b, ']')
+}
+
+func (p *docPrinter) object(m map[string]any, n *fastNode, checking bool, depth int) {
 	if m == nil {
-		return append(b, "null"...), nil
+		p.b = append(p.b, "null"...)
+		if checking && !n.allows(tNull) {
+			p.fail()
+		}
+		return
+	}
+	if checking && (!n.allows(tObject) || n.maxProps >= 0 && len(m) > n.maxProps) {
+		p.fail()
 	}
 	// Sort the keys, as json.Marshal does; small objects use the stack.
 	var buf [16]string
@@ -426,19 +563,32 @@ func appendDocObject(b []byte, m map[string]any) ([]byte, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	b = append(b, '{')
+	var seen uint64
+	p.b = append(p.b, '{')
 	for i, k := range keys {
 		if i > 0 {
-			b = append(b, ',')
+			p.b = append(p.b, ',')
 		}
-		b = appendDocString(b, k)
-		b = append(b, ':')
-		var err error
-		if b, err = appendDoc(b, m[k]); err != nil {
-			return b, err
+		p.b = appendDocString(p.b, k)
+		p.b = append(p.b, ':')
+		var child *fastNode
+		if checking && p.ok {
+			child = n.addl
+			if prop, named := n.prop(unsafe.Slice(unsafe.StringData(k), len(k))); named {
+				child = prop.node
+				if prop.req >= 0 {
+					seen |= 1 << prop.req
+				}
+			} else if n.addlForbid {
+				p.fail()
+			}
 		}
+		p.value(m[k], child, depth+1)
 	}
-	return append(b, '}'), nil
+	p.b = append(p.b, '}')
+	if checking && seen != (uint64(1)<<n.required)-1 {
+		p.fail()
+	}
 }
 
 // appendDocFloat prints f as encoding/json does.

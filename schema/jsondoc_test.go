@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -136,4 +137,61 @@ func BenchmarkDocAppendBaselineMarshal(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzDocChecked holds the check appendDocChecked makes while printing to
+// the same promise as the fast path: it never calls valid what the full
+// validator refuses. Documents are parsed from the fuzzer's bytes and then
+// given Go values an upcaster might add.
+func FuzzDocChecked(f *testing.F) {
+	for _, s := range append(docSeeds,
+		`{"order_id":"o","customer":{"name":"n","email":"a@b.c"},"amount_cents":0,"currency":"EUR"}`,
+		`{"order_id":"o","customer":{"name":"n"},"amount_cents":5,"currency":"EUR","items":[{"sku":"s","qty":1}],"placed_at":"2026-01-02T03:04:05Z"}`,
+		`{"order_id":"","customer":{"name":"n"},"amount_cents":-1,"currency":"EU"}`,
+		`{"order_id":"o","carrier":"x","tracking":null}`,
+	) {
+		f.Add([]byte(s), uint8(0))
+	}
+	reg := NewRegistry()
+	if err := reg.LoadFS(os.DirFS("testdata/schemas")); err != nil {
+		f.Fatal(err)
+	}
+	var nodes []*vschema
+	for _, t := range reg.load().byName {
+		for _, v := range t.versions {
+			if v.fast != nil {
+				nodes = append(nodes, v)
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, extra uint8) {
+		doc, err := parseDoc(data)
+		if err != nil {
+			return
+		}
+		if m, ok := doc.(map[string]any); ok {
+			// Values upcasters add: Go integers and floats, nested maps.
+			switch extra % 4 {
+			case 1:
+				m["amount_cents"] = int64(extra) - 100
+			case 2:
+				m["qty"] = float64(extra) / 3
+			case 3:
+				m["customer"] = map[string]any{"name": string(data[:min(len(data), 3)])}
+			}
+		}
+		for _, v := range nodes {
+			out, ok, err := appendDocChecked(nil, doc, v.fast)
+			if err != nil || !ok {
+				continue
+			}
+			back, err := parseDoc(out)
+			if err != nil {
+				t.Fatalf("printed %q does not parse: %v", out, err)
+			}
+			if verr := v.validateValue("T", back); verr != nil {
+				t.Fatalf("v%d: the check while printing accepts %s, the validator refuses it: %v", v.n, out, verr)
+			}
+		}
+	})
 }
