@@ -182,3 +182,51 @@ func streamVersion(t *testing.T, s *eventstore.Store, stream string) int64 {
 	}
 	return v
 }
+
+// Writers racing with Exactly(n) (read the version, append, retry on a
+// conflict) take no lock: a writer that waited for another fails its
+// check, so versions still follow the log's order.
+func TestRacingExactlyKeepsLogOrder(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t, nil)
+	ctx := context.Background()
+	const writers, appends = 6, 30
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for range appends {
+				for {
+					v := streamVersionOf(ctx, t, s, "exact-1")
+					_, err := s.Append(ctx, "exact-1", eventstore.Exactly(v), ev("Tick", `{}`))
+					if errors.Is(err, eventstore.ErrConflict) {
+						continue
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := checkLogOrder(t, s); n != writers*appends {
+		t.Fatalf("%d events, want %d", n, writers*appends)
+	}
+}
+
+func streamVersionOf(ctx context.Context, t *testing.T, s *eventstore.Store, stream string) int64 {
+	var v int64
+	for e, err := range s.ReadStream(ctx, stream, 0) {
+		if errors.Is(err, eventstore.ErrStreamNotFound) {
+			return 0
+		}
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		v = e.Version
+	}
+	return v
+}

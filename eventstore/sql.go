@@ -96,10 +96,13 @@ type appendShape struct {
 // takes it before it looks at the row. Such an append, queued behind a
 // writer with a later transaction ID, writes the next version with an
 // earlier ID, so that readers of the log met version n+1 before version n.
-// So the statements of Append (the lock variants) first take a
-// transaction-scoped advisory lock on the stream, which needs no
-// transaction ID: an append gets its ID only once the previous appender of
-// the stream has committed, after that appender's ID. AppendTx cannot rely
+// So Append's statements for Any and StreamExists (the lock variants)
+// first take a transaction-scoped advisory lock on the stream, which needs
+// no transaction ID: an append gets its ID only once the previous appender
+// of the stream has committed, after that appender's ID. Exactly(n) and
+// NoStream need no lock: one that waits for another writer of the stream
+// fails its check once that writer commits (the version moved), and one
+// that starts after it commits gets a later ID. AppendTx cannot rely
 // on it (the caller's transaction may have its ID already, and one that
 // appends to many streams would hold a lock table entry per stream), so
 // every append also records its transaction ID in the stream's row

@@ -237,7 +237,7 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 func (s *Store) appendOnce(ctx context.Context, q querier, streamID string, expected ExpectedVersion, a *appendArgs, inTx bool) (AppendResult, error) {
 	events := len(a.ids)
 	notify, claimed, prevNotify := s.shouldNotify()
-	shape := appendShape{multi: events > 1, notify: notify, lock: !inTx}
+	shape := appendShape{multi: events > 1, notify: notify}
 	args := []any{streamID, int64(events), Category(streamID)}
 	if shape.multi {
 		args = append(args, a.ids, a.types, a.versions, a.data, a.meta, a.corr, a.caus)
@@ -246,9 +246,9 @@ func (s *Store) appendOnce(ctx context.Context, q querier, streamID string, expe
 	}
 	switch {
 	case expected == Any:
-		shape.kind = expectAny
+		shape.kind, shape.lock = expectAny, !inTx
 	case expected == StreamExists:
-		shape.kind = expectExists
+		shape.kind, shape.lock = expectExists, !inTx
 	case expected == NoStream:
 		shape.kind = expectNone
 	default:
