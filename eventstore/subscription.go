@@ -31,8 +31,9 @@ import (
 // tx.Rollback return an error (the subscription ends the transaction;
 // return an error to roll it back), and tx.Begin gives a savepoint as
 // usual. A batch Handler writes nothing for through tx costs no
-// transaction: while catching up, its checkpoint is stored with a later
-// batch's (within 100ms, and as soon as the subscription has caught up),
+// transaction: while catching up in batches of 64 events or more, its
+// checkpoint is stored with a later batch's (within 100ms, and as soon as
+// the subscription has caught up),
 // so a crash may hand such batches to Handler again — which changes
 // nothing in the database, and repeats effects Handler had elsewhere, as
 // any crash before a commit does.
@@ -837,6 +838,11 @@ func (w *worker) flush(ctx context.Context) error {
 // checkpoint while it handles batches that write nothing (see writeBatch).
 const checkpointDelay = 100 * time.Millisecond
 
+// minDeferBatch is the smallest batch whose checkpoint may be deferred:
+// below it a round trip per batch hardly matters, and small batches keep
+// their checkpoint (and the lag reported from it) exact.
+const minDeferBatch = 64
+
 // commit runs fn and advances the checkpoint to last in one transaction,
 // parking the given events of parked streams in it too. The checkpoint
 // update is fenced on this owner and on the previous checkpoint. more says
@@ -857,7 +863,7 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), sub.cfg.LeaseTTL)
 		defer cancel()
 	}
-	canDefer := more && time.Since(w.stored) < checkpointDelay
+	canDefer := more && len(live) >= minDeferBatch && time.Since(w.stored) < checkpointDelay
 	stored, err := w.writeBatch(ctx, fn, parked, last, len(live), canDefer)
 	if err != nil {
 		return err
