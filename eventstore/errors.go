@@ -56,7 +56,8 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 // written and tx is still usable, but appending to the stream in it will
 // keep failing: roll it back and run it again, as after a serialization
 // failure. Append retries in a new transaction instead; it returns the
-// error only if ctx ends while it does.
+// error only if ctx ends or the refusals go on for about a second (the
+// database's transaction IDs went back, see the README on backups).
 // errors.Is(err, ErrOutOfOrder) is true for it.
 type OutOfOrderError struct {
 	// StreamID is the stream appended to.

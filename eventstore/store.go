@@ -223,15 +223,23 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 		// with a later ID took the stream while this append waited for it.
 		// Append runs in its own transaction and tries again with a new
 		// one (each refusal means another writer got through); in the
-		// caller's transaction it is the caller's to retry.
-		if inTx || !errors.Is(err, ErrOutOfOrder) {
+		// caller's transaction it is the caller's to retry. The attempts
+		// are bounded (about 1 s in all): a stream whose last_tx stays
+		// ahead of every new transaction means the database's transaction
+		// IDs went back (a logical restore into a new cluster), and
+		// retrying cannot help.
+		if inTx || !errors.Is(err, ErrOutOfOrder) || attempt == maxOrderAttempts {
 			return res, err
 		}
-		if attempt >= 3 && !sleep(ctx, jitter(time.Duration(min(attempt, 50))*time.Millisecond)) {
+		if attempt >= 3 && !sleep(ctx, jitter(time.Duration(min(attempt*5, 100))*time.Millisecond)) {
 			return res, err
 		}
 	}
 }
+
+// maxOrderAttempts bounds Append's attempts after refusals for the log's
+// order.
+const maxOrderAttempts = 20
 
 // appendOnce runs the append statement once.
 func (s *Store) appendOnce(ctx context.Context, q querier, streamID string, expected ExpectedVersion, a *appendArgs, inTx bool) (AppendResult, error) {
