@@ -529,6 +529,44 @@ func TestTx(t *testing.T) {
 	}
 }
 
+// A transaction that wrote before another writer appended to the
+// aggregate's stream cannot append after that writer in the log: UpdateTx
+// loads the new version (read committed) but its save is refused with
+// ErrOutOfOrder, nothing of it is written, and the whole transaction run
+// again succeeds.
+func TestUpdateTxOutOfOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	repo := e.repo(nil)
+	e.bump(t, "1")
+	increment := func(c *Counter) error { c.Raise(Incremented{By: 1}); return nil }
+	run := func(bumpBetween bool) error {
+		return pgx.BeginFunc(ctx, e.db.Pool, func(tx pgx.Tx) error {
+			// The transaction gets its ID by writing another aggregate.
+			if err := repo.UpdateTx(ctx, tx, "2", increment); err != nil {
+				return err
+			}
+			if bumpBetween {
+				e.bump(t, "1") // a later transaction appends and commits
+			}
+			return repo.UpdateTx(ctx, tx, "1", increment)
+		})
+	}
+	if err := run(true); !errors.Is(err, eventstore.ErrOutOfOrder) || errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("UpdateTx after a later writer: %v, want ErrOutOfOrder", err)
+	}
+	if _, err := e.store.StreamVersion(ctx, "counter-2"); !errors.Is(err, eventstore.ErrStreamNotFound) {
+		t.Fatalf("the refused transaction wrote: %v", err)
+	}
+	must(t, run(false))
+	c, err := repo.Load(ctx, "1")
+	must(t, err)
+	if c.Count != 2001 || c.Version() != 3 {
+		t.Fatalf("count %d at version %d, want 2001 at 3", c.Count, c.Version())
+	}
+}
+
 // A snapshot that cannot be saved does not fail the save: the events are
 // stored and the failure is logged, on the pool and in a transaction.
 func TestSnapshotFailureDoesNotFailSave(t *testing.T) {
