@@ -164,11 +164,11 @@ func (r *Registry) CheckEvents(ctx context.Context, events iter.Seq2[eventstore.
 func (r *Registry) checkEvent(e eventstore.Event) error {
 	buf := getDocBuf()
 	defer putDocBuf(buf)
-	t, data, err := r.load().currentJSON(e, true, buf)
+	t, data, doc, err := r.load().currentJSON(e, true, buf)
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(data, reflect.New(t.goType).Interface()); err != nil {
+	if err := decodeInto(reflect.New(t.goType), data, doc); err != nil {
 		return fmt.Errorf("schema: decode %q v%d into %s: %w", t.name, e.SchemaVersion, t.goType, err)
 	}
 	return nil

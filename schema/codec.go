@@ -80,12 +80,12 @@ func (r *Registry) Encode(v any) (eventstore.NewEvent, error) {
 func (r *Registry) Decode(e eventstore.Event) (any, error) {
 	buf := getDocBuf()
 	defer putDocBuf(buf)
-	t, data, err := r.load().currentJSON(e, false, buf)
+	t, data, doc, err := r.load().currentJSON(e, false, buf)
 	if err != nil {
 		return nil, err
 	}
 	p := reflect.New(t.goType)
-	if err := json.Unmarshal(data, p.Interface()); err != nil {
+	if err := decodeInto(p, data, doc); err != nil {
 		return nil, fmt.Errorf("schema: decode %q v%d into %s: %w", t.name, e.SchemaVersion, t.goType, err)
 	}
 	return p.Elem().Interface(), nil
@@ -111,31 +111,46 @@ func DecodeAs[T any](reg *Registry, e eventstore.Event) (T, error) {
 	}
 	buf := getDocBuf()
 	defer putDocBuf(buf)
-	t, data, err := reg.load().currentJSON(e, false, buf)
+	t, data, doc, err := reg.load().currentJSON(e, false, buf)
 	if err != nil {
 		return out, err
 	}
 	if t.goType != rt {
 		return out, fmt.Errorf("schema: decode %q: the event's Go type is %s, not %s", e.Type, t.goType, rt)
 	}
-	if err := json.Unmarshal(data, &out); err != nil {
+	if err := decodeInto(reflect.ValueOf(&out), data, doc); err != nil {
 		return out, fmt.Errorf("schema: decode %q v%d into %s: %w", t.name, e.SchemaVersion, rt, err)
 	}
 	return out, nil
 }
 
+// decodeInto sets the zero value p points to from a payload in the
+// current version: straight from doc, the upcast document, when fill can
+// (which is what json.Unmarshal of data would give), else by
+// json.Unmarshal of data.
+func decodeInto(p reflect.Value, data []byte, doc any) error {
+	if doc != nil {
+		if fill(p.Elem(), doc) {
+			return nil
+		}
+		p.Elem().SetZero() // fill may have set part of it
+	}
+	return json.Unmarshal(data, p.Interface())
+}
+
 // currentJSON returns e's type and e's payload in the current version:
 // e.Data itself when e is current, or the upcast document, printed into
 // buf (whose bytes the caller must not use after putting buf back in the
-// pool). strict also validates e.Data against its own version's schema,
-// and a current event against the current schema.
-func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*eventType, []byte, error) {
+// pool), with the document itself. strict also validates e.Data against
+// its own version's schema, and a current event against the current
+// schema.
+func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*eventType, []byte, any, error) {
 	t := s.byName[e.Type]
 	if t == nil {
-		return nil, nil, &ValidationError{EventType: e.Type, Version: e.SchemaVersion, Err: ErrUnknownType}
+		return nil, nil, nil, &ValidationError{EventType: e.Type, Version: e.SchemaVersion, Err: ErrUnknownType}
 	}
 	if t.goType == nil {
-		return nil, nil, fmt.Errorf("schema: decode %q: %w: its schemas are registered but no Go type is (use schema.Register)", e.Type, ErrUnknownType)
+		return nil, nil, nil, fmt.Errorf("schema: decode %q: %w: its schemas are registered but no Go type is (use schema.Register)", e.Type, ErrUnknownType)
 	}
 	n := e.SchemaVersion
 	if n == 0 {
@@ -143,24 +158,24 @@ func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*even
 	}
 	v := t.versions[n]
 	if v == nil || n > t.current {
-		return nil, nil, &ValidationError{EventType: e.Type, Version: n, Err: ErrUnknownVersion}
+		return nil, nil, nil, &ValidationError{EventType: e.Type, Version: n, Err: ErrUnknownVersion}
 	}
 	if n == t.current {
 		if strict {
 			if err := v.check(t.name, e.Data); err != nil {
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 		}
-		return t, e.Data, nil
+		return t, e.Data, nil, nil
 	}
 	for i := n; i < t.current; i++ {
 		if t.upcasts[i] == nil {
-			return nil, nil, fmt.Errorf("schema: decode %q v%d: %w: no upcaster from v%d to v%d", e.Type, n, ErrNoUpcast, i, i+1)
+			return nil, nil, nil, fmt.Errorf("schema: decode %q v%d: %w: no upcaster from v%d to v%d", e.Type, n, ErrNoUpcast, i, i+1)
 		}
 	}
 	if strict {
 		if err := v.check(t.name, e.Data); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
 	doc, err := parseDoc(e.Data)
@@ -170,17 +185,17 @@ func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*even
 		if jerr := decodeJSON(e.Data, &d); jerr != nil {
 			err = jerr
 		}
-		return nil, nil, invalidJSON(t.name, n, err)
+		return nil, nil, nil, invalidJSON(t.name, n, err)
 	}
 	m, ok := doc.(map[string]any)
 	if !ok {
-		return nil, nil, &ValidationError{EventType: t.name, Version: n,
+		return nil, nil, nil, &ValidationError{EventType: t.name, Version: n,
 			Failures: []Failure{{Reason: "is a JSON " + jsonKind(doc) + ", upcasters need an object"}}}
 	}
 	for i := n; i < t.current; i++ {
 		var err error
 		if m, err = runUpcast(t.upcasts[i], m); err != nil {
-			return nil, nil, fmt.Errorf("schema: decode %q: upcast v%d to v%d: %w", t.name, i, i+1, err)
+			return nil, nil, nil, fmt.Errorf("schema: decode %q: upcast v%d to v%d: %w", t.name, i, i+1, err)
 		}
 	}
 	// Printed and checked by the fast path in one pass.
@@ -188,7 +203,7 @@ func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*even
 	data, valid, err := appendDocChecked((*buf)[:0], m, cur.fast)
 	*buf = data[:0]
 	if err != nil {
-		return nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
+		return nil, nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
 	}
 	if cur.fast == nil || !valid {
 		// The validator wants the document as encoding/json would give
@@ -196,13 +211,13 @@ func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*even
 		// for example).
 		v, err := parseDoc(data)
 		if err != nil {
-			return nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
+			return nil, nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
 		}
 		if err := cur.validateValue(t.name, v); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return t, data, nil
+	return t, data, m, nil
 }
 
 // docBufs holds the buffers upcast documents are printed into.
