@@ -116,8 +116,6 @@ type appendShape struct {
 // columns (scalars or arrays), $11 the expected version for Exactly. Empty
 // correlation and causation IDs are stored as NULL.
 func buildAppendQueries(schema, channel string) map[appendShape]string {
-	// The stream's row, from VALUES without the lock, from the lock's CTE
-	// with it (so that the lock is taken before the row is written).
 	// x is the transaction's ID. With the lock, x reads from the lock's
 	// CTE, so that the ID is taken only once the lock is held (a
 	// pg_current_xact_id() in the UPDATE's WHERE clause could run before
