@@ -100,57 +100,33 @@ func buildFiller(t reflect.Type) filler {
 			return false
 		}
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return func(dst reflect.Value, v any) bool {
-			if v == nil {
-				return true
-			}
-			var buf [32]byte
-			s, ok := numberText(buf[:0], v)
-			if !ok {
-				return false
-			}
+		return numberFiller(func(dst reflect.Value, s string) bool {
 			n, err := strconv.ParseInt(s, 10, 64)
 			if err != nil || dst.OverflowInt(n) {
 				return false
 			}
 			dst.SetInt(n)
 			return true
-		}
+		})
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return func(dst reflect.Value, v any) bool {
-			if v == nil {
-				return true
-			}
-			var buf [32]byte
-			s, ok := numberText(buf[:0], v)
-			if !ok {
-				return false
-			}
+		return numberFiller(func(dst reflect.Value, s string) bool {
 			n, err := strconv.ParseUint(s, 10, 64)
 			if err != nil || dst.OverflowUint(n) {
 				return false
 			}
 			dst.SetUint(n)
 			return true
-		}
+		})
 	case reflect.Float32, reflect.Float64:
 		bits := t.Bits()
-		return func(dst reflect.Value, v any) bool {
-			if v == nil {
-				return true
-			}
-			var buf [32]byte
-			s, ok := numberText(buf[:0], v)
-			if !ok {
-				return false
-			}
+		return numberFiller(func(dst reflect.Value, s string) bool {
 			f, err := strconv.ParseFloat(s, bits)
 			if err != nil || dst.OverflowFloat(f) {
 				return false
 			}
 			dst.SetFloat(f)
 			return true
-		}
+		})
 	case reflect.Pointer:
 		elem := t.Elem()
 		ef := fillerFor(elem)
@@ -236,6 +212,19 @@ func buildFiller(t reflect.Type) filler {
 		return structFiller(t)
 	}
 	return unsupported
+}
+
+// numberFiller fills a number field: set parses the number's JSON text
+// (see numberText) as encoding/json would; null leaves the field alone.
+func numberFiller(set func(dst reflect.Value, text string) bool) filler {
+	return func(dst reflect.Value, v any) bool {
+		if v == nil {
+			return true
+		}
+		var buf [32]byte
+		s, ok := numberText(buf[:0], v)
+		return ok && set(dst, s)
+	}
 }
 
 // numberText returns the JSON text of a number in a document: a
