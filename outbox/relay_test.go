@@ -270,24 +270,37 @@ func TestDeduplicateFailsTwiceThenSucceeds(t *testing.T) {
 	})
 	r := newReceived()
 	consume(ctx, t, newNATSSubscriber(t, topic), topic, r, handler)
-	if _, err := store.Append(ctx, "pay-1", eventstore.NoStream, eventstore.NewEvent{Type: "Paid", Data: []byte(`{}`)}); err != nil {
+	eventID := uuid.New()
+	if _, err := store.Append(ctx, "pay-1", eventstore.NoStream, eventstore.NewEvent{ID: eventID, Type: "Paid", Data: []byte(`{}`)}); err != nil {
 		t.Fatal(err)
 	}
 	runRelay(t, outbox.NewRelay(store, newNATSPublisher(t), &outbox.Config{Topic: func(eventstore.Event) string { return topic }}))
 
+	// Wait for what is asserted: the third attempt's transaction committed
+	// (the message is recorded as processed), not for the handler to have
+	// counted the attempt, which happens before that commit.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		mu.Lock()
-		n := attempts
-		mu.Unlock()
-		if n >= 3 {
+		ok, err := dedup.Processed(ctx, eventID.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("handler ran %d times, want 3", n)
+			mu.Lock()
+			n := attempts
+			mu.Unlock()
+			t.Fatalf("message not processed after %d handler attempts", n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	mu.Lock()
+	if attempts != 3 {
+		t.Errorf("handler ran %d times, want 3", attempts)
+	}
+	mu.Unlock()
 	fx.check(t, 1)
 	r.mu.Lock()
 	var msg *message.Message
