@@ -6,9 +6,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/strata-go/strata/cli"
+	"github.com/strata-go/strata/internal/pgtest"
 )
 
 // The standalone binary has no projections: rebuild says where to run it,
@@ -25,19 +24,9 @@ func Example() {
 // Embed the CLI in a service's binary, on the service's own pool: here
 // `migrate` then `status` of an empty store.
 func ExampleCLI_Run() {
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		url = "postgres://postgres@127.0.0.1:5432/test"
-	}
+	pool, cleanup := pgtest.Example("example_cli") // the service's pool
+	defer cleanup()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		panic(err)
-	}
-	defer pool.Close()
-	drop := func() { _, _ = pool.Exec(ctx, `DROP SCHEMA IF EXISTS example_cli CASCADE`) }
-	drop()
-	defer drop()
 
 	quiet := cli.New(&cli.Config{Pool: pool, Schema: "example_cli", Stdout: io.Discard})
 	fmt.Println("migrate:", quiet.Run(ctx, []string{"migrate"}))

@@ -203,6 +203,18 @@ func Example(schema string) (pool *pgxpool.Pool, cleanup func()) {
 	if err != nil {
 		panic(err)
 	}
+	// An example's schema has a fixed name (its output may print it), so
+	// two test runs on one database at once (two checkouts, a developer's
+	// run beside CI's) would drop it under each other. A session-level
+	// advisory lock on the name, held on a connection of its own until
+	// cleanup, makes them take turns instead.
+	lock, err := pool.Acquire(ctx)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := lock.Exec(context.Background(), `SELECT pg_advisory_lock(hashtextextended($1, 0))`, "strata example "+schema); err != nil {
+		panic(err)
+	}
 	drop := `DROP SCHEMA IF EXISTS ` + pgx.Identifier{schema}.Sanitize() + ` CASCADE`
 	if _, err := pool.Exec(ctx, drop); err != nil {
 		panic(err)
@@ -212,6 +224,8 @@ func Example(schema string) (pool *pgxpool.Pool, cleanup func()) {
 	}
 	return pool, func() {
 		_, _ = pool.Exec(context.Background(), drop)
+		_, _ = lock.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, "strata example "+schema)
+		lock.Release()
 		pool.Close()
 	}
 }
