@@ -71,13 +71,15 @@ type subscription struct {
 	UpdatedAt     time.Time  `json:"updated_at"`
 }
 
+// horizonHolder names the backend holding readers back. Its query text is
+// left out on purpose: it is another session's SQL, literals (and secrets)
+// included, and the pid is enough to look it up or end it.
 type horizonHolder struct {
 	PID             int     `json:"pid"`
 	Database        string  `json:"database"`
 	ApplicationName string  `json:"application_name"`
 	State           string  `json:"state"`
 	AgeSeconds      float64 `json:"age_seconds"`
-	Query           string  `json:"query"`
 }
 
 func (s *session) statusCmd() *cobra.Command {
@@ -157,14 +159,14 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 	}
 	if hz != nil {
 		rep.Horizon = &horizonHolder{PID: hz.PID, Database: hz.Database, ApplicationName: hz.ApplicationName,
-			State: hz.State, AgeSeconds: hz.Age.Seconds(), Query: hz.Query}
+			State: hz.State, AgeSeconds: hz.Age.Seconds()}
 	}
 	var failing []string
 	var dead int64
 	for _, st := range sts {
 		sub := subscription{
 			Name: st.Name, Partition: st.Partition, Partitions: st.Partitions, Checkpoint: st.Checkpoint.String(),
-			Lag: st.Lag, LagSeconds: st.LagTime.Seconds(), State: st.State, Owner: st.Owner, LastError: st.LastError,
+			Lag: st.Lag, LagSeconds: st.LagTime.Seconds(), State: st.State, Owner: st.Owner, LastError: s.red.text(st.LastError),
 			EventsHandled: st.EventsHandled, DeadLetters: st.DeadLetters, UpdatedAt: st.UpdatedAt.UTC(),
 		}
 		if st.Owner != "" {
@@ -172,14 +174,15 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 			sub.LeaseUntil = &lu
 		}
 		rep.Subscriptions = append(rep.Subscriptions, sub)
+		name := display(st.Name)
 		if st.State == "failing" {
-			failing = append(failing, fmt.Sprintf("%s partition %d is failing", st.Name, st.Partition))
+			failing = append(failing, fmt.Sprintf("%s partition %d is failing", name, st.Partition))
 		}
 		if lim.events > 0 && st.Lag > lim.events {
-			failing = append(failing, fmt.Sprintf("%s partition %d lags %d events (more than %d)", st.Name, st.Partition, st.Lag, lim.events))
+			failing = append(failing, fmt.Sprintf("%s partition %d lags %d events (more than %d)", name, st.Partition, st.Lag, lim.events))
 		}
 		if lim.time > 0 && st.LagTime > lim.time {
-			failing = append(failing, fmt.Sprintf("%s partition %d lags %s (more than %s)", st.Name, st.Partition, formatAge(st.LagTime), lim.time))
+			failing = append(failing, fmt.Sprintf("%s partition %d lags %s (more than %s)", name, st.Partition, formatAge(st.LagTime), lim.time))
 		}
 		dead += st.DeadLetters
 	}
@@ -196,7 +199,7 @@ func (s *session) printStatus(rep *statusReport) error {
 	if rep.HeadRecordedAt != nil {
 		last = "last event " + formatAge(now.Sub(*rep.HeadRecordedAt)) + " ago"
 	}
-	fmt.Fprintf(s.out, "Schema %s: %s, %s, head %s (%s)\n\n", rep.Schema,
+	fmt.Fprintf(s.out, "Schema %s: %s, %s, head %s (%s)\n\n", display(rep.Schema),
 		plural(rep.Streams, "stream", "streams"), plural(rep.Events, "event", "events"), rep.Head, last)
 	if len(rep.statuses) == 0 {
 		fmt.Fprintln(s.out, "No subscriptions.")
@@ -221,7 +224,7 @@ func (s *session) printStatus(rep *statusReport) error {
 			t.row(st.Name, fmt.Sprintf("%d/%d", st.Partition, st.Partitions), st.Checkpoint.String(), lag, lagTime,
 				st.State, owner, fmt.Sprint(st.DeadLetters), fmt.Sprint(st.EventsHandled))
 			if st.LastError != "" {
-				errs = append(errs, fmt.Sprintf("%s partition %d: %s", st.Name, st.Partition, st.LastError))
+				errs = append(errs, fmt.Sprintf("%s partition %d: %s", display(st.Name), st.Partition, display(s.red.text(st.LastError))))
 			}
 		}
 		if err := t.flush(); err != nil {
@@ -232,8 +235,8 @@ func (s *session) printStatus(rep *statusReport) error {
 		}
 	}
 	if h := rep.Horizon; h != nil {
-		fmt.Fprintf(s.out, "\nReaders are held back by backend %d (database %q, application %q, %s) with a transaction open for %s:\n  %s\n",
-			h.PID, h.Database, h.ApplicationName, h.State, formatAge(time.Duration(h.AgeSeconds*float64(time.Second))), h.Query)
+		fmt.Fprintf(s.out, "\nReaders are held back by backend %d (database %q, application %q, %s) with a transaction open for %s.\n",
+			h.PID, h.Database, h.ApplicationName, display(h.State), formatAge(time.Duration(h.AgeSeconds*float64(time.Second))))
 	}
 	if len(rep.Problems) > 0 {
 		fmt.Fprintf(s.out, "\nProblems: %s\n", strings.Join(rep.Problems, "; "))
