@@ -30,8 +30,9 @@ const (
 	// not have (a registry or projections: see Config).
 	ExitUsage = 2
 	// ExitProblems: the command worked and found problems: `status` saw a
-	// failing subscription, dead letters, or a lag beyond --max-lag or
-	// --max-lag-time; `schema check` saw an inconsistent registry or stored
+	// failing subscription, dead letters, a lag beyond --max-lag or
+	// --max-lag-time, or transaction IDs behind the log's (after a
+	// logical restore); `schema check` saw an inconsistent registry or stored
 	// events that do not decode.
 	ExitProblems = 3
 	// ExitNotFound: what was asked for does not exist: `stream show` of a

@@ -255,3 +255,56 @@ func TestEmbeddedCommandErrorsClean(t *testing.T) {
 		t.Fatalf("Command error: %s", msg)
 	}
 }
+
+// TestStatusWarnsTransactionIDsBehind: after a logical restore into a new
+// cluster (simulated: an event written, triggers off as pg_restore does,
+// with a transaction ID the database has not reached), status says so
+// first, with the fix, and exits with 3; a normal log does not.
+func TestStatusWarnsTransactionIDsBehind(t *testing.T) {
+	t.Parallel()
+	d := newTDB(t)
+	ctx := context.Background()
+	d.append("order-1", ev("OrderPlaced", `{}`))
+	for _, args := range [][]string{{"status"}, {"--json", "status"}} {
+		if r := want(t, d.strata(args...), cli.ExitOK); strings.Contains(r.stdout, "WARNING") || strings.Contains(r.stdout, "transaction_ids_behind") {
+			t.Fatalf("a normal log:\n%s", r)
+		}
+	}
+	tx, err := d.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var forged int64
+	if err := tx.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint + (1::bigint << 32)`).Scan(&forged); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+pgx.Identifier{d.db.Schema, "events"}.Sanitize()+`
+		(transaction_id, event_id, stream_id, version, category, event_type, schema_version, data)
+		VALUES ($1, gen_random_uuid(), 'order-2', 1, 'order', 'OrderPlaced', 1, '{}')`, forged); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fix := "pg_resetwal -e " + itoa(int(forged>>32+1))
+	r := want(t, d.strata("status"), cli.ExitProblems)
+	if !strings.HasPrefix(r.stdout, "WARNING: eventstore: the database's transaction IDs went back") || !strings.Contains(r.stdout, fix) ||
+		!strings.Contains(r.stderr, "transaction IDs are behind the log's") {
+		t.Fatalf("status after a restore:\n%s", r)
+	}
+	r = want(t, d.strata("--json", "status"), cli.ExitProblems)
+	var js struct {
+		Behind *struct {
+			MaxEvent uint64 `json:"max_event_transaction_id"`
+			Epoch    uint64 `json:"pg_resetwal_epoch"`
+		} `json:"transaction_ids_behind"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &js); err != nil || js.Behind == nil || js.Behind.MaxEvent != uint64(forged) ||
+		js.Behind.Epoch != uint64(forged>>32+1) {
+		t.Fatalf("status --json after a restore: %v\n%s", err, r)
+	}
+}

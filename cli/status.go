@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -50,9 +51,22 @@ type statusReport struct {
 	HeadRecordedAt *time.Time     `json:"head_recorded_at"`
 	Subscriptions  []subscription `json:"subscriptions"`
 	Horizon        *horizonHolder `json:"horizon"`
-	Problems       []string       `json:"problems"`
-	horizonAge     time.Duration  // the threshold used
-	statuses       []eventstore.SubscriptionStatus
+	// TransactionIDsBehind is set when the database's transaction IDs are
+	// behind the log's (eventstore.TransactionIDsBehindError).
+	TransactionIDsBehind *transactionIDsBehind `json:"transaction_ids_behind,omitempty"`
+	Problems             []string              `json:"problems"`
+	horizonAge           time.Duration         // the threshold used
+	statuses             []eventstore.SubscriptionStatus
+}
+
+// transactionIDsBehind is eventstore.TransactionIDsBehindError for --json.
+type transactionIDsBehind struct {
+	NextTransactionID      uint64 `json:"next_transaction_id"`
+	MaxEventTransactionID  uint64 `json:"max_event_transaction_id"`
+	MaxCheckpointTxID      uint64 `json:"max_checkpoint_transaction_id"`
+	CheckpointSubscription string `json:"checkpoint_subscription,omitempty"`
+	Epoch                  uint64 `json:"pg_resetwal_epoch"`
+	Message                string `json:"message"`
 }
 
 type subscription struct {
@@ -98,8 +112,14 @@ States: running (a process holds the partition's lease), failing (its handler
 keeps failing on an event and is retrying it), stopped (the processes
 running it left), idle (never run, or released).
 
-Exits with 3 when a subscription is failing or has dead letters, or lags
-more than --max-lag events or --max-lag-time.`,
+The query text of other sessions is never printed. When the database's
+transaction IDs are behind those stored in the log or a checkpoint (a
+logical dump restored into a new cluster), new events would never be
+delivered: status says so first, with the pg_resetwal command that fixes it.
+
+Exits with 3 when a subscription is failing or has dead letters, lags
+more than --max-lag events or --max-lag-time, or the transaction IDs are
+behind the log's.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: s.run(func(ctx context.Context, _ []string) error {
 			store, err := s.connect(ctx, false)
@@ -149,6 +169,13 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 	if err != nil {
 		return nil, err
 	}
+	var behind *eventstore.TransactionIDsBehindError
+	if err := store.CheckTransactionIDs(ctx); err != nil {
+		var ok bool
+		if behind, ok = errors.AsType[*eventstore.TransactionIDsBehindError](err); !ok {
+			return nil, err
+		}
+	}
 	rep := &statusReport{
 		Schema: s.schema, Streams: head.Streams, Events: head.Events, Head: head.Position.String(),
 		Subscriptions: []subscription{}, Problems: []string{}, horizonAge: horizonAge, statuses: sts,
@@ -156,6 +183,12 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 	if !head.RecordedAt.IsZero() {
 		at := head.RecordedAt.UTC()
 		rep.HeadRecordedAt = &at
+	}
+	if behind != nil {
+		rep.TransactionIDsBehind = &transactionIDsBehind{NextTransactionID: behind.Next, MaxEventTransactionID: behind.MaxEvent,
+			MaxCheckpointTxID: behind.MaxCheckpoint, CheckpointSubscription: behind.Subscription, Epoch: behind.Epoch(), Message: behind.Error()}
+		rep.Problems = append(rep.Problems, fmt.Sprintf("transaction IDs are behind the log's (restored from a logical dump?): "+
+			"new events are never delivered until pg_resetwal -e %d", behind.Epoch()))
 	}
 	if hz != nil {
 		rep.Horizon = &horizonHolder{PID: hz.PID, Database: hz.Database, ApplicationName: hz.ApplicationName,
@@ -198,6 +231,9 @@ func (s *session) printStatus(rep *statusReport) error {
 	last := "no events yet"
 	if rep.HeadRecordedAt != nil {
 		last = "last event " + formatAge(now.Sub(*rep.HeadRecordedAt)) + " ago"
+	}
+	if b := rep.TransactionIDsBehind; b != nil {
+		fmt.Fprintf(s.out, "WARNING: %s.\n\n", displayText(b.Message))
 	}
 	fmt.Fprintf(s.out, "Schema %s: %s, %s, head %s (%s)\n\n", display(rep.Schema),
 		plural(rep.Streams, "stream", "streams"), plural(rep.Events, "event", "events"), rep.Head, last)
