@@ -30,8 +30,9 @@ const (
 	// not have (a registry or projections: see Config).
 	ExitUsage = 2
 	// ExitProblems: the command worked and found problems: `status` saw a
-	// failing subscription, dead letters, or a lag beyond --max-lag or
-	// --max-lag-time; `schema check` saw an inconsistent registry or stored
+	// failing subscription, dead letters, a lag beyond --max-lag or
+	// --max-lag-time, or transaction IDs behind the log's (after a
+	// logical restore); `schema check` saw an inconsistent registry or stored
 	// events that do not decode.
 	ExitProblems = 3
 	// ExitNotFound: what was asked for does not exist: `stream show` of a
@@ -161,12 +162,14 @@ func New(cfg *Config) *CLI {
 }
 
 // Run runs the command line args (without the program name) and returns
-// the exit code. Errors go to Stderr as "NAME: message"; passwords of the
-// connection string are replaced by "xxxxx" in everything written.
+// the exit code. Errors go to Stderr as "NAME: message". Passwords in
+// connection strings are replaced by "xxxxx" in everything written, and
+// text from the database or from errors is escaped where a terminal would
+// obey it (control characters, escape sequences, bidi overrides).
 func (c *CLI) Run(ctx context.Context, args []string) int {
 	red := newRedactor()
-	red.addURL(c.cfg.DatabaseURL)
-	red.addURL(c.cfg.Getenv("DATABASE_URL"))
+	red.addConn(c.cfg.DatabaseURL)
+	red.addConn(c.cfg.Getenv("DATABASE_URL"))
 	for _, a := range args {
 		// Known before flags are parsed, so that even a parse error
 		// cannot echo it: the value of --database-url (as "--database-url=…"
@@ -175,14 +178,14 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 		if v, ok := cutFlag(a, "--database-url"); ok {
 			a = v
 		}
-		red.addURL(a)
+		red.addConn(a)
 	}
 	stderr := red.writer(c.cfg.Stderr)
 	root := c.command(red)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", c.cfg.Name, err)
+		fmt.Fprintf(stderr, "%s: %s\n", c.cfg.Name, red.message(err))
 		if e, ok := errors.AsType[*Error](err); ok && e.help {
 			if cmd == nil {
 				cmd = root
@@ -196,13 +199,14 @@ func (c *CLI) Run(ctx context.Context, args []string) int {
 // Command returns the CLI as a cobra command, to add to a service's own
 // command tree (its Use is Config.Name). Map the error its execution
 // returns to an exit code with ExitCode; unlike Run, it leaves printing
-// that error to the caller — with passwords already masked in its text.
+// that error to the caller — with passwords already masked in its text,
+// and that text safe for a terminal.
 func (c *CLI) Command() *cobra.Command {
 	red := newRedactor()
-	red.addURL(c.cfg.DatabaseURL)
-	red.addURL(c.cfg.Getenv("DATABASE_URL"))
+	red.addConn(c.cfg.DatabaseURL)
+	red.addConn(c.cfg.Getenv("DATABASE_URL"))
 	root := c.command(red)
-	red.maskTree(root)
+	red.cleanTree(root)
 	return root
 }
 
@@ -257,7 +261,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 problems found (status, schema check),
 			if s.dbURL == "" {
 				s.dbURL = c.cfg.DatabaseURL
 			}
-			red.addURL(s.dbURL)
+			red.addConn(s.dbURL)
 			if err := migrations.CheckSchemaName(s.schema); err != nil {
 				return &Error{Code: ExitUsage, Err: err}
 			}
@@ -327,7 +331,6 @@ func (s *session) connect(ctx context.Context, migrating bool) (*eventstore.Stor
 		if err != nil {
 			return nil, &Error{Code: ExitUsage, Err: fmt.Errorf("bad connection string: %w", err)}
 		}
-		s.red.add(pc.ConnConfig.Password)
 		if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
 			pc.ConnConfig.RuntimeParams["application_name"] = s.cfg.Name
 		}

@@ -46,7 +46,7 @@ order behind an earlier failure shows which dead letter blocks it.`,
 				for _, d := range dls {
 					out = append(out, jsonDeadLetter{ID: d.ID, Subscription: d.Subscription, Partition: d.Partition,
 						Position: d.Position.String(), EventID: d.EventID.String(), StreamID: d.StreamID, Type: d.Type,
-						Error: d.Error, Attempts: d.Attempts, BlockedBy: d.BlockedBy, RetryRequested: d.RetryRequested,
+						Error: s.red.text(d.Error), Attempts: d.Attempts, BlockedBy: d.BlockedBy, RetryRequested: d.RetryRequested,
 						ParkedAt: d.ParkedAt.UTC()})
 				}
 				return writeJSON(s.out, out)
@@ -57,7 +57,7 @@ order behind an earlier failure shows which dead letter blocks it.`,
 			}
 			t := newTable(s.out, "ID", "SUBSCRIPTION", "PARTITION", "POSITION", "STREAM", "TYPE", "ATTEMPTS", "PARKED", "RETRY", "ERROR")
 			for _, d := range dls {
-				why := d.Error
+				why := s.red.text(d.Error)
 				if d.BlockedBy != 0 {
 					why = fmt.Sprintf("behind dead letter %d", d.BlockedBy)
 				}
@@ -99,7 +99,7 @@ counted. Nothing is retried until a process runs the subscription.`,
 			if s.json {
 				return writeJSON(s.out, map[string]any{"subscription": name, "marked": n})
 			}
-			_, err = fmt.Fprintf(s.out, "%s of %s marked for retry\n", plural(n, "dead letter", "dead letters"), name)
+			_, err = fmt.Fprintf(s.out, "%s of %s marked for retry\n", plural(n, "dead letter", "dead letters"), display(name))
 			return err
 		}),
 	}

@@ -12,9 +12,24 @@
 // that is not given, DATABASE_URL, in URL or key=value form; libpq's
 // parameters (sslmode=verify-full with sslrootcert, …) and PG* variables
 // work as with psql. --schema names the Postgres schema holding Strata's
-// tables (default "strata"). The password is never printed: it is masked
-// as "xxxxx" in every line written, errors included, even when the
-// connection string does not parse.
+// tables (default "strata"). The password is never printed: where a
+// connection string is echoed (in errors, in stored handler errors) its
+// password is masked as "xxxxx", found by reading the string as libpq does
+// (the URL's userinfo and password parameters, key=value password
+// settings), even when it does not parse — never by searching the output
+// for the password's text, so a password like "0" leaves the rest intact.
+//
+// # Hostile text
+//
+// Stream IDs, types, metadata, payloads, subscription names and error
+// texts come from whoever could write to the database. Anything a terminal
+// would obey rather than show — control characters, ESC and CSI sequences,
+// OSC 8 links, C1 controls, bidi overrides — is never printed raw: a value
+// holding one is printed as a quoted Go string ("evil-\x1b[31m"), JSON
+// output escapes it (\u009b), and readable text is printed as it is.
+// status names a backend holding readers back by pid, database,
+// application and state; its query text (another session's SQL, literals
+// included) is never printed.
 //
 // # Commands
 //
@@ -39,6 +54,10 @@
 // event and is retrying it), stopped (the processes running it left) or
 // idle (never run, or released). When an open transaction holds gap-safe
 // readers back for longer than --horizon-age, status names its backend.
+// When the database's transaction IDs are behind those in the log or a
+// checkpoint (a logical dump restored into a new cluster: new events
+// would never be delivered), status starts with a warning that names the
+// fix (pg_resetwal -e) and exits with 3.
 //
 // Positions print and parse as "TXID/SEQ" (eventstore.Position), as
 // status shows them; "0" is the start of the log.
@@ -61,8 +80,9 @@
 //	0  ok (ExitOK)
 //	1  error: no connection, a failed query or rebuild (ExitError)
 //	2  usage: bad command line, or a command this binary cannot run (ExitUsage)
-//	3  problems found: status saw a failing subscription, dead letters, or a lag
-//	   beyond --max-lag / --max-lag-time; schema check saw failures (ExitProblems)
+//	3  problems found: status saw a failing subscription, dead letters, a lag
+//	   beyond --max-lag / --max-lag-time, or transaction IDs behind the log's;
+//	   schema check saw failures (ExitProblems)
 //	4  not found: stream show, trace, projection reset|rebuild, dead-letters retry (ExitNotFound)
 //
 // so that a health check can be `strata status --max-lag-time 1m`.

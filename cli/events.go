@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -65,8 +64,7 @@ func (s *session) tail(ctx context.Context, store *eventstore.Store, f eventstor
 	if lines == 0 {
 		page.Events = nil
 	}
-	enc := json.NewEncoder(s.out)
-	enc.SetEscapeHTML(false)
+	enc := newJSONEncoder(s.out, "")
 	print := func(e eventstore.Event) error {
 		if s.json {
 			return enc.Encode(toJSONEvent(e))
@@ -155,17 +153,17 @@ payload. Exits with 4 when the stream has no events.`,
 				}
 				return writeJSON(s.out, out)
 			}
-			fmt.Fprintf(s.out, "Stream %s: %s\n", args[0], plural(int64(len(events)), "event", "events"))
+			fmt.Fprintf(s.out, "Stream %s: %s\n", display(args[0]), plural(int64(len(events)), "event", "events"))
 			for _, e := range events {
 				fmt.Fprintf(s.out, "\nv%d  %s  %s  at %s  id %s\n", e.Version, typeName(e), e.Position, formatTime(e.RecordedAt), e.ID)
 				if c := e.Metadata.CorrelationID; c != "" {
-					fmt.Fprintf(s.out, "  correlation %s\n", c)
+					fmt.Fprintf(s.out, "  correlation %s\n", display(c))
 				}
 				if c := e.Metadata.CausationID; c != "" {
-					fmt.Fprintf(s.out, "  causation   %s\n", c)
+					fmt.Fprintf(s.out, "  causation   %s\n", display(c))
 				}
 				for _, k := range sortedKeys(e.Metadata.Values) {
-					fmt.Fprintf(s.out, "  %s: %s\n", k, e.Metadata.Values[k])
+					fmt.Fprintf(s.out, "  %s: %s\n", display(k), display(e.Metadata.Values[k]))
 				}
 				fmt.Fprintf(s.out, "  %s\n", compactData(e.Data))
 			}

@@ -83,7 +83,7 @@ as it is. Exits with 4 for an unknown name.`,
 			if s.json {
 				return writeJSON(s.out, map[string]any{"name": name, "position": pos.String(), "read_model_cleared": cleared})
 			}
-			fmt.Fprintf(s.out, "%s reset to %s\n", name, pos)
+			fmt.Fprintf(s.out, "%s reset to %s\n", display(name), pos)
 			if !cleared {
 				fmt.Fprintln(s.out, "The read model was left as it is: its handler will see the events after that position again.")
 			}
@@ -106,7 +106,7 @@ func (s *session) rebuild(ctx context.Context, name string) error {
 		done = p.Done
 		if p.Resumed && !resumed {
 			resumed = true
-			fmt.Fprintf(s.errw, "resuming the rebuild of %s that an earlier run began\n", name)
+			fmt.Fprintf(s.errw, "resuming the rebuild of %s that an earlier run began\n", display(name))
 		}
 		if s.json {
 			return
@@ -114,7 +114,7 @@ func (s *session) rebuild(ctx context.Context, name string) error {
 		if bar == nil {
 			bar = progressbar.NewOptions64(max(p.Total, 1),
 				progressbar.OptionSetWriter(s.errw),
-				progressbar.OptionSetDescription("rebuild "+name),
+				progressbar.OptionSetDescription("rebuild "+display(name)),
 				progressbar.OptionShowCount(),
 				progressbar.OptionShowIts(),
 				progressbar.OptionSetItsString("events"),
@@ -148,6 +148,6 @@ func (s *session) rebuild(ctx context.Context, name string) error {
 	if s.json {
 		return writeJSON(s.out, map[string]any{"name": name, "events": done, "seconds": elapsed.Seconds(), "events_per_second": rate})
 	}
-	_, err = fmt.Fprintf(s.out, "rebuilt %s: %s in %s (%.0f events/s)\n", name, plural(done, "event", "events"), formatAge(elapsed), rate)
+	_, err = fmt.Fprintf(s.out, "rebuilt %s: %s in %s (%.0f events/s)\n", display(name), plural(done, "event", "events"), formatAge(elapsed), rate)
 	return err
 }

@@ -129,13 +129,13 @@ func (s *session) printSchemaReport(rep schemaReport) error {
 	} else {
 		fmt.Fprintf(s.out, "Registry: %s\n", plural(int64(len(rep.Registry)), "error", "errors"))
 		for _, e := range rep.Registry {
-			fmt.Fprintf(s.out, "  %s\n", strings.ReplaceAll(e, "\n", "\n    "))
+			fmt.Fprintf(s.out, "  %s\n", strings.ReplaceAll(displayText(s.red.text(e)), "\n", "\n    "))
 		}
 	}
 	fmt.Fprintf(s.out, "Events: %d checked, %d do not decode\n", rep.Checked, rep.Failed)
 	for _, fl := range rep.Failures {
-		fmt.Fprintf(s.out, "  %s  %s@%d  %s v%d: %s\n", fl.Position, fl.StreamID, fl.Version, fl.Type, fl.SchemaVersion,
-			strings.ReplaceAll(fl.Error, "\n", "\n    "))
+		fmt.Fprintf(s.out, "  %s  %s@%d  %s v%d: %s\n", fl.Position, display(fl.StreamID), fl.Version, display(fl.Type), fl.SchemaVersion,
+			strings.ReplaceAll(displayText(s.red.text(fl.Error)), "\n", "\n    "))
 	}
 	if n := rep.Failed - len(rep.Failures); n > 0 {
 		fmt.Fprintf(s.out, "  … and %d more (raise --max-failures)\n", n)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -50,9 +51,22 @@ type statusReport struct {
 	HeadRecordedAt *time.Time     `json:"head_recorded_at"`
 	Subscriptions  []subscription `json:"subscriptions"`
 	Horizon        *horizonHolder `json:"horizon"`
-	Problems       []string       `json:"problems"`
-	horizonAge     time.Duration  // the threshold used
-	statuses       []eventstore.SubscriptionStatus
+	// TransactionIDsBehind is set when the database's transaction IDs are
+	// behind the log's (eventstore.TransactionIDsBehindError).
+	TransactionIDsBehind *transactionIDsBehind `json:"transaction_ids_behind,omitempty"`
+	Problems             []string              `json:"problems"`
+	horizonAge           time.Duration         // the threshold used
+	statuses             []eventstore.SubscriptionStatus
+}
+
+// transactionIDsBehind is eventstore.TransactionIDsBehindError for --json.
+type transactionIDsBehind struct {
+	NextTransactionID      uint64 `json:"next_transaction_id"`
+	MaxEventTransactionID  uint64 `json:"max_event_transaction_id"`
+	MaxCheckpointTxID      uint64 `json:"max_checkpoint_transaction_id"`
+	CheckpointSubscription string `json:"checkpoint_subscription,omitempty"`
+	Epoch                  uint64 `json:"pg_resetwal_epoch"`
+	Message                string `json:"message"`
 }
 
 type subscription struct {
@@ -71,13 +85,15 @@ type subscription struct {
 	UpdatedAt     time.Time  `json:"updated_at"`
 }
 
+// horizonHolder names the backend holding readers back. Its query text is
+// left out on purpose: it is another session's SQL, literals (and secrets)
+// included, and the pid is enough to look it up or end it.
 type horizonHolder struct {
 	PID             int     `json:"pid"`
 	Database        string  `json:"database"`
 	ApplicationName string  `json:"application_name"`
 	State           string  `json:"state"`
 	AgeSeconds      float64 `json:"age_seconds"`
-	Query           string  `json:"query"`
 }
 
 func (s *session) statusCmd() *cobra.Command {
@@ -96,8 +112,14 @@ States: running (a process holds the partition's lease), failing (its handler
 keeps failing on an event and is retrying it), stopped (the processes
 running it left), idle (never run, or released).
 
-Exits with 3 when a subscription is failing or has dead letters, or lags
-more than --max-lag events or --max-lag-time.`,
+The query text of other sessions is never printed. When the database's
+transaction IDs are behind those stored in the log or a checkpoint (a
+logical dump restored into a new cluster), new events would never be
+delivered: status says so first, with the pg_resetwal command that fixes it.
+
+Exits with 3 when a subscription is failing or has dead letters, lags
+more than --max-lag events or --max-lag-time, or the transaction IDs are
+behind the log's.`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: s.run(func(ctx context.Context, _ []string) error {
 			store, err := s.connect(ctx, false)
@@ -147,6 +169,13 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 	if err != nil {
 		return nil, err
 	}
+	var behind *eventstore.TransactionIDsBehindError
+	if err := store.CheckTransactionIDs(ctx); err != nil {
+		var ok bool
+		if behind, ok = errors.AsType[*eventstore.TransactionIDsBehindError](err); !ok {
+			return nil, err
+		}
+	}
 	rep := &statusReport{
 		Schema: s.schema, Streams: head.Streams, Events: head.Events, Head: head.Position.String(),
 		Subscriptions: []subscription{}, Problems: []string{}, horizonAge: horizonAge, statuses: sts,
@@ -155,16 +184,22 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 		at := head.RecordedAt.UTC()
 		rep.HeadRecordedAt = &at
 	}
+	if behind != nil {
+		rep.TransactionIDsBehind = &transactionIDsBehind{NextTransactionID: behind.Next, MaxEventTransactionID: behind.MaxEvent,
+			MaxCheckpointTxID: behind.MaxCheckpoint, CheckpointSubscription: behind.Subscription, Epoch: behind.Epoch(), Message: behind.Error()}
+		rep.Problems = append(rep.Problems, fmt.Sprintf("transaction IDs are behind the log's (restored from a logical dump?): "+
+			"new events are never delivered until pg_resetwal -e %d", behind.Epoch()))
+	}
 	if hz != nil {
 		rep.Horizon = &horizonHolder{PID: hz.PID, Database: hz.Database, ApplicationName: hz.ApplicationName,
-			State: hz.State, AgeSeconds: hz.Age.Seconds(), Query: hz.Query}
+			State: hz.State, AgeSeconds: hz.Age.Seconds()}
 	}
 	var failing []string
 	var dead int64
 	for _, st := range sts {
 		sub := subscription{
 			Name: st.Name, Partition: st.Partition, Partitions: st.Partitions, Checkpoint: st.Checkpoint.String(),
-			Lag: st.Lag, LagSeconds: st.LagTime.Seconds(), State: st.State, Owner: st.Owner, LastError: st.LastError,
+			Lag: st.Lag, LagSeconds: st.LagTime.Seconds(), State: st.State, Owner: st.Owner, LastError: s.red.text(st.LastError),
 			EventsHandled: st.EventsHandled, DeadLetters: st.DeadLetters, UpdatedAt: st.UpdatedAt.UTC(),
 		}
 		if st.Owner != "" {
@@ -172,14 +207,15 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 			sub.LeaseUntil = &lu
 		}
 		rep.Subscriptions = append(rep.Subscriptions, sub)
+		name := display(st.Name)
 		if st.State == "failing" {
-			failing = append(failing, fmt.Sprintf("%s partition %d is failing", st.Name, st.Partition))
+			failing = append(failing, fmt.Sprintf("%s partition %d is failing", name, st.Partition))
 		}
 		if lim.events > 0 && st.Lag > lim.events {
-			failing = append(failing, fmt.Sprintf("%s partition %d lags %d events (more than %d)", st.Name, st.Partition, st.Lag, lim.events))
+			failing = append(failing, fmt.Sprintf("%s partition %d lags %d events (more than %d)", name, st.Partition, st.Lag, lim.events))
 		}
 		if lim.time > 0 && st.LagTime > lim.time {
-			failing = append(failing, fmt.Sprintf("%s partition %d lags %s (more than %s)", st.Name, st.Partition, formatAge(st.LagTime), lim.time))
+			failing = append(failing, fmt.Sprintf("%s partition %d lags %s (more than %s)", name, st.Partition, formatAge(st.LagTime), lim.time))
 		}
 		dead += st.DeadLetters
 	}
@@ -196,7 +232,10 @@ func (s *session) printStatus(rep *statusReport) error {
 	if rep.HeadRecordedAt != nil {
 		last = "last event " + formatAge(now.Sub(*rep.HeadRecordedAt)) + " ago"
 	}
-	fmt.Fprintf(s.out, "Schema %s: %s, %s, head %s (%s)\n\n", rep.Schema,
+	if b := rep.TransactionIDsBehind; b != nil {
+		fmt.Fprintf(s.out, "WARNING: %s.\n\n", displayText(b.Message))
+	}
+	fmt.Fprintf(s.out, "Schema %s: %s, %s, head %s (%s)\n\n", display(rep.Schema),
 		plural(rep.Streams, "stream", "streams"), plural(rep.Events, "event", "events"), rep.Head, last)
 	if len(rep.statuses) == 0 {
 		fmt.Fprintln(s.out, "No subscriptions.")
@@ -221,7 +260,7 @@ func (s *session) printStatus(rep *statusReport) error {
 			t.row(st.Name, fmt.Sprintf("%d/%d", st.Partition, st.Partitions), st.Checkpoint.String(), lag, lagTime,
 				st.State, owner, fmt.Sprint(st.DeadLetters), fmt.Sprint(st.EventsHandled))
 			if st.LastError != "" {
-				errs = append(errs, fmt.Sprintf("%s partition %d: %s", st.Name, st.Partition, st.LastError))
+				errs = append(errs, fmt.Sprintf("%s partition %d: %s", display(st.Name), st.Partition, display(s.red.text(st.LastError))))
 			}
 		}
 		if err := t.flush(); err != nil {
@@ -232,8 +271,8 @@ func (s *session) printStatus(rep *statusReport) error {
 		}
 	}
 	if h := rep.Horizon; h != nil {
-		fmt.Fprintf(s.out, "\nReaders are held back by backend %d (database %q, application %q, %s) with a transaction open for %s:\n  %s\n",
-			h.PID, h.Database, h.ApplicationName, h.State, formatAge(time.Duration(h.AgeSeconds*float64(time.Second))), h.Query)
+		fmt.Fprintf(s.out, "\nReaders are held back by backend %d (database %q, application %q, %s) with a transaction open for %s.\n",
+			h.PID, h.Database, h.ApplicationName, display(h.State), formatAge(time.Duration(h.AgeSeconds*float64(time.Second))))
 	}
 	if len(rep.Problems) > 0 {
 		fmt.Fprintf(s.out, "\nProblems: %s\n", strings.Join(rep.Problems, "; "))

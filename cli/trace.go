@@ -117,7 +117,7 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 func (s *session) printTrace(rep *traceReport) error {
-	fmt.Fprintf(s.out, "Trace %s: %s in %s over %s\n", rep.CorrelationID,
+	fmt.Fprintf(s.out, "Trace %s: %s in %s over %s\n", display(rep.CorrelationID),
 		plural(int64(rep.Events), "event", "events"), plural(int64(rep.Streams), "stream", "streams"),
 		formatAge(time.Duration(rep.DurationMS*float64(time.Millisecond))))
 	if rep.Truncated {
@@ -130,9 +130,9 @@ func (s *session) printTrace(rep *traceReport) error {
 		if n.AfterCauseMS != nil {
 			timing += fmt.Sprintf(" (%s after its cause)", formatAge(time.Duration(*n.AfterCauseMS*float64(time.Millisecond))))
 		} else if c := e.Metadata.CausationID; c != "" {
-			timing += " (caused by " + c + ")"
+			timing += " (caused by " + display(c) + ")"
 		}
-		fmt.Fprintf(s.out, "%s%s%s  %s@%d  %s\n", prefix, branch, typeName(e), e.StreamID, e.Version, timing)
+		fmt.Fprintf(s.out, "%s%s%s  %s@%d  %s\n", prefix, branch, typeName(e), display(e.StreamID), e.Version, timing)
 		child := prefix
 		switch branch {
 		case "├─ ":
