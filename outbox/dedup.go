@@ -251,7 +251,7 @@ func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 					duplicate = true
 					out, err = decodeOutputs(stored)
 					if err != nil {
-						return fmt.Errorf("outbox: outputs of message %s: %w", id, err)
+						return fmt.Errorf("outbox: outputs of message %q: %w", id, err)
 					}
 					return nil
 				}
@@ -263,10 +263,10 @@ func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 				}
 				enc, err := encodeOutputs(out)
 				if err != nil {
-					return fmt.Errorf("outbox: outputs of message %s: %w", id, err)
+					return fmt.Errorf("outbox: outputs of message %q: %w", id, err)
 				}
 				if _, err := tx.Exec(ctx, d.insert, d.cfg.Consumer, id, d.cfg.Now(), enc); err != nil {
-					return fmt.Errorf("outbox: record message %s: %w", id, err)
+					return fmt.Errorf("outbox: record message %q: %w", id, err)
 				}
 				return nil
 			})
@@ -302,17 +302,17 @@ func (d *Deduplicator) claim(ctx context.Context, tx pgx.Tx, id string) (outputs
 	br := tx.SendBatch(ctx, b)
 	defer func() {
 		if cerr := br.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("outbox: claim message %s: %w", id, cerr)
+			err = fmt.Errorf("outbox: claim message %q: %w", id, cerr)
 		}
 	}()
 	if _, err := br.Exec(); err != nil {
-		return nil, false, fmt.Errorf("outbox: claim message %s: %w", id, err)
+		return nil, false, fmt.Errorf("outbox: claim message %q: %w", id, err)
 	}
 	switch err := br.QueryRow().Scan(&outputs); {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, false, nil
 	case err != nil:
-		return nil, false, fmt.Errorf("outbox: look up message %s: %w", id, err)
+		return nil, false, fmt.Errorf("outbox: look up message %q: %w", id, err)
 	}
 	return outputs, true, nil
 }
