@@ -240,7 +240,7 @@ func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		id := d.cfg.MessageID(msg)
 		var err error
 		if why := checkID(id); why != "" {
-			err = fmt.Errorf("outbox: deduplicator %q: message %q: ID %q %s: %w", d.cfg.Consumer, msg.UUID, id, why, ErrInvalidMessageID)
+			err = fmt.Errorf("outbox: deduplicator %q: message ID %.64q %s: %w", d.cfg.Consumer, id, why, ErrInvalidMessageID)
 		} else {
 			err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 				stored, found, err := d.claim(ctx, tx, id)
