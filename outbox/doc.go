@@ -64,11 +64,11 @@
 //
 // At-least-once delivery means a consumer may see a message twice (a relay
 // crash, a broker redelivery). Wrap its Watermill handler with a
-// Deduplicator: each delivery runs in a Postgres transaction that first
-// records the message ID in processed_messages (created by
-// migrations.Apply); the handler writes its effects through the same
-// transaction (TxFromContext), so the effects and the record commit
-// together, and a redelivered message has no second effect.
+// Deduplicator: each delivery runs in a Postgres transaction; the handler
+// writes its effects through it (TxFromContext), and the message ID is
+// recorded in processed_messages (created by migrations.Apply) in the same
+// transaction, just before it commits. So the effects and the record
+// commit together, and a redelivered message has no second effect.
 //
 //	router.AddNoPublisherHandler("billing", "order", sub,
 //		outbox.Deduplicate(pool, "strata", "billing")(func(msg *message.Message) ([]*message.Message, error) {
@@ -77,8 +77,28 @@
 //			return nil, err
 //		}))
 //
+// The messages a handler returns are recorded with the ID (UUID, payload,
+// metadata). Watermill's router publishes them only after the transaction
+// committed; if that publish fails, the router nacks, and the redelivery,
+// found handled, returns the recorded messages so that the router
+// publishes them again: effects exactly once, outputs at least once.
+//
+// Concurrent deliveries of one message wait for each other on an advisory
+// lock, which takes no transaction ID: until the handler writes, its
+// transaction does not hold back the gap-safe readers of the log (the
+// relay, projections, Pub/Sub), and its AppendTx is not refused with
+// eventstore.ErrOutOfOrder for the time it ran. Do slow work (calls to
+// other services) before the handler's first write.
+//
+// Messages are deduplicated by UUID, or by the key
+// DeduplicatorConfig.MessageID returns (for producers that leave the UUID
+// empty). A message without a usable key is refused with
+// ErrInvalidMessageID, never acknowledged unhandled; Watermill's
+// PoisonQueueWithFilter can move it aside.
+//
 // Forget old IDs with Deduplicator.Expire from a periodic job, keeping
-// them longer than the broker may redeliver.
+// them longer than the broker may redeliver; it deletes in batches of
+// 1000 rows.
 //
 // # Publishers
 //

@@ -302,6 +302,16 @@ func (e *effects) handler(msg *message.Message) ([]*message.Message, error) {
 	return nil, err
 }
 
+// count returns how many effects committed.
+func (e *effects) count(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM `+e.table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // check asserts exactly one effect per message, n in all, and each
 // stream's effects in version order.
 func (e *effects) check(t testing.TB, n int) {
