@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/cli"
+	"github.com/strata-go/strata/internal/pgtest"
 )
 
 // The standalone binary has no projections: rebuild says where to run it,
@@ -29,6 +30,9 @@ func ExampleCLI_Run() {
 	if url == "" {
 		url = "postgres://postgres@127.0.0.1:5432/test"
 	}
+	// The output names the schema, so its name is fixed: runs of this
+	// example elsewhere on the same server take turns.
+	defer pgtest.ExampleLock("example_cli")()
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {

@@ -192,11 +192,15 @@ func (db *DB) AppPool(tb testing.TB) *pgxpool.Pool {
 // dropped and freshly migrated. cleanup drops the schema and closes the
 // pool. It panics when no server can be reached: an example cannot run
 // without one.
+//
+// An example's output names its schema, so the name is fixed; other test
+// runs on the same server (another checkout, another package run at the
+// same time) may run the same example: Example holds ExampleLock(schema)
+// until cleanup, so that they take turns instead of dropping each other's
+// schema.
 func Example(schema string) (pool *pgxpool.Pool, cleanup func()) {
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		url = LocalURL
-	}
+	unlock := ExampleLock(schema)
+	url := serverURL()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pool, err := pgxpool.New(ctx, url)
@@ -213,5 +217,33 @@ func Example(schema string) (pool *pgxpool.Pool, cleanup func()) {
 	return pool, func() {
 		_, _ = pool.Exec(context.Background(), drop)
 		pool.Close()
+		unlock()
 	}
+}
+
+// ExampleLock takes a session advisory lock named after an example's
+// fixed schema name on its own connection to the test server, waiting
+// (up to five minutes) while another process holds it; the returned
+// function releases it. It panics when the server cannot be reached. A
+// crashed holder's lock goes with its connection.
+func ExampleLock(schema string) (unlock func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, serverURL())
+	if err != nil {
+		panic(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, "strata example schema "+schema); err != nil {
+		_ = conn.Close(context.Background())
+		panic(fmt.Errorf("pgtest: lock example schema %s: %w", schema, err))
+	}
+	return func() { _ = conn.Close(context.Background()) }
+}
+
+// serverURL is DATABASE_URL, else the local server.
+func serverURL() string {
+	if url := os.Getenv("DATABASE_URL"); url != "" {
+		return url
+	}
+	return LocalURL
 }
