@@ -64,11 +64,12 @@ func TestWithValidator(t *testing.T) {
 		return n
 	}
 	waitFor(t, "the wake-up listener to connect", 30*time.Second, func() bool { return listeners() >= 1 })
-	waitFor(t, "both subscriptions to catch up", 30*time.Second, func() bool { return seen[0].Load() == 2 && seen[1].Load() == 2 })
+	// Gap-safe reads: another test's open transaction may hold them back.
+	waitFor(t, "both subscriptions to catch up", 60*time.Second, func() bool { return seen[0].Load() == 2 && seen[1].Load() == 2 })
 	if _, err := open.Append(ctx, "v-2", eventstore.Any, ev("Bad", `{}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "both subscriptions to see the new event", 30*time.Second, func() bool { return seen[0].Load() == 3 && seen[1].Load() == 3 })
+	waitFor(t, "both subscriptions to see the new event", 60*time.Second, func() bool { return seen[0].Load() == 3 && seen[1].Load() == 3 })
 	if n := listeners(); n != 1 {
 		t.Fatalf("%d LISTEN connections on %s, want the one both stores share", n, s.Channel())
 	}

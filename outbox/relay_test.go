@@ -211,10 +211,11 @@ func TestRelayDeadLettersPermanentRejection(t *testing.T) {
 		Topic: func(eventstore.Event) string { return topic }, Permanent: natsjs.Permanent, MaxAttempts: 3, RetryBackoff: 10 * time.Millisecond,
 	})
 	runRelay(t, relay)
-	r.waitFor(t, 11, 30*time.Second) // big-1 v1 and 5×2 others
+	// Through a gap-safe reader and a broker on a loaded machine: 60s.
+	r.waitFor(t, 11, 60*time.Second) // big-1 v1 and 5×2 others
 
 	var dl []eventstore.DeadLetter
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for len(dl) < 2 && time.Now().Before(deadline) {
 		if dl, err = store.DeadLetters(ctx, relay.SubscriptionName()); err != nil {
 			t.Fatal(err)

@@ -104,7 +104,8 @@ func ExampleRunner_Status() {
 		if err != nil {
 			panic(err)
 		}
-		if st[0].DeadLetters == 1 && st[0].Lag == 0 {
+		// The state goes back to running just after the parking commits.
+		if st[0].DeadLetters == 1 && st[0].Lag == 0 && st[0].State == projection.StateRunning {
 			fmt.Println(st[0].Name, st[0].State, "dead letters:", st[0].DeadLetters)
 			break
 		}

@@ -41,9 +41,10 @@ func TestChildConsumer(t *testing.T) {
 	batch, _ := strconv.Atoi(os.Getenv("STRATA_PUBSUB_BATCH"))
 	parts, _ := strconv.Atoi(os.Getenv("STRATA_PUBSUB_PARTITIONS"))
 	work, _ := time.ParseDuration(os.Getenv("STRATA_PUBSUB_WORK"))
+	lease, _ := time.ParseDuration(os.Getenv("STRATA_PUBSUB_LEASE"))
 	sub, err := pubsub.NewSubscriber(store, &pubsub.SubscriberConfig{
 		ConsumerGroup: "workers", BatchSize: batch, Partitions: parts,
-		LeaseTTL: 2 * time.Second, PollInterval: 100 * time.Millisecond,
+		LeaseTTL: lease, PollInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
 		fmt.Println("error", err)
@@ -104,11 +105,16 @@ func (c *child) kill() {
 	_ = c.cmd.Wait()
 }
 
-func childEnvFor(db interface{ Schema() string }, url, topic string, batch, partitions int, work time.Duration) []string {
+// childEnvFor is the environment of a child consumer. lease is its
+// LeaseTTL: long enough that a renewal delayed on a loaded machine (leases
+// are renewed every lease/3) does not lose it, since a lost lease hands the
+// partition on and makes messages come again, which these tests count as
+// a failure.
+func childEnvFor(db interface{ Schema() string }, url, topic string, batch, partitions int, work, lease time.Duration) []string {
 	return []string{
 		"STRATA_PUBSUB_URL=" + url, "STRATA_PUBSUB_SCHEMA=" + db.Schema(), "STRATA_PUBSUB_TOPIC=" + topic,
 		"STRATA_PUBSUB_BATCH=" + strconv.Itoa(batch), "STRATA_PUBSUB_PARTITIONS=" + strconv.Itoa(partitions),
-		"STRATA_PUBSUB_WORK=" + work.String(),
+		"STRATA_PUBSUB_WORK=" + work.String(), "STRATA_PUBSUB_LEASE=" + lease.String(),
 	}
 }
 
@@ -133,7 +139,9 @@ func TestKilledConsumerResumesAfterLastAck(t *testing.T) {
 			if err := pub.Publish("jobs", msgs...); err != nil {
 				t.Fatal(err)
 			}
-			env := childEnvFor(s, db.URL, "jobs", batch, 1, 2*time.Millisecond)
+			// The restarted child takes over once the killed one's lease
+			// expired: 6s keeps that short and the lease safe under load.
+			env := childEnvFor(s, db.URL, "jobs", batch, 1, 2*time.Millisecond, 6*time.Second)
 			next := func(c *child) int {
 				select {
 				case l := <-c.lines:
@@ -194,7 +202,8 @@ func TestConsumerGroupAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	const parts = 8
-	env := childEnvFor(s, db.URL, "shared", 10, parts, 0)
+	// Nothing is killed here: the lease only has to survive load.
+	env := childEnvFor(s, db.URL, "shared", 10, parts, 0, 10*time.Second)
 	a, b := startChild(t, env...), startChild(t, env...)
 	name := pubsub.SubscriptionName(pubsub.DefaultPrefix, "workers", "shared")
 	waitFor(t, "both processes to own half the partitions", 60*time.Second, func() bool {

@@ -118,7 +118,9 @@ func TestOneTrace(t *testing.T) {
 	traceID := root.SpanContext().TraceID()
 
 	var payment eventstore.Event
-	waitFor(t, 20*time.Second, "the payment event", func() bool {
+	// The relay reads the log gap-safely: any open transaction on the
+	// server (other packages' tests too) may hold it back for a while.
+	waitFor(t, 60*time.Second, "the payment event", func() bool {
 		for e, err := range store.ReadStream(t.Context(), "payment-1", 0) {
 			if err == nil {
 				payment = e
@@ -127,27 +129,44 @@ func TestOneTrace(t *testing.T) {
 		}
 		return false
 	})
+	// The chain: root → append(order) → publish → consume → append(payment).
+	// Wait for every span of it to have ended (been exported): the publish
+	// span ends only after the consumer acked, that is after the consume
+	// span and after the payment event committed.
 	var byName map[string][]tracetest.SpanStub
-	waitFor(t, 10*time.Second, "the consume span", func() bool {
+	lookup := func(name, stream string) (tracetest.SpanStub, bool) {
+		for _, s := range byName[name] {
+			for _, a := range s.Attributes {
+				if a.Key == telemetry.AttrStreamID && a.Value.AsString() == stream {
+					return s, true
+				}
+			}
+		}
+		return tracetest.SpanStub{}, false
+	}
+	chainSpans := [][2]string{
+		{telemetry.SpanAppend, "order-1"}, {telemetry.SpanRelayPublish, "order-1"},
+		{telemetry.SpanConsume, "order-1"}, {telemetry.SpanAppend, "payment-1"},
+	}
+	waitFor(t, 30*time.Second, "the spans of the chain", func() bool {
 		byName = map[string][]tracetest.SpanStub{}
 		for _, s := range exp.GetSpans() {
 			byName[s.Name] = append(byName[s.Name], s)
 		}
-		return len(byName[telemetry.SpanConsume]) > 0 && len(byName[telemetry.SpanAppend]) >= 2
-	})
-
-	// The chain: root → append(order) → publish → consume → append(payment).
-	find := func(name, stream string) tracetest.SpanStub {
-		t.Helper()
-		for _, s := range byName[name] {
-			for _, a := range s.Attributes {
-				if a.Key == telemetry.AttrStreamID && a.Value.AsString() == stream {
-					return s
-				}
+		for _, c := range chainSpans {
+			if _, ok := lookup(c[0], c[1]); !ok {
+				return false
 			}
 		}
-		t.Fatalf("no %s span for %s; spans: %v", name, stream, names(exp.GetSpans()))
-		return tracetest.SpanStub{}
+		return true
+	})
+	find := func(name, stream string) tracetest.SpanStub {
+		t.Helper()
+		s, ok := lookup(name, stream)
+		if !ok {
+			t.Fatalf("no %s span for %s; spans: %v", name, stream, names(exp.GetSpans()))
+		}
+		return s
 	}
 	appendOrder := find(telemetry.SpanAppend, "order-1")
 	publish := find(telemetry.SpanRelayPublish, "order-1")
@@ -393,8 +412,8 @@ func TestMetrics(t *testing.T) {
 	subAttrs := []attribute.KeyValue{attribute.String(telemetry.AttrSubscription, "metrics"), attribute.Int(telemetry.AttrPartition, 0)}
 
 	// Stuck on OrderPaid: OrderPaid and Bad are behind.
-	waitFor(t, 20*time.Second, "the handler to block", blocked.Load)
-	waitFor(t, 20*time.Second, "a lag of 2 events", func() bool {
+	waitFor(t, 60*time.Second, "the handler to block", blocked.Load)
+	waitFor(t, 60*time.Second, "a lag of 2 events", func() bool {
 		ms = collect(t, reader)
 		lag, ok := gauge[int64](ms, telemetry.MetricSubscriptionLag, subAttrs...)
 		secs, _ := gauge[float64](ms, telemetry.MetricSubscriptionLagSeconds, subAttrs...)
@@ -405,7 +424,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	close(release)
-	waitFor(t, 20*time.Second, "the subscription to catch up", func() bool {
+	waitFor(t, 60*time.Second, "the subscription to catch up", func() bool {
 		ms = collect(t, reader)
 		lag, ok := gauge[int64](ms, telemetry.MetricSubscriptionLag, subAttrs...)
 		secs, _ := gauge[float64](ms, telemetry.MetricSubscriptionLagSeconds, subAttrs...)
@@ -467,7 +486,7 @@ func TestRelayTelemetry(t *testing.T) {
 	}
 	run(t, "relay", relay.Run)
 	var h telemetry.Health
-	waitFor(t, 20*time.Second, "the relay to report failing publishes", func() bool {
+	waitFor(t, 60*time.Second, "the relay to report failing publishes", func() bool {
 		h = relay.Check(ctx)
 		return h.State == telemetry.Failing && strings.Contains(h.Reason, "broker unreachable")
 	})
@@ -480,12 +499,12 @@ func TestRelayTelemetry(t *testing.T) {
 	}
 
 	pub.failing.Store(false)
-	waitFor(t, 20*time.Second, "the relay to be ready", func() bool { return relay.Check(ctx).State == telemetry.Ready })
+	waitFor(t, 60*time.Second, "the relay to be ready", func() bool { return relay.Check(ctx).State == telemetry.Ready })
 	if n := sum(collect(t, reader), telemetry.MetricRelayPublished, relayAttrs...); n != 1 {
 		t.Errorf("%s: %d, want 1", telemetry.MetricRelayPublished, n)
 	}
 	var sc metricdata.Metrics
-	waitFor(t, 10*time.Second, "the relay's subscription metrics", func() bool {
+	waitFor(t, 60*time.Second, "the relay's subscription metrics", func() bool {
 		var ok bool
 		sc, ok = collect(t, reader)[telemetry.MetricSubscriptionEvents]
 		return ok && sum(map[string]metricdata.Metrics{"x": sc}, "x", attribute.String(telemetry.AttrSubscription, relay.SubscriptionName())) == 1
@@ -558,7 +577,7 @@ func TestHealthEndpoint(t *testing.T) {
 	}
 	var code int
 	var rep telemetry.HealthReport
-	waitFor(t, 20*time.Second, "ready", func() bool {
+	waitFor(t, 60*time.Second, "ready", func() bool {
 		code, rep = get()
 		return code == 200 && rep.State == telemetry.Ready && handled.Load() == 1
 	})
@@ -567,7 +586,7 @@ func TestHealthEndpoint(t *testing.T) {
 	if _, err := store.Append(ctx, "order-2", eventstore.NoStream, newEvent("Slow", `{}`), newEvent("OrderPlaced", `{}`), newEvent("OrderPlaced", `{}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "lagging", func() bool {
+	waitFor(t, 60*time.Second, "lagging", func() bool {
 		code, rep = get()
 		return code == 200 && rep.State == telemetry.Lagging
 	})
@@ -575,7 +594,7 @@ func TestHealthEndpoint(t *testing.T) {
 		t.Errorf("lagging projection: %+v", h)
 	}
 	close(release)
-	waitFor(t, 20*time.Second, "ready again", func() bool {
+	waitFor(t, 60*time.Second, "ready again", func() bool {
 		code, rep = get()
 		return code == 200 && rep.State == telemetry.Ready
 	})
@@ -584,7 +603,7 @@ func TestHealthEndpoint(t *testing.T) {
 	if _, err := store.Append(ctx, "order-3", eventstore.NoStream, newEvent("Poison", `{}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "failing", func() bool {
+	waitFor(t, 60*time.Second, "failing", func() bool {
 		code, rep = get()
 		return code == 503 && rep.State == telemetry.Failing
 	})
@@ -635,9 +654,9 @@ func TestWorkersLogThroughStoreLogger(t *testing.T) {
 	}
 	run(t, "relay", relay.Run)
 	run(t, "runner", func(ctx context.Context) error { _ = runner.Run(ctx); return nil })
-	waitFor(t, 20*time.Second, "the relay to fail", func() bool { return !relay.Health().Healthy })
+	waitFor(t, 60*time.Second, "the relay to fail", func() bool { return !relay.Health().Healthy })
 	pub.failing.Store(false)
-	waitFor(t, 20*time.Second, "both workers' records in the store's log", func() bool {
+	waitFor(t, 60*time.Second, "both workers' records in the store's log", func() bool {
 		s := buf.String()
 		return strings.Contains(s, "relay publishing again") && strings.Contains(s, "relay=relay") && strings.Contains(s, "projection stopped")
 	})

@@ -192,27 +192,19 @@ func (db *DB) AppPool(tb testing.TB) *pgxpool.Pool {
 // dropped and freshly migrated. cleanup drops the schema and closes the
 // pool. It panics when no server can be reached: an example cannot run
 // without one.
+//
+// An example's output names its schema, so the name is fixed; other test
+// runs on the same server (another checkout, another package run at the
+// same time) may run the same example: Example holds ExampleLock(schema)
+// until cleanup, so that they take turns instead of dropping each other's
+// schema.
 func Example(schema string) (pool *pgxpool.Pool, cleanup func()) {
-	url := os.Getenv("DATABASE_URL")
-	if url == "" {
-		url = LocalURL
-	}
+	unlock := ExampleLock(schema)
+	url := serverURL()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
-		panic(err)
-	}
-	// An example's schema has a fixed name (its output may print it), so
-	// two test runs on one database at once (two checkouts, a developer's
-	// run beside CI's) would drop it under each other. A session-level
-	// advisory lock on the name, held on a connection of its own until
-	// cleanup, makes them take turns instead.
-	lock, err := pool.Acquire(ctx)
-	if err != nil {
-		panic(err)
-	}
-	if _, err := lock.Exec(context.Background(), `SELECT pg_advisory_lock(hashtextextended($1, 0))`, "strata example "+schema); err != nil {
 		panic(err)
 	}
 	drop := `DROP SCHEMA IF EXISTS ` + pgx.Identifier{schema}.Sanitize() + ` CASCADE`
@@ -224,8 +216,34 @@ func Example(schema string) (pool *pgxpool.Pool, cleanup func()) {
 	}
 	return pool, func() {
 		_, _ = pool.Exec(context.Background(), drop)
-		_, _ = lock.Exec(context.Background(), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, "strata example "+schema)
-		lock.Release()
 		pool.Close()
+		unlock()
 	}
+}
+
+// ExampleLock takes a session advisory lock named after an example's
+// fixed schema name on its own connection to the test server, waiting
+// (up to five minutes) while another process holds it; the returned
+// function releases it. It panics when the server cannot be reached. A
+// crashed holder's lock goes with its connection.
+func ExampleLock(schema string) (unlock func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, serverURL())
+	if err != nil {
+		panic(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, "strata example schema "+schema); err != nil {
+		_ = conn.Close(context.Background())
+		panic(fmt.Errorf("pgtest: lock example schema %s: %w", schema, err))
+	}
+	return func() { _ = conn.Close(context.Background()) }
+}
+
+// serverURL is DATABASE_URL, else the local server.
+func serverURL() string {
+	if url := os.Getenv("DATABASE_URL"); url != "" {
+		return url
+	}
+	return LocalURL
 }
