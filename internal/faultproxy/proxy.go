@@ -29,6 +29,9 @@
 //     connections stay open. Latency delays every chunk it forwards.
 //     Refuse closes new connections as soon as they are accepted. CutAll
 //     cuts every open connection at once (both sides closed).
+//     DropCancels closes connections that carry a CancelRequest without
+//     forwarding it: pgx sends one when it loses a connection, and in a
+//     real partition it would not get through either.
 //
 // It replaces github.com/Shopify/toxiproxy/v2, which the project tried
 // first: its toxics are per-direction byte filters with per-link state, so
@@ -96,6 +99,7 @@ type Proxy struct {
 	latency   time.Duration
 	blackhole bool
 	refuse    bool
+	noCancel  bool
 	closed    bool
 
 	cuts atomic.Int64
@@ -159,6 +163,14 @@ func (p *Proxy) SetBlackhole(on bool) {
 func (p *Proxy) SetRefuse(on bool) {
 	p.mu.Lock()
 	p.refuse = on
+	p.mu.Unlock()
+}
+
+// SetDropCancels closes, while on, every connection that sends a
+// CancelRequest, without forwarding it.
+func (p *Proxy) SetDropCancels(on bool) {
+	p.mu.Lock()
+	p.noCancel = on
 	p.mu.Unlock()
 }
 
@@ -234,6 +246,12 @@ func (p *Proxy) state() (latency time.Duration, blackhole bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.latency, p.blackhole
+}
+
+func (p *Proxy) dropCancels() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.noCancel
 }
 
 // fire reports whether the armed rule fires on a message of type typ (0:
@@ -338,6 +356,10 @@ func (c *conn) clientToServer() {
 			for i := 0; i < len(chunk); {
 				adv, ev := fr.feed(chunk[i:])
 				i += adv
+				if ev.end && ev.typ == 0 && ev.request == cancelRequest && c.p.dropCancels() {
+					c.closeBoth()
+					return
+				}
 				if !ev.end || fr.opaque {
 					continue
 				}

@@ -254,3 +254,50 @@ func TestRefuseBlackholeLatencyCutAll(t *testing.T) {
 		t.Fatalf("after CutAll, a new connection: %v", err)
 	}
 }
+
+// TestDropCancels: a CancelRequest does not get through while cancels are
+// dropped, and does again after.
+func TestDropCancels(t *testing.T) {
+	p, cfg, db := proxied(t)
+	ctx := context.Background()
+	c := connect(t, cfg)
+	pid := c.PgConn().PID()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(ctx, `SELECT pg_sleep(30)`)
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'`, int32(pid)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the query did not start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.SetDropCancels(true)
+	_ = c.PgConn().CancelRequest(ctx)
+	select {
+	case err := <-done:
+		t.Fatalf("the dropped cancel ended the query: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	p.SetDropCancels(false)
+	if err := c.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the cancelled query returned nil")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancel did not end the query")
+	}
+}
