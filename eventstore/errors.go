@@ -142,8 +142,12 @@ type AmbiguousError struct {
 }
 
 func (e *AmbiguousError) Error() string {
+	first := "none"
+	if len(e.EventIDs) > 0 {
+		first = e.EventIDs[0].String()
+	}
 	return fmt.Sprintf("eventstore: append to %q: outcome unknown: the connection was lost after the append was sent (%v), and whether its events are stored could not be learned (%v); retry with the same event IDs (first %s)",
-		e.StreamID, e.Err, e.Resolve, e.EventIDs[0])
+		e.StreamID, e.Err, e.Resolve, first)
 }
 
 // Is makes errors.Is(err, ErrAmbiguous) true.
