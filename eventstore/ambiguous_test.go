@@ -137,6 +137,19 @@ func TestAppendLostAfterCommit(t *testing.T) {
 // and then report the error; the events must never appear afterwards.
 func TestAppendLostWhileBackendRuns(t *testing.T) {
 	t.Parallel()
+	lostWhileBackendRuns(t, false)
+}
+
+// TestAppendDeadlineWhileBackendRuns: the same, when the connection is
+// lost because the append's context ends while the server runs the
+// statement: pgx then closes the socket (its default context handling),
+// and the statement would still commit once the lock is released.
+func TestAppendDeadlineWhileBackendRuns(t *testing.T) {
+	t.Parallel()
+	lostWhileBackendRuns(t, true)
+}
+
+func lostWhileBackendRuns(t *testing.T, deadline bool) {
 	db := pgtest.New(t)
 	app := db.AppPool(t)
 	role := app.Config().ConnConfig.User
@@ -159,11 +172,21 @@ func TestAppendLostWhileBackendRuns(t *testing.T) {
 	// pgx sends a CancelRequest when it loses a connection; across a
 	// real partition it would not arrive either.
 	p.SetDropCancels(true)
-	p.SetCut(&faultproxy.Cut{Types: "E", Upstream: faultproxy.UpstreamHold, Times: 1})
+	actx := ctx
+	if deadline {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+	} else {
+		p.SetCut(&faultproxy.Cut{Types: "E", Upstream: faultproxy.UpstreamHold, Times: 1})
+	}
 	events := withIDs(ev("Noted", `{}`), ev("Noted", `{}`))
-	_, err = s.Append(ctx, "wait-1", eventstore.Exactly(1), events...)
+	_, err = s.Append(actx, "wait-1", eventstore.Exactly(1), events...)
 	if err == nil || errors.Is(err, eventstore.ErrAmbiguous) {
 		t.Fatalf("Append = %v; want the connection's error (not stored)", err)
+	}
+	if deadline && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Append = %v; want an error matching context.DeadlineExceeded", err)
 	}
 	// Let the waiting statement go, were it still there, and wait until it
 	// has run to its end; then until every server process of the role has
