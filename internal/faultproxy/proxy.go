@@ -32,6 +32,8 @@
 //     DropCancels closes connections that carry a CancelRequest without
 //     forwarding it: pgx sends one when it loses a connection, and in a
 //     real partition it would not get through either.
+//   - Other protocols (a broker's) pass through unparsed: Blackhole,
+//     Latency, Refuse and CutAll apply to them, Cut rules do not.
 //
 // It replaces github.com/Shopify/toxiproxy/v2, which the project tried
 // first: its toxics are per-direction byte filters with per-link state, so
