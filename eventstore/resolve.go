@@ -32,6 +32,11 @@ import (
 //     transaction in the stream means the append is stored; none (or not
 //     that) means it is not.
 //
+// The process ID is the one the server gave at connection (BackendKeyData).
+// Behind a pooler that hands out its own (PgBouncer), step 1 cannot see the
+// server process, and a statement still running there could commit after
+// the look-up: connect Strata to Postgres itself.
+//
 // Process IDs are reused by the operating system, but in sequence: a pid
 // comes back only after the pid space has wrapped. If that happened within
 // a resolution, a new connection of the same role with that pid is
