@@ -18,12 +18,13 @@
 //     client's bytes up to and including the next Sync or Query message
 //     (the message itself when it is one), so that the server has the whole
 //     statement and can commit it, and cuts: from that instant not one
-//     more byte of the server's reply reaches the client, and the client's
-//     connection is closed. The server's connection is then closed at
-//     once (UpstreamClose), once the server has sent ReadyForQuery
-//     (UpstreamAfterReply: the statement certainly ran to its end), or
-//     left open, its output discarded, until the server closes it or the
-//     proxy is closed (UpstreamHold: the backend may still be running the
+//     more byte of the server's reply reaches the client. Then either
+//     both connections are closed at once (UpstreamClose: the server may
+//     or may not commit), or both once the server has sent ReadyForQuery
+//     (UpstreamAfterReply: the statement ran to its end before the client
+//     learns anything), or the client's at once and the server's left
+//     open, its output discarded, until the server closes it or the proxy
+//     is closed (UpstreamHold: the backend may still be running the
 //     statement while the client learns it lost its connection).
 //   - Blackhole drops every byte in both directions while it is on; the
 //     connections stay open. Latency delays every chunk it forwards.
@@ -58,9 +59,10 @@ const (
 	// UpstreamClose closes the server's connection right after the
 	// statement was forwarded: the server may or may not commit it.
 	UpstreamClose Upstream = iota
-	// UpstreamAfterReply closes the server's connection once the server
-	// has answered the statement (ReadyForQuery), discarding the answer:
-	// the statement ran to its end, and the client never learns how.
+	// UpstreamAfterReply closes both connections once the server has
+	// answered the statement (ReadyForQuery), discarding the answer: the
+	// statement ran to its end before the client learns anything, and it
+	// never learns how.
 	UpstreamAfterReply
 	// UpstreamHold leaves the server's connection open, discarding what
 	// it sends, until the server closes it or the proxy is closed.
@@ -389,9 +391,12 @@ func (c *conn) clientToServer() {
 					c.mu.Unlock()
 					c.p.cuts.Add(1)
 					_, _ = c.server.Write(chunk[:i])
-					c.client.Close()
-					if up == UpstreamClose {
+					switch up {
+					case UpstreamClose:
+						c.client.Close()
 						c.server.Close()
+					case UpstreamHold:
+						c.client.Close()
 					}
 					return
 				}
@@ -441,6 +446,7 @@ func (c *conn) serverToClient() {
 			case cut:
 				if up == UpstreamAfterReply && replies >= cutSyncs {
 					c.server.Close()
+					c.client.Close()
 					return
 				}
 			case blackhole:
@@ -457,13 +463,10 @@ func (c *conn) serverToClient() {
 			}
 		}
 		if err != nil {
+			// The server went away: so does the client's side (closed
+			// already, unless a cut waits for the server's answer).
 			c.server.Close()
-			c.mu.Lock()
-			cut := c.cut
-			c.mu.Unlock()
-			if !cut {
-				c.client.Close()
-			}
+			c.client.Close()
 			return
 		}
 	}
