@@ -38,7 +38,7 @@ import (
 func TestAppendHistory(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	runHistory(t, historyRun{url: db.URL, schema: db.Schema, direct: db.Pool, ops: 1000, cutP: 0.006, minCuts: 3})
+	runHistory(t, historyRun{url: db.URL, schema: db.Schema, direct: db.Pool, ops: 1000, cutP: 0.01, minCuts: 3})
 }
 
 // TestAppendHistoryFaults is the long run, with STRATA_FAULT_TESTS=1: at
@@ -103,7 +103,7 @@ type histCall struct {
 
 // countingHandler counts the store's log records by message.
 type countingHandler struct {
-	resolved, unknown atomic.Int64
+	resolved, resolvedStored, unknown atomic.Int64
 }
 
 func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
@@ -111,6 +111,12 @@ func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
 	switch {
 	case strings.Contains(r.Message, "outcome resolved"):
 		h.resolved.Add(1)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "stored" && a.Value.Bool() {
+				h.resolvedStored.Add(1)
+			}
+			return true
+		})
 	case strings.Contains(r.Message, "outcome unknown"):
 		h.unknown.Add(1)
 	}
@@ -399,8 +405,8 @@ func runHistory(t *testing.T, r historyRun) {
 	default:
 		t.Errorf("porcupine could not decide within 2 minutes (%v)", res)
 	}
-	t.Logf("%d calls (%d acknowledged appends, %d linearized), %d cuts, %d restarts; %d outcomes resolved after a lost connection, %d ambiguous (%d of them stored); %d appends failed otherwise (nothing stored); %d events in %d streams",
-		len(calls), oks, len(history), p.Cuts(), restarts, logs.resolved.Load(), ambiguous, applied, failed, len(log), len(perStream))
+	t.Logf("%d calls (%d acknowledged appends, %d linearized), %d cuts, %d restarts; %d outcomes resolved after a lost connection (%d stored), %d ambiguous (%d of them stored); %d appends failed otherwise (nothing stored); %d events in %d streams",
+		len(calls), oks, len(history), p.Cuts(), restarts, logs.resolved.Load(), logs.resolvedStored.Load(), ambiguous, applied, failed, len(log), len(perStream))
 	if p.Cuts() < r.minCuts {
 		t.Errorf("%d cuts, want at least %d", p.Cuts(), r.minCuts)
 	}

@@ -301,3 +301,23 @@ func TestDropCancels(t *testing.T) {
 		t.Fatal("the cancel did not end the query")
 	}
 }
+
+// TestCutAfterBytes: a byte count fires the rule at the end of the message
+// that reaches it (the startup does not count), and the statement up to
+// its Sync or Query is forwarded first.
+func TestCutAfterBytes(t *testing.T) {
+	p, cfg, _ := proxied(t)
+	ctx := context.Background()
+	p.SetCut(&Cut{AfterBytes: 1, Upstream: UpstreamAfterReply, Times: 1})
+	c := connect(t, cfg) // the startup is not counted
+	if _, err := c.Exec(ctx, `SELECT 1`); err == nil {
+		t.Fatal("the first statement after 1 byte was answered")
+	}
+	if p.Cuts() != 1 {
+		t.Fatalf("%d cuts, want 1", p.Cuts())
+	}
+	c = connect(t, cfg)
+	if _, err := c.Exec(ctx, `SELECT 1`); err != nil {
+		t.Fatalf("after the rule was spent: %v", err)
+	}
+}
