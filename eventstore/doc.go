@@ -41,6 +41,13 @@
 // nothing. Event IDs are UUIDv7 unless given; a stored ID is refused with
 // ErrDuplicateEvent, so a retried command cannot store its events twice.
 //
+// Append returns nil exactly when its events are stored, once. When its
+// connection is lost after the statement may have reached the server, it
+// learns the outcome on another connection before returning (see Append
+// and resolve.go): nil when the events are stored, the error when they are
+// not, and an *AmbiguousError (ErrAmbiguous) only when the database stays
+// unreachable for Config.ResolveTimeout.
+//
 // # Reading
 //
 // ReadStream yields a stream's events as an iter.Seq2, streaming rows from

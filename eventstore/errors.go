@@ -116,3 +116,42 @@ func (e *DuplicateEventError) Error() string {
 
 // Is makes errors.Is(err, ErrDuplicateEvent) true.
 func (e *DuplicateEventError) Is(target error) bool { return target == ErrDuplicateEvent }
+
+// ErrAmbiguous is matched by *AmbiguousError: Append lost its connection
+// after its statement may have reached the server, and could not learn in
+// time whether its events are stored.
+var ErrAmbiguous = errors.New("eventstore: append outcome unknown")
+
+// AmbiguousError reports an append whose outcome could not be learned: its
+// connection was lost after the statement was sent, and finding out on
+// another connection whether the events are stored did not succeed within
+// Config.ResolveTimeout (the database unreachable, say). The events are
+// stored, once, or not at all. Retrying with the same event IDs (EventIDs,
+// in order) is safe: if they are stored the retry returns a
+// *DuplicateEventError. errors.Is(err, ErrAmbiguous) is true for it, and
+// it unwraps to the error that lost the connection.
+type AmbiguousError struct {
+	// StreamID is the stream appended to.
+	StreamID string
+	// EventIDs are the IDs the append's events were given, in order.
+	EventIDs []uuid.UUID
+	// Err is the error that lost the connection.
+	Err error
+	// Resolve is why the outcome could not be learned.
+	Resolve error
+}
+
+func (e *AmbiguousError) Error() string {
+	first := "none"
+	if len(e.EventIDs) > 0 {
+		first = e.EventIDs[0].String()
+	}
+	return fmt.Sprintf("eventstore: append to %q: outcome unknown: the connection was lost after the append was sent (%v), and whether its events are stored could not be learned (%v); retry with the same event IDs (first %s)",
+		e.StreamID, e.Err, e.Resolve, first)
+}
+
+// Is makes errors.Is(err, ErrAmbiguous) true.
+func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
+
+// Unwrap returns the error that lost the connection.
+func (e *AmbiguousError) Unwrap() error { return e.Err }

@@ -15,6 +15,7 @@ type queries struct {
 	logWindowIn   string // the same, inside the filtered read, window size in $4
 	saveSnapshot  string
 	loadSnapshot  string
+	lookupAppend  string // whether an append's events are stored (resolve.go)
 }
 
 const logWindowSQL = `SELECT transaction_id AS wtx, position AS wpos, count(*) OVER () AS scanned FROM (
@@ -55,6 +56,11 @@ func buildQueries(schema string) queries {
 			    data = EXCLUDED.data, created_at = now()
 			WHERE s.version <= EXCLUDED.version`),
 		loadSnapshot: r.Replace(`SELECT version, schema_version, data, created_at FROM {schema}.snapshots WHERE stream_id = $1`),
+		// Index: events_event_id_key. The last event has the highest
+		// version and position, as in the append's own result.
+		lookupAppend: r.Replace(`SELECT count(*), coalesce(min(transaction_id), 0), coalesce(max(transaction_id), 0),
+			coalesce(max(version), 0), coalesce(max(position), 0), coalesce(bool_and(stream_id = $2), false)
+			FROM {schema}.events WHERE event_id = ANY($1::uuid[])`),
 	}
 }
 

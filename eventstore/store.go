@@ -47,6 +47,15 @@ type Config struct {
 	MaxEventSize int
 	// MaxAppendEvents is the most events one append may carry. Default 10,000.
 	MaxAppendEvents int
+	// ResolveTimeout bounds how long Append spends, after its connection
+	// was lost with the statement possibly on the server, finding out on
+	// another connection whether its events are stored. It runs from the
+	// failure, whether or not the append's context has ended (a deadline
+	// that made pgx close the connection is one way to lose it), so Append
+	// may return up to ResolveTimeout after its context ended. When the
+	// outcome cannot be learned in that time Append returns an
+	// *AmbiguousError. Default 5s.
+	ResolveTimeout time.Duration
 	// NotifyInterval is the least time between two wake-up notifications
 	// this Store sends to subscribers (LISTEN/NOTIFY). An append notifies
 	// when it is the first after this Store's appends paused for at least
@@ -108,6 +117,9 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 	if c.MaxAppendEvents <= 0 {
 		c.MaxAppendEvents = 10_000
 	}
+	if c.ResolveTimeout <= 0 {
+		c.ResolveTimeout = 5 * time.Second
+	}
 	if c.NotifyInterval == 0 {
 		c.NotifyInterval = 2 * time.Millisecond
 	}
@@ -164,6 +176,21 @@ type querier interface {
 // matching ErrInvalidEvent before anything is sent; a stored event ID
 // returns a *DuplicateEventError.
 //
+// Append returns nil exactly when its events are stored, once, and an
+// error exactly when they are not. The events' IDs are fixed before the
+// statement is sent (a UUIDv7 for a zero NewEvent.ID). When the connection
+// is lost after the statement may have reached the server (a network cut,
+// a server restart, pgx closing the socket at a context deadline), Append
+// finds out on another connection whether the events are stored: it first
+// makes sure the server process of the lost connection has ended (it
+// terminates it if need be: one that still runs the statement could commit
+// it later), then looks the event IDs up. Stored: nil and the result read
+// back. Not stored: the connection's error. Only when this cannot be
+// learned within Config.ResolveTimeout does Append return an
+// *AmbiguousError (errors.Is(err, ErrAmbiguous)), which names the event
+// IDs: retrying with those IDs is safe (a stored one returns a
+// *DuplicateEventError).
+//
 // Each call is a strata.append span with metrics (see package telemetry).
 // When ctx carries a valid span context, every event's Metadata.Values is
 // given the W3C trace context ("traceparent", "tracestate") unless it has
@@ -186,6 +213,11 @@ func (s *Store) Append(ctx context.Context, streamID string, expected ExpectedVe
 // it again, as after a serialization failure. It happens only to
 // transactions that write before they append to a stream others append to
 // at the same moment.
+//
+// An error from AppendTx means the events are not written in tx. Whether
+// they are stored is decided by tx's commit, which is the caller's: a
+// commit whose connection is lost has an unknown outcome, and the events'
+// IDs (set them in the NewEvents to know them) are what to look up.
 func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expected ExpectedVersion, events ...NewEvent) (AppendResult, error) {
 	return s.tracedAppend(ctx, tx, streamID, expected, events)
 }
@@ -218,7 +250,12 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	// stream's versions keep the log's order (see buildAppendQueries).
 	_, inTx := q.(pgx.Tx)
 	for attempt := 1; ; attempt++ {
-		res, err := s.appendOnce(ctx, q, streamID, expected, a, inTx)
+		var res AppendResult
+		if p, ok := q.(*pgxpool.Pool); ok {
+			res, err = s.appendPooled(ctx, p, streamID, expected, a)
+		} else {
+			res, err = s.appendOnce(ctx, q, streamID, expected, a, inTx)
+		}
 		// Refused for the log's order: only when a transaction of AppendTx
 		// with a later ID took the stream while this append waited for it.
 		// Append runs in its own transaction and tries again with a new
@@ -240,6 +277,18 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 // maxOrderAttempts bounds Append's attempts after refusals for the log's
 // order.
 const maxOrderAttempts = 20
+
+// appendPooled runs Append's statement once on a connection of the pool,
+// held explicitly so that a lost connection can be resolved (appendOnce).
+// It costs what the pool's own QueryRow does: the same acquire and release.
+func (s *Store) appendPooled(ctx context.Context, pool *pgxpool.Pool, streamID string, expected ExpectedVersion, a *appendArgs) (AppendResult, error) {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("eventstore: append to %q: %w", streamID, err)
+	}
+	defer c.Release() // a no-op when appendOnce released it to resolve
+	return s.appendOnce(ctx, c, streamID, expected, a, false)
+}
 
 // appendOnce runs the append statement once.
 func (s *Store) appendOnce(ctx context.Context, q querier, streamID string, expected ExpectedVersion, a *appendArgs, inTx bool) (AppendResult, error) {
@@ -275,6 +324,9 @@ func (s *Store) appendOnce(ctx context.Context, q querier, streamID string, expe
 		s.shared.lastNotify.CompareAndSwap(claimed, prevNotify)
 	}
 	if err != nil {
+		if c, ok := q.(*pgxpool.Conn); ok && outcomeUnknown(err) {
+			return s.resolveAppend(ctx, c, streamID, a, err)
+		}
 		return AppendResult{}, s.appendError(ctx, q, streamID, expected, err)
 	}
 	if n == 0 {
