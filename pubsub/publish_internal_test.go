@@ -32,10 +32,6 @@ func newBlockable(t *testing.T) *blockable {
 	cfg := pgtest.Config(t)
 	app := "pub_" + db.Schema
 	cfg.ConnConfig.RuntimeParams["application_name"] = app
-	// The server ends a statement whose client gave up (a cancelled
-	// append's connection is closed by pgx) instead of running it once the
-	// lock is free: what the test then reads is what Publish reported.
-	cfg.ConnConfig.RuntimeParams["client_connection_check_interval"] = "50ms"
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -271,8 +267,10 @@ func TestPublishGivesUpWhenItsContextEnds(t *testing.T) {
 		t.Fatalf("a publish returned (%v) while the database is blocked", err)
 	default:
 	}
-	// The cancelled append's server process ends without writing (see
-	// newBlockable) before the lock is released.
+	// pgx gives the cancelled append's connection up with a cancel
+	// request: its statement ends on the server without writing. Were it
+	// still waiting, it would write once the lock is released, and Publish
+	// would have returned an error for a stored message.
 	poll(t, "the cancelled append's backend to end", func() bool { return b.backendGone(leadPID) })
 	b.unlock()
 	if err := returned(t, "a patient Publish", patient, 30*time.Second); err != nil {
