@@ -28,7 +28,9 @@
 // the event a message carries, also as its causation ID, so the copy
 // hangs under its event in `strata trace`). The event ID is EventID(topic, message UUID): a
 // message published again to the same topic — a retried Publish, a
-// redelivered handler's output — is stored once; the same message sent to
+// redelivered handler's output, the same UUID twice in one Publish or in
+// concurrent ones — is stored once, and Publish returns nil for it; the
+// other messages of the call are stored as usual. The same message sent to
 // two topics is stored in each.
 //
 // Each stored message carries the trace context of its own context
@@ -48,6 +50,15 @@
 // commits before it returns; concurrent Publish calls to one stream are
 // coalesced into one append (one commit for many publishers).
 //
+// Watermill's Publish takes no context: the messages' own does
+// (msg.Context(), which the CQRS buses set to the context passed to them).
+// When it ends, or the Publisher is closed, Publish returns an error
+// matching the context's error (or ErrClosed) at once, whether it waits
+// for its turn behind a coalesced append or its own append waits for the
+// database; its messages were then not written (an append that had already
+// committed returns nil). Close ends the calls under way this way and
+// returns without waiting for a database that does not answer.
+//
 // # Consumer groups and delivery
 //
 // Subscribe(ctx, topic) reads the topic through an eventstore.Subscription
@@ -65,6 +76,15 @@
 // the unfinished batch come again, never a message before it, and nothing
 // is skipped. The checkpoint transaction holds no connection while a
 // consumer works (eventstore.SubscriptionConfig.HandleOutsideTx).
+//
+// A database error (the checkpoint cannot be stored after an ack, say) is
+// not the message's fault: the message comes again, with backoff
+// (up to 5s), for as long as the database is away, and an outage parks
+// nothing. A nacked message comes again as long as it is nacked (bound it
+// with Watermill's Retry and PoisonQueue middleware). Only a stored event
+// that cannot be turned back into a message (a corrupt base64 payload) is
+// parked, after the subscription's default MaxAttempts (5), as an
+// eventstore dead letter of the group's subscription.
 //
 // The status, lag, reset and replay of a group are the eventstore admin
 // calls on its subscription name.

@@ -48,6 +48,11 @@ type Publisher struct {
 	closed bool
 	queues map[string]*streamQueue
 	wg     sync.WaitGroup
+
+	// closing ends when Close is called: it cancels appends in flight and
+	// ends the wait of queued calls.
+	closing     context.Context
+	closeCancel context.CancelFunc
 }
 
 // NewPublisher returns a Publisher appending to store, without the
@@ -70,7 +75,8 @@ func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, er
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = 1000
 	}
-	return &Publisher{store: store.WithValidator(nil), cfg: c, queues: map[string]*streamQueue{}}, nil
+	closing, cancel := context.WithCancel(context.Background())
+	return &Publisher{store: store.WithValidator(nil), cfg: c, queues: map[string]*streamQueue{}, closing: closing, closeCancel: cancel}, nil
 }
 
 type txKey struct{}
@@ -101,7 +107,19 @@ func TxFromContext(ctx context.Context) (pgx.Tx, bool) {
 // committed (or, for messages whose context carries a tx, once they are
 // written in that tx). A message whose UUID is already stored in the
 // topic is not stored again and counts as published, so a retried Publish
-// is safe.
+// is safe; a UUID repeated within msgs is stored once, at its first place,
+// and the other messages are stored as usual.
+//
+// Publish gives up when the context of the messages (msg.Context(); the
+// first message's, per stream, when they differ) ends or the Publisher is
+// closed, whether it is still waiting for its turn or its append is under
+// way: it then returns an error matching the context's error (or
+// ErrClosed), and its messages were not written — unless the append had
+// already committed, in which case it returns nil. The messages of one
+// stream are written together, in one append (per MaxBatch messages);
+// messages to several streams (PartitionKey) are not: when an error is
+// returned, the streams before the failing one may have been written (a
+// retried Publish stores them once).
 //
 // Messages without a tx that go to the same stream from concurrent Publish
 // calls are coalesced into one append, so many publishers to one topic
@@ -164,7 +182,14 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		for chunk := range slices.Chunk(g.events, p.cfg.MaxBatch) {
 			var err error
 			if g.tx != nil {
-				err = p.appendInTx(g.ctx, g.tx, g.stream, chunk)
+				// Close cancels the append in the caller's tx too (the tx
+				// is then broken and rolls back: nothing is published).
+				ctx, stop := p.withClosing(g.ctx)
+				err = p.appendInTx(ctx, g.tx, g.stream, chunk)
+				stop()
+				if err != nil && p.closing.Err() != nil {
+					err = fmt.Errorf("%w: %w", ErrClosed, err)
+				}
 			} else {
 				err = p.appendCoalesced(g.ctx, g.stream, chunk)
 			}
@@ -176,14 +201,38 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	return nil
 }
 
-// Close makes later Publish calls fail with ErrClosed and waits for those
-// under way.
+// Close makes later Publish calls fail with ErrClosed and ends those under
+// way: a call still waiting for its turn returns ErrClosed at once, an
+// append in flight is cancelled (its call returns an error matching
+// ErrClosed if nothing was written, nil if it had committed). Close returns
+// once every call has returned, without waiting for a database that does
+// not answer.
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+	p.closeCancel()
 	p.wg.Wait()
 	return nil
+}
+
+// withClosing returns ctx, also cancelled when the Publisher closes.
+func (p *Publisher) withClosing(ctx context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(p.closing, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
+}
+
+// gone reports why a request whose context is ctx must not be appended
+// (any more): the Publisher closed or ctx ended. nil means go on.
+func (p *Publisher) gone(ctx context.Context) error {
+	if p.closing.Err() != nil {
+		return ErrClosed
+	}
+	return ctx.Err()
 }
 
 // appendInTx appends in the caller's tx under a savepoint, so that a
@@ -210,19 +259,37 @@ func (p *Publisher) appendInTx(ctx context.Context, tx pgx.Tx, stream string, ev
 	return nil
 }
 
-// withoutDuplicate returns events less the one err reports as already
-// stored, if err is such a report naming an event of the list.
+// withoutDuplicate returns events less what err reports as a duplicate, if
+// err is such a report naming an event of the list: an ID the list holds
+// more than once (the store refuses a repeat within one append before
+// writing) keeps its first event only; an ID it holds once is already
+// stored, and its event goes.
 func withoutDuplicate(events []eventstore.NewEvent, err error) ([]eventstore.NewEvent, bool) {
 	var dup *eventstore.DuplicateEventError
 	if !errors.As(err, &dup) || dup.ID == uuid.Nil {
 		return nil, false
 	}
-	i := slices.IndexFunc(events, func(e eventstore.NewEvent) bool { return e.ID == dup.ID })
-	if i < 0 {
+	n := 0
+	for _, e := range events {
+		if e.ID == dup.ID {
+			n++
+		}
+	}
+	if n == 0 {
 		return nil, false
 	}
-	// A message repeated within the same publish is stored once too.
-	return slices.DeleteFunc(slices.Clone(events), func(e eventstore.NewEvent) bool { return e.ID == dup.ID }), true
+	rest := make([]eventstore.NewEvent, 0, len(events)-1)
+	kept := n == 1 // stored already: keep none
+	for _, e := range events {
+		if e.ID == dup.ID {
+			if kept {
+				continue
+			}
+			kept = true
+		}
+		rest = append(rest, e)
+	}
+	return rest, true
 }
 
 // publishReq is one Publish call's events for one stream, waiting to be
@@ -245,14 +312,40 @@ type streamQueue struct {
 // (the leader); calls arriving meanwhile queue, and when the append ends
 // the first of them leads the next append with everything queued. Order is
 // kept: a call's events are appended after those of calls that returned
-// before it began.
+// before it began. A call whose ctx ends, or that the Publisher's Close
+// ends, leaves the queue at once; once its events are in an append under
+// way, that append is cancelled and the call gets its outcome (see
+// appendBatch).
 func (p *Publisher) appendCoalesced(ctx context.Context, stream string, events []eventstore.NewEvent) error {
+	if err := p.gone(ctx); err != nil {
+		return err
+	}
 	req := &publishReq{ctx: ctx, events: events, done: make(chan error, 1), lead: make(chan []*publishReq, 1)}
 	p.mu.Lock()
 	q, busy := p.queues[stream]
 	if busy {
 		q.pending = append(q.pending, req)
 		p.mu.Unlock()
+		select {
+		case err := <-req.done:
+			return err
+		case batch := <-req.lead:
+			p.lead(stream, q, batch)
+			return <-req.done
+		case <-ctx.Done():
+		case <-p.closing.Done():
+		}
+		// Given up while queued: leave the queue, unless a leader has
+		// taken the request into its batch meanwhile.
+		p.mu.Lock()
+		i := slices.Index(q.pending, req)
+		if i >= 0 {
+			q.pending = slices.Delete(q.pending, i, i+1)
+		}
+		p.mu.Unlock()
+		if i >= 0 {
+			return p.gone(ctx) // nothing of it was sent
+		}
 		select {
 		case err := <-req.done:
 			return err
@@ -289,57 +382,70 @@ func (p *Publisher) lead(stream string, q *streamQueue, batch []*publishReq) {
 }
 
 // appendBatch appends the events of batch in one append and tells each
-// request its outcome. A duplicate is dropped and the rest appended again;
-// an event the store refuses fails only its own request.
+// request its outcome. An event already stored is dropped and the rest
+// appended again, as is a repeated event ID (its first event is kept); an
+// event the store refuses fails only its own request. The append is
+// cancelled when a request's ctx ends or the Publisher closes: the requests
+// that ended get the append's outcome (nil if it stored their events), the
+// others are appended again (their event IDs are fixed, so an append that
+// did commit is not repeated).
 func (p *Publisher) appendBatch(stream string, batch []*publishReq) {
 	live := batch[:0:0]
 	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
+		if err := p.gone(r.ctx); err != nil {
 			r.done <- err
 			continue
 		}
 		live = append(live, r)
 	}
-	if len(live) == 0 {
-		return
-	}
-	// The batch outlives any one caller's cancellation: it is the
-	// leader's work for everyone.
-	ctx := context.WithoutCancel(live[0].ctx)
+	var stored map[uuid.UUID]bool // reported as already stored
+	dedup := false                // an event ID was repeated in the batch
 	for len(live) > 0 {
-		var events []eventstore.NewEvent
-		owner := make([]int, 0, len(live))
-		for i, r := range live {
-			for range r.events {
-				owner = append(owner, i)
-			}
-			events = append(events, r.events...)
-		}
+		events, owner := batchEvents(live, stored, dedup)
 		if len(events) == 0 {
-			for _, r := range live {
-				r.done <- nil
-			}
+			tell(live, nil)
 			return
 		}
+		ctx, stop := p.batchContext(live)
 		_, err := p.store.Append(ctx, stream, eventstore.Any, events...)
+		stop()
 		if err == nil {
-			for _, r := range live {
-				r.done <- nil
-			}
+			tell(live, nil)
 			return
+		}
+		// The requests given up on end with the append's error; the rest
+		// go on.
+		n := len(live)
+		live = slices.DeleteFunc(live, func(r *publishReq) bool {
+			gerr := p.gone(r.ctx)
+			if gerr != nil {
+				r.done <- fmt.Errorf("%w: %w", gerr, err)
+			}
+			return gerr != nil
+		})
+		if len(live) < n {
+			continue
 		}
 		var dup *eventstore.DuplicateEventError
 		var bad *eventstore.InvalidEventError
 		switch {
 		case errors.As(err, &dup) && dup.ID != uuid.Nil:
-			found := false
-			for _, r := range live {
-				if rest, ok := withoutDuplicate(r.events, err); ok {
-					r.events, found = rest, true
+			repeats := 0
+			for _, e := range events {
+				if e.ID == dup.ID {
+					repeats++
 				}
 			}
-			if !found {
-				p.failAll(live, err)
+			switch {
+			case repeats > 1 && !dedup:
+				dedup = true // refused before writing: append each ID once
+			case repeats == 1:
+				if stored == nil {
+					stored = map[uuid.UUID]bool{}
+				}
+				stored[dup.ID] = true
+			default:
+				tell(live, err)
 				return
 			}
 		case errors.As(err, &bad) && bad.Index >= 0 && bad.Index < len(owner) && len(live) > 1:
@@ -353,13 +459,55 @@ func (p *Publisher) appendBatch(stream string, batch []*publishReq) {
 			}
 			return
 		default:
-			p.failAll(live, err)
+			tell(live, err)
 			return
 		}
 	}
 }
 
-func (p *Publisher) failAll(batch []*publishReq, err error) {
+// batchEvents lists the events of live's requests for one append, and the
+// request each comes from, leaving out the IDs known to be stored and,
+// with dedup, every repeat of an ID after its first event.
+func batchEvents(live []*publishReq, stored map[uuid.UUID]bool, dedup bool) (events []eventstore.NewEvent, owner []int) {
+	var seen map[uuid.UUID]bool
+	if dedup {
+		seen = map[uuid.UUID]bool{}
+	}
+	for i, r := range live {
+		for _, e := range r.events {
+			if stored[e.ID] || seen[e.ID] {
+				continue
+			}
+			if seen != nil {
+				seen[e.ID] = true
+			}
+			events = append(events, e)
+			owner = append(owner, i)
+		}
+	}
+	return events, owner
+}
+
+// batchContext returns the context of an append for live: the first
+// request's values (its trace), cancelled when any request's ctx ends or
+// the Publisher closes.
+func (p *Publisher) batchContext(live []*publishReq) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(live[0].ctx))
+	stops := make([]func() bool, 0, len(live)+1)
+	stops = append(stops, context.AfterFunc(p.closing, cancel))
+	for _, r := range live {
+		stops = append(stops, context.AfterFunc(r.ctx, cancel))
+	}
+	return ctx, func() {
+		for _, stop := range stops {
+			stop()
+		}
+		cancel()
+	}
+}
+
+// tell gives every request of batch the outcome err.
+func tell(batch []*publishReq, err error) {
 	for _, r := range batch {
 		r.done <- err
 	}

@@ -125,6 +125,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		Partitions:      cfg.Partitions,
 		BatchSize:       cfg.BatchSize,
 		HandleOutsideTx: true,
+		// A database error (the checkpoint not stored, say) says nothing
+		// about the message: retried with backoff until the database
+		// answers, never counted toward MaxAttempts, so an outage parks
+		// nothing. Only a message that cannot be delivered (a stored
+		// payload that does not decode) is parked after MaxAttempts.
+		Transient:       func(err error) bool { return !errors.Is(err, errBadPayload) },
+		MaxRetryBackoff: 5 * time.Second,
 		PollInterval:    cfg.PollInterval,
 		LeaseTTL:        cfg.LeaseTTL,
 		Owner:           cfg.Owner,
