@@ -112,18 +112,22 @@ func TestAppRoleCannotForgeTheLog(t *testing.T) {
 			VALUES ('{new}', 'order', 2, ` + xid + `) RETURNING 1)
 			INSERT INTO {s}.events (event_id, stream_id, version, category, event_type, schema_version, data)
 			SELECT gen_random_uuid(), '{new}', 2, 'order', 'Forged', 1, '{}' FROM st`},
-		{"stream moved by two with one event", `WITH st AS (UPDATE {s}.streams SET version = version + 2, last_tx = ` + xid + `
+		{"stream moved by two with one event", `WITH st AS (UPDATE {s}.streams SET version = version + 2, last_tx = ` + xid + `, updated_at = now()
 			WHERE stream_id = '{st}' RETURNING version - 2 AS base)
 			INSERT INTO {s}.events (event_id, stream_id, version, category, event_type, schema_version, data)
 			SELECT gen_random_uuid(), '{st}', base + 1, 'order', 'Forged', 1, '{}' FROM st`},
-		{"event a version past the stream's", `WITH st AS (UPDATE {s}.streams SET version = version + 1, last_tx = ` + xid + `
+		{"stream moved by two with its last event only", `WITH st AS (UPDATE {s}.streams SET version = version + 2, last_tx = ` + xid + `, updated_at = now()
+			WHERE stream_id = '{st}' RETURNING version - 2 AS base)
+			INSERT INTO {s}.events (event_id, stream_id, version, category, event_type, schema_version, data)
+			SELECT gen_random_uuid(), '{st}', base + 2, 'order', 'Forged', 1, '{}' FROM st`},
+		{"event a version past the stream's", `WITH st AS (UPDATE {s}.streams SET version = version + 1, last_tx = ` + xid + `, updated_at = now()
 			WHERE stream_id = '{st}' RETURNING version - 1 AS base)
 			INSERT INTO {s}.events (event_id, stream_id, version, category, event_type, schema_version, data)
 			SELECT gen_random_uuid(), '{st}', base + 2, 'order', 'Forged', 1, '{}' FROM st`},
 		// Stream state.
 		{"huge last_tx", `UPDATE {s}.streams SET last_tx = 9223372036854775807 WHERE stream_id = '{st}'`},
 		{"last_tx of another transaction", `UPDATE {s}.streams SET last_tx = 1 WHERE stream_id = '{st}'`},
-		{"version moved forward", `UPDATE {s}.streams SET version = version + 1000, last_tx = ` + xid + ` WHERE stream_id = '{st}'`},
+		{"version moved forward", `UPDATE {s}.streams SET version = version + 1000, last_tx = ` + xid + `, updated_at = now() WHERE stream_id = '{st}'`},
 		{"version moved back", `UPDATE {s}.streams SET version = 1, last_tx = ` + xid + ` WHERE stream_id = '{st}'`},
 		{"version moved to 0", `UPDATE {s}.streams SET version = 0, last_tx = ` + xid + ` WHERE stream_id = '{st}'`},
 		{"stream without events", `INSERT INTO {s}.streams (stream_id, category, version, last_tx) VALUES ('{new}', 'order', 5, ` + xid + `)`},
@@ -145,6 +149,10 @@ func TestAppRoleCannotForgeTheLog(t *testing.T) {
 		{"temporary streams table", `CREATE TEMP TABLE streams (LIKE {s}.streams INCLUDING DEFAULTS);
 			INSERT INTO pg_temp.streams (stream_id, category, version, last_tx) VALUES ('{st}', 'order', 3, ` + xid + `);
 			` + event("{st}", 3)},
+		// Nor can it switch the checks off.
+		{"triggers off", `SET session_replication_role = replica;
+			` + event("{st}", 3)},
+		{"trigger disabled", `ALTER TABLE {s}.events DISABLE TRIGGER USER`},
 		// Snapshots.
 		{"snapshot of a future version", `INSERT INTO {s}.snapshots (stream_id, version, schema_version, data) VALUES ('{st}', 3, 1, 'x')
 			ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, data = EXCLUDED.data`},

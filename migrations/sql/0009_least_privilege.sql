@@ -7,25 +7,57 @@
 -- checked here, by the database, for every role that writes (the schema
 -- owner too: the store's own statements always satisfy these checks):
 --
---   * streams and events move together. Each statement that writes a
---     stream's row writes exactly the events between its old version and
---     its new one, in that same statement, and the row's last_tx is that
---     statement's transaction ID (never lower than it was);
+--   * streams and events move together. A statement that writes a
+--     stream's row from version v to w writes exactly its events v+1..w,
+--     in that same statement, and the row's last_tx is that statement's
+--     transaction ID (never lower than it was);
 --   * a snapshot is of a version the stream has;
 --   * a subscription belongs to the role that registered it (app_role):
 --     another application role cannot move its checkpoints, leases,
 --     members, dead letters or rebuild, nor add partitions to it.
 --
--- The checks on streams and events run once per statement, over the rows
--- the statement wrote (transition tables), not once per row.
+-- What an append pays for this: one foreign-key probe per stream row, a
+-- few comparisons, and one check per statement over the events it
+-- inserted (a transition table), not per event.
 --
 -- Functions read tables with search_path fixed to this schema then pg_temp
 -- (set at the end of this file), so a temporary table of the writer's
 -- cannot stand in for streams or events.
 
+-- A stream's row points at its last event: the version it records must be
+-- in the log by the end of the statement that writes it, so no statement
+-- can move a stream ahead of its events (checked by Postgres itself, one
+-- index probe per row written). NOT VALID: rows written before this
+-- migration are not checked again.
+ALTER TABLE streams ADD CONSTRAINT streams_last_event_fkey
+    FOREIGN KEY (stream_id, version) REFERENCES events (stream_id, version) NOT VALID;
+
+-- A stream's row moves only forward, to the writing transaction's ID and
+-- time, and keeps its ID, category and creation time. The WHEN clauses
+-- are all of the check, evaluated without a function call; the function
+-- only reports a refusal.
+CREATE FUNCTION strata_refuse_stream() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'strata: stream % may only be written by the append of its next events', NEW.stream_id
+        USING ERRCODE = 'check_violation';
+END $$;
+
+CREATE TRIGGER strata_guard_streams_insert BEFORE INSERT ON streams FOR EACH ROW
+    WHEN (NEW.last_tx <> pg_current_xact_id()::text::bigint OR NEW.version < 1
+          OR NEW.category <> split_part(NEW.stream_id, '-', 1))
+    EXECUTE FUNCTION strata_refuse_stream();
+CREATE TRIGGER strata_guard_streams_update BEFORE UPDATE ON streams FOR EACH ROW
+    WHEN (NEW.last_tx <> pg_current_xact_id()::text::bigint OR OLD.last_tx > NEW.last_tx
+          OR NEW.version <= OLD.version OR NEW.stream_id <> OLD.stream_id OR NEW.category <> OLD.category
+          OR NEW.created_at <> OLD.created_at OR NEW.updated_at <> now())
+    EXECUTE FUNCTION strata_refuse_stream();
+
 -- The events a statement inserted are, for each of their streams, the
--- stream's last versions: (version - n, version] of a row the same
--- transaction wrote, and their category is their stream ID's.
+-- stream's next versions: (v, w] of a row the same transaction wrote at
+-- version w, with event v in the log before them (or v = 0), and their
+-- category is their stream ID's. With the key above, a statement that
+-- moves a stream from v to w therefore inserts exactly its events v+1..w.
+-- One check per statement, over the rows it inserted.
 CREATE FUNCTION strata_check_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     bad text;
@@ -38,6 +70,7 @@ BEGIN
     WHERE s.stream_id IS NULL OR NOT e.category_ok
        OR s.last_tx <> pg_current_xact_id()::text::bigint
        OR e.hi <> s.version OR e.lo <> s.version - e.n + 1
+       OR (e.lo > 1 AND NOT EXISTS (SELECT 1 FROM events p WHERE p.stream_id = e.stream_id AND p.version = e.lo - 1))
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'strata: events of stream % must be its next versions, appended with its row in one statement', bad
@@ -49,56 +82,6 @@ END $$;
 CREATE TRIGGER strata_check_events AFTER INSERT ON events
     REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION strata_check_events();
-
--- A new stream row: version v > 0 with its first event in the same
--- statement (strata_check_events then holds the statement to exactly
--- versions 1..v), the transaction's own ID as last_tx, and the category of
--- its ID.
-CREATE FUNCTION strata_check_streams_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    bad text;
-BEGIN
-    SELECT n.stream_id INTO bad FROM new_streams n
-    WHERE n.last_tx <> pg_current_xact_id()::text::bigint
-       OR n.category <> split_part(n.stream_id, '-', 1)
-       OR NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = n.stream_id AND e.version = 1)
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'strata: stream % must be created by the append of its first events', bad
-            USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER strata_check_streams_insert AFTER INSERT ON streams
-    REFERENCING NEW TABLE AS new_streams
-    FOR EACH STATEMENT EXECUTE FUNCTION strata_check_streams_insert();
-
--- An updated stream row: same ID, a version that grew from v to w with
--- event v+1 in the log (strata_check_events then holds the statement to
--- exactly versions v+1..w), last_tx the transaction's own ID and not below
--- the previous one, updated_at the transaction's time.
-CREATE FUNCTION strata_check_streams_update() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    bad text;
-BEGIN
-    SELECT n.stream_id INTO bad
-    FROM new_streams n LEFT JOIN old_streams o ON o.stream_id = n.stream_id
-    WHERE o.stream_id IS NULL
-       OR n.last_tx <> pg_current_xact_id()::text::bigint OR o.last_tx > n.last_tx
-       OR n.category <> o.category OR n.version <= o.version OR n.updated_at <> now()
-       OR NOT EXISTS (SELECT 1 FROM events e WHERE e.stream_id = n.stream_id AND e.version = o.version + 1)
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'strata: stream % may only move by the append of its next events', bad
-            USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER strata_check_streams_update AFTER UPDATE ON streams
-    REFERENCING OLD TABLE AS old_streams NEW TABLE AS new_streams
-    FOR EACH STATEMENT EXECUTE FUNCTION strata_check_streams_update();
 
 -- A snapshot is of a version between 1 and the stream's, taken now.
 CREATE FUNCTION strata_check_snapshot() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -118,11 +101,13 @@ END $$;
 CREATE TRIGGER strata_check_snapshot BEFORE INSERT OR UPDATE ON snapshots
     FOR EACH ROW EXECUTE FUNCTION strata_check_snapshot();
 
--- Subscriptions belong to the role that registered them. Rows registered
--- before this migration have none, as do rows registered by the schema's
--- owner (or a superuser): the first other role that writes them adopts
--- them. The schema's owner and superusers may change any row, including
--- app_role (to hand a subscription to another role).
+-- Subscriptions belong to the role that registered them (app_role, which
+-- the application role cannot write). Rows registered before this
+-- migration (NULL) or by the schema's owner, its members or a superuser
+-- are adopted by the first other role that writes them. The schema's owner
+-- and superusers may change any row, app_role too (to hand a subscription
+-- to another role). Writes to a role's own rows call no function (the
+-- WHEN clauses below).
 ALTER TABLE subscriptions ADD COLUMN app_role text;
 ALTER TABLE subscriptions ALTER COLUMN app_role SET DEFAULT current_user;
 
@@ -161,7 +146,6 @@ BEGIN
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END $$;
 
--- The WHEN clauses keep a role's writes to its own rows free of any call.
 CREATE TRIGGER strata_guard_subscriptions_insert BEFORE INSERT ON subscriptions
     FOR EACH ROW EXECUTE FUNCTION strata_guard_subscriptions();
 CREATE TRIGGER strata_guard_subscriptions_update BEFORE UPDATE ON subscriptions
@@ -214,8 +198,7 @@ DO $$
 DECLARE
     f text;
 BEGIN
-    FOREACH f IN ARRAY ARRAY['strata_check_events()', 'strata_check_streams_insert()', 'strata_check_streams_update()',
-            'strata_check_snapshot()', 'strata_is_admin(text, oid)', 'strata_subscription_rows(text)',
+    FOREACH f IN ARRAY ARRAY['strata_check_events()', 'strata_refuse_stream()', 'strata_check_snapshot()', 'strata_is_admin(text, oid)', 'strata_subscription_rows(text)',
             'strata_guard_subscriptions()', 'strata_guard_subscription_rows()'] LOOP
         EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', f, current_schema());
     END LOOP;
