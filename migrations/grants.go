@@ -18,11 +18,12 @@ import (
 // UPDATE, DELETE or TRUNCATE on events. It may insert events only without
 // position, transaction_id and recorded_at, which take their defaults, so
 // no event can be placed below a reader's checkpoint or back-dated. Its
-// writes to streams and snapshots are column privileges too, and the
-// triggers of migration 0009 hold every statement to what an append does:
-// a stream's version grows only by the events the same statement appends
-// at its next versions, its last_tx is the writing transaction's ID, and a
-// snapshot is of a version the stream has.
+// writes to streams and snapshots are column privileges too, and migration
+// 0009 (a foreign key and triggers, which bind every role) holds every
+// statement to what an append does: a stream's version grows only by the
+// events the same statement appends at its next versions, its last_tx is
+// the writing transaction's ID, and a snapshot is of a version the stream
+// has.
 //
 // Subscriptions belong to the role that registered them: another role
 // granted here may read their status but not move their checkpoints,
