@@ -68,11 +68,18 @@ func TestGrantApplication(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
 	app := db.AppPool(t)
+	// A second run (after an upgrade, say) leaves the same grants.
+	if err := migrations.GrantApplication(ctx, db.Pool, db.Schema, db.Schema+"_app"); err != nil {
+		t.Fatalf("second grant: %v", err)
+	}
 	s := db.Schema
 	allowed := []string{
-		`INSERT INTO ` + s + `.streams (stream_id, category, version) VALUES ('a-1', 'a', 1)`,
-		`INSERT INTO ` + s + `.events (event_id, stream_id, version, category, event_type, schema_version, data) VALUES (gen_random_uuid(), 'a-1', 1, 'a', 'T', 1, '{}')`,
-		`UPDATE ` + s + `.streams SET version = 1 WHERE stream_id = 'a-1'`,
+		// An append is one statement that moves the stream's row and
+		// inserts its next events (see migration 0009).
+		`WITH st AS (INSERT INTO ` + s + `.streams (stream_id, category, version, last_tx) VALUES ('a-1', 'a', 1, pg_current_xact_id()::text::bigint) RETURNING 1)
+			INSERT INTO ` + s + `.events (event_id, stream_id, version, category, event_type, schema_version, data) SELECT gen_random_uuid(), 'a-1', 1, 'a', 'T', 1, '{}' FROM st`,
+		`WITH st AS (UPDATE ` + s + `.streams SET version = 2, last_tx = pg_current_xact_id()::text::bigint, updated_at = now() WHERE stream_id = 'a-1' RETURNING 1)
+			INSERT INTO ` + s + `.events (event_id, stream_id, version, category, event_type, schema_version, data) SELECT gen_random_uuid(), 'a-1', 2, 'a', 'T', 1, '{}' FROM st`,
 		`SELECT count(*) FROM ` + s + `.events`,
 		`INSERT INTO ` + s + `.subscriptions (name, partition, partitions) VALUES ('p', 0, 1)`,
 		`DELETE FROM ` + s + `.dead_letters`,
@@ -87,6 +94,8 @@ func TestGrantApplication(t *testing.T) {
 		`DELETE FROM ` + s + `.events`,
 		`TRUNCATE ` + s + `.events`,
 		`DELETE FROM ` + s + `.streams`,
+		`UPDATE ` + s + `.streams SET version = 1 WHERE stream_id = 'a-1'`,
+		`INSERT INTO ` + s + `.events (event_id, stream_id, version, category, event_type, schema_version, data) VALUES (gen_random_uuid(), 'a-1', 3, 'a', 'T', 1, '{}')`,
 		`DROP TABLE ` + s + `.snapshots`,
 		`CREATE TABLE ` + s + `.x (i int)`,
 		`DELETE FROM ` + s + `.schema_migrations`,

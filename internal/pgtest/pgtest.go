@@ -161,9 +161,17 @@ func NewEmpty(tb testing.TB) *DB {
 // the pool closed when the test ends.
 func (db *DB) AppPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
+	return db.AppPoolAs(tb, "app")
+}
+
+// AppPoolAs is AppPool for a role of its own, named after db's schema and
+// name: tests of two application roles sharing one schema call it with
+// two names.
+func (db *DB) AppPoolAs(tb testing.TB, name string) *pgxpool.Pool {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	role := db.Schema + "_app"
+	role := db.Schema + "_" + name
 	if _, err := db.Pool.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` LOGIN`); err != nil {
 		tb.Fatalf("pgtest: create role: %v", err)
 	}
