@@ -19,11 +19,14 @@ import (
 // position, transaction_id and recorded_at, which take their defaults, so
 // no event can be placed below a reader's checkpoint or back-dated. Its
 // writes to streams and snapshots are column privileges too, and migration
-// 0009 (a foreign key and triggers, which bind every role) holds every
-// statement to what an append does: a stream's version grows only by the
-// events the same statement appends at its next versions, its last_tx is
-// the writing transaction's ID, and a snapshot is of a version the stream
-// has.
+// 0009 (a foreign key, a check and triggers, which bind every role) holds
+// every write to streams to what an append does: a stream's version only
+// grows, to a version whose event is in the log by the end of the
+// statement, its last_tx is the writing transaction's ID, an event's
+// category is its stream ID's, and a snapshot is of a version the stream
+// has. Events inserted directly are not checked to be their stream's next
+// versions (see the migration for why): such an event still gets the
+// database's transaction ID, position and time.
 //
 // Subscriptions belong to the role that registered them: another role
 // granted here may read their status but not move their checkpoints,
