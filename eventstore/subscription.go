@@ -43,6 +43,7 @@ import (
 //
 // A returned error rolls tx back; the subscription then handles the batch's
 // events one at a time, retrying the failing one (see SubscriptionConfig).
+// A panic is such an error (a *PanicError, logged with its stack).
 type Handler func(ctx context.Context, tx pgx.Tx, events []Event) error
 
 // FailurePolicy says what a subscription does with an event its handler
@@ -235,6 +236,7 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 		log = s.cfg.Logger
 	}
 	log = log.With("subscription", cfg.Name)
+	safeHooks(&cfg, log)
 	tel := subscriptionTelemetry{in: s.tel.in}
 	if cfg.MeterProvider != nil {
 		tel.in = telemetry.NewInstruments(cfg.MeterProvider)
@@ -276,6 +278,7 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	if err := sub.register(ctx); err != nil {
 		return err
 	}
+	h = sub.recovering(h)
 	wake, release := sub.store.wakeups(ctx)
 	defer release()
 	if reg, err := sub.registerLag(); err != nil {
