@@ -176,19 +176,61 @@ func (s *Store) SubscriptionStatuses(ctx context.Context, name string) ([]Subscr
 	return out, nil
 }
 
+// ErrPastHead is matched (errors.Is) by the *PastHeadError of a reset to a
+// position past the end of the log.
+var ErrPastHead = errors.New("eventstore: position past the head of the log")
+
+// PastHeadError reports a reset to a position after the last committed
+// event: the events appended until the log reached it would be skipped
+// without a word. Nothing was changed.
+type PastHeadError struct {
+	// Subscription is the subscription that was to be reset.
+	Subscription string
+	// Position is the position asked for.
+	Position Position
+	// Head is the position of the last committed event (zero: the log is
+	// empty).
+	Head Position
+}
+
+func (e *PastHeadError) Error() string {
+	return fmt.Sprintf("eventstore: reset subscription %q to %s: past the head of the log (last event at %s)", e.Subscription, e.Position, e.Head)
+}
+
+// Is makes errors.Is(err, ErrPastHead) true.
+func (e *PastHeadError) Is(target error) bool { return target == ErrPastHead }
+
 // ResetSubscription moves every partition of a subscription back (or
 // forward) to position to — the zero Position replays the whole log — and
-// drops its dead letters after that position. If fn is not nil it runs in
-// the same transaction first (to clear a read model, say). Processes
-// running the subscription notice at their next batch (its checkpoint
-// update is fenced on the checkpoint they read) and continue from to.
+// drops its dead letters after that position. A position past the last
+// committed event is refused with a *PastHeadError (ErrPastHead).
+//
+// If fn is not nil it runs in the same transaction (to clear a read model,
+// say), after the subscription's rows are locked and its checkpoints moved:
+// a batch in flight has then either committed before fn runs (fn sees and
+// clears its writes, with DELETE as well as with TRUNCATE) or is fenced
+// and rolls back. Processes running the subscription notice at their next
+// batch and continue from to.
 func (s *Store) ResetSubscription(ctx context.Context, name string, to Position, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	var past *PastHeadError
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if fn != nil {
-			if err := fn(ctx, tx); err != nil {
+		if !to.IsZero() {
+			var head Position
+			var htx int64
+			err := tx.QueryRow(ctx, `SELECT transaction_id, position FROM `+s.schema+`.events
+				ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&htx, &head.Seq)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return err
 			}
+			head.TxID = uint64(htx)
+			if head.Less(to) {
+				past = &PastHeadError{Subscription: name, Position: to, Head: head}
+				return past
+			}
 		}
+		// First the rows: this waits for the partitions' batches in flight
+		// (each holds its row from its first statement) and fences the
+		// later ones, before fn clears anything.
 		tag, err := tx.Exec(ctx, `UPDATE `+s.schema+`.subscriptions
 			SET position_tx = $2, position_seq = $3, resets = resets + 1, last_error = NULL,
 			    state = CASE WHEN owner IS NULL THEN 'idle' ELSE 'running' END, updated_at = now()
@@ -199,12 +241,20 @@ func (s *Store) ResetSubscription(ctx context.Context, name string, to Position,
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("no subscription named %q", name)
 		}
+		if fn != nil {
+			if err := fn(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM `+s.schema+`.dead_letters
 			WHERE subscription = $1 AND (position_tx, position_seq) > ($2, $3)`, name, int64(to.TxID), to.Seq); err != nil {
 			return err
 		}
 		return s.notify(ctx, tx)
 	})
+	if past != nil {
+		return past
+	}
 	if err != nil {
 		return fmt.Errorf("eventstore: reset subscription %q: %w", name, err)
 	}
