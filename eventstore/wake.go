@@ -2,10 +2,13 @@ package eventstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 )
 
 // wakeHub shares one LISTEN connection among all the subscriptions a Store
@@ -67,8 +70,9 @@ func (h *wakeHub) broadcast() {
 }
 
 // listen holds a dedicated connection (outside the pool) that LISTENs on
-// the store's channel, reconnecting with backoff. After every (re)connect
-// it wakes everyone, since notifications sent while it was away are lost.
+// the store's channel, reconnecting with backoff when it fails or stops
+// answering (see Config.ListenerPing). After every (re)connect it wakes
+// everyone, since notifications sent while it was away are lost.
 func (s *Store) listen(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	backoff := 50 * time.Millisecond
@@ -89,6 +93,11 @@ func (s *Store) listen(ctx context.Context, done chan struct{}) {
 
 func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 	cfg := s.pool.Config().ConnConfig.Copy()
+	// A wait that times out sets a deadline on the socket and leaves the
+	// connection usable (pgx's default; a pool may have configured another).
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
@@ -99,11 +108,26 @@ func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 	}
 	*backoff = 50 * time.Millisecond
 	s.shared.hub.broadcast()
+	every := s.cfg.ListenerPing
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, every)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			s.shared.hub.broadcast()
+			continue
+		}
+		if ctx.Err() != nil || wctx.Err() == nil || conn.IsClosed() {
 			return err
 		}
-		s.shared.hub.broadcast()
+		// Silence for ListenerPing: a connection can die without the
+		// socket noticing, so make sure the server still answers.
+		pctx, cancel := context.WithTimeout(ctx, every)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("no answer to a ping within %s: %w", every, err)
+		}
 	}
 }
 
