@@ -17,29 +17,50 @@ type Head struct {
 	// Position is the last committed event's position in log order
 	// (zero when the log is empty).
 	Position Position
-	// Events is the number of events in the log.
+	// Events is the number of events in the log: counted up to
+	// HeadCountLimit, estimated beyond (see Estimated).
 	Events int64
-	// Streams is the number of streams.
+	// Streams is the number of streams: counted up to HeadCountLimit,
+	// estimated beyond (see Estimated).
 	Streams int64
+	// Estimated says Events or Streams passed HeadCountLimit and are the
+	// planner's estimates (pg_class.reltuples, as of the table's last
+	// ANALYZE), at least HeadCountLimit.
+	Estimated bool
 	// RecordedAt is when the last event was recorded.
 	RecordedAt time.Time
 }
 
+// HeadCountLimit is how many events and streams Head counts, at most: a
+// probe of the head costs the same at any size of the log.
+const HeadCountLimit = 10_000
+
 // Head returns the end of the log: every committed event, including those
-// a gap-safe reader cannot see yet.
+// a gap-safe reader cannot see yet. Its cost is bounded at any size of the
+// log (see HeadCountLimit).
 func (s *Store) Head(ctx context.Context) (Head, error) {
 	var h Head
 	var tx, seq *int64
 	var at *time.Time
+	var estEvents, estStreams float64
 	// Index: events_log_idx, read backwards once for the last entry.
 	err := s.pool.QueryRow(ctx, `SELECT last.transaction_id, last.position, last.recorded_at,
-			(SELECT count(*) FROM `+s.schema+`.events),
-			(SELECT count(*) FROM `+s.schema+`.streams)
+			(SELECT count(*) FROM (SELECT FROM `+s.schema+`.events LIMIT $1) e),
+			(SELECT count(*) FROM (SELECT FROM `+s.schema+`.streams LIMIT $1) s),
+			coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass($2)), 0)::float8,
+			coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass($3)), 0)::float8
 		FROM (SELECT 1) one
 		LEFT JOIN LATERAL (SELECT transaction_id, position, recorded_at FROM `+s.schema+`.events
-			ORDER BY transaction_id DESC, position DESC LIMIT 1) last ON true`).Scan(&tx, &seq, &at, &h.Events, &h.Streams)
+			ORDER BY transaction_id DESC, position DESC LIMIT 1) last ON true`,
+		HeadCountLimit, s.schema+".events", s.schema+".streams").Scan(&tx, &seq, &at, &h.Events, &h.Streams, &estEvents, &estStreams)
 	if err != nil {
 		return Head{}, fmt.Errorf("eventstore: head: %w", err)
+	}
+	if h.Events >= HeadCountLimit {
+		h.Events, h.Estimated = max(h.Events, int64(estEvents)), true
+	}
+	if h.Streams >= HeadCountLimit {
+		h.Streams, h.Estimated = max(h.Streams, int64(estStreams)), true
 	}
 	if tx != nil {
 		h.Position = Position{TxID: uint64(*tx), Seq: *seq}
@@ -121,8 +142,12 @@ type SubscriptionStatus struct {
 	// EventsHandled counts events handled since the subscription began.
 	EventsHandled int64
 	// Lag is the number of events (matching the subscription's filter and
-	// partition) committed after the checkpoint, counted up to 1,000,000.
+	// partition) committed after the checkpoint, counted up to a limit
+	// (see SubscriptionStatuses and ProbeSubscription).
 	Lag int64
+	// LagCapped says the count of Lag stopped at its limit: the partition
+	// is at least that far behind.
+	LagCapped bool
 	// LagTime is how long ago the oldest of those events was recorded
 	// (zero when Lag is 0).
 	LagTime time.Duration
@@ -133,26 +158,73 @@ type SubscriptionStatus struct {
 }
 
 // SubscriptionStatuses returns every subscription partition's status,
-// ordered by name and partition. name "" means all subscriptions.
+// ordered by name and partition. name "" means all subscriptions. Each
+// partition's lag is counted up to 1,000,000 events (LagCapped beyond):
+// for operators and rebuilds. Health checks and metrics use
+// ProbeSubscription, whose cost is bounded by a much smaller limit.
 func (s *Store) SubscriptionStatuses(ctx context.Context, name string) ([]SubscriptionStatus, error) {
 	// Lag counts with the subscription's own filter, through
 	// events_log_idx from the checkpoint, capped so a far-behind
 	// subscription costs a bounded scan.
-	rows, err := s.pool.Query(ctx, `SELECT s.name, s.partition, s.partitions, s.position_tx, s.position_seq,
-			coalesce(s.owner, ''), coalesce(s.lease_until, 'epoch'), s.state, coalesce(s.last_error, ''), s.events_handled, s.updated_at,
-			lag.n, coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8,
-			(SELECT count(*) FROM `+s.schema+`.dead_letters d WHERE d.subscription = s.name AND d.partition = s.partition)
-		FROM `+s.schema+`.subscriptions s
-		CROSS JOIN LATERAL (
-			SELECT count(*) AS n, min(recorded_at) AS oldest FROM (
+	return s.subscriptionStatuses(ctx, `SELECT count(*) AS n, min(recorded_at) AS oldest, count(*) >= $2 AS capped FROM (
 				SELECT e.recorded_at FROM `+s.schema+`.events e
 				WHERE (e.transaction_id, e.position) > (s.position_tx, s.position_seq)
-				  AND (cardinality(s.categories) = 0 OR e.category = ANY(s.categories))
+				  AND `+statusFilter+`
+				LIMIT $2) x`, name, "", statusesMaxLag)
+}
+
+// statusesMaxLag is the most events SubscriptionStatuses counts per
+// partition.
+const statusesMaxLag = 1_000_000
+
+// statusFilter selects the events of a subscription partition s.
+const statusFilter = `(cardinality(s.categories) = 0 OR e.category = ANY(s.categories))
 				  AND (cardinality(s.event_types) = 0 OR e.event_type = ANY(s.event_types))
-				  AND (s.partitions = 1 OR `+partitionExpr("s.partitions")+` = s.partition)
-				LIMIT 1000000) x) lag
-		WHERE $1 = '' OR s.name = $1
-		ORDER BY s.name, s.partition`, name)
+				  AND (s.partitions = 1 OR ` + "%PARTITION%" + ` = s.partition)`
+
+// ProbeOptions bound what ProbeSubscription looks at.
+type ProbeOptions struct {
+	// Owner keeps only the partitions whose lease this owner holds; ""
+	// keeps all.
+	Owner string
+	// MaxLag is how many entries of the log after each checkpoint are
+	// examined, at most, to count the lag: a partition further behind
+	// reports the events its filter selects among them, with LagCapped
+	// set. Default 10,000.
+	MaxLag int64
+}
+
+// ProbeSubscription is SubscriptionStatuses for one subscription (name)
+// at a cost bounded at any size of the log and any distance behind it,
+// for health checks and metrics: each partition's lag is counted over at
+// most opts.MaxLag entries of the log after its checkpoint (through
+// events_log_idx), and LagTime is the age of the oldest of those its
+// filter selects.
+func (s *Store) ProbeSubscription(ctx context.Context, name string, opts ProbeOptions) ([]SubscriptionStatus, error) {
+	if opts.MaxLag <= 0 {
+		opts.MaxLag = 10_000
+	}
+	return s.subscriptionStatuses(ctx, `SELECT count(*) FILTER (WHERE x.match) AS n, min(recorded_at) FILTER (WHERE x.match) AS oldest,
+				count(*) >= $2 AS capped FROM (
+				SELECT e.recorded_at, `+statusFilter+` AS match FROM `+s.schema+`.events e
+				WHERE (e.transaction_id, e.position) > (s.position_tx, s.position_seq)
+				ORDER BY e.transaction_id, e.position
+				LIMIT $2) x`, name, opts.Owner, opts.MaxLag)
+}
+
+// subscriptionStatuses reads the partitions of subscription name ("":
+// all) held by owner ("": any), their lag counted by the lateral query
+// lagSQL (columns n, oldest, capped; $2 its limit).
+func (s *Store) subscriptionStatuses(ctx context.Context, lagSQL, name, owner string, limit int64) ([]SubscriptionStatus, error) {
+	lagSQL = strings.ReplaceAll(lagSQL, "%PARTITION%", partitionExpr("s.partitions"))
+	rows, err := s.pool.Query(ctx, `SELECT s.name, s.partition, s.partitions, s.position_tx, s.position_seq,
+			coalesce(s.owner, ''), coalesce(s.lease_until, 'epoch'), s.state, coalesce(s.last_error, ''), s.events_handled, s.updated_at,
+			lag.n, coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8, lag.capped,
+			(SELECT count(*) FROM `+s.schema+`.dead_letters d WHERE d.subscription = s.name AND d.partition = s.partition)
+		FROM `+s.schema+`.subscriptions s
+		CROSS JOIN LATERAL (`+lagSQL+`) lag
+		WHERE ($1 = '' OR s.name = $1) AND ($3 = '' OR s.owner = $3)
+		ORDER BY s.name, s.partition`, name, limit, owner)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: subscription status: %w", err)
 	}
@@ -161,7 +233,7 @@ func (s *Store) SubscriptionStatuses(ctx context.Context, name string) ([]Subscr
 	var tx int64
 	var lagSecs float64
 	_, err = pgx.ForEachRow(rows, []any{&st.Name, &st.Partition, &st.Partitions, &tx, &st.Checkpoint.Seq,
-		&st.Owner, &st.LeaseUntil, &st.State, &st.LastError, &st.EventsHandled, &st.UpdatedAt, &st.Lag, &lagSecs, &st.DeadLetters}, func() error {
+		&st.Owner, &st.LeaseUntil, &st.State, &st.LastError, &st.EventsHandled, &st.UpdatedAt, &st.Lag, &lagSecs, &st.LagCapped, &st.DeadLetters}, func() error {
 		st.Checkpoint.TxID = uint64(tx)
 		st.LagTime = time.Duration(lagSecs * float64(time.Second))
 		if st.Lag == 0 {

@@ -15,7 +15,9 @@ import (
 //     when this Runner's Run is not running it, when a partition's handler
 //     is failing (with its last error), or when its status cannot be read;
 //   - Lagging while it is rebuilding, when it is more than
-//     Config.HealthMaxLag events or Config.HealthMaxLagTime behind the log,
+//     Config.HealthMaxLag events or Config.HealthMaxLagTime behind the log
+//     (counted over at most HealthMaxLag+1 entries of the log, so that a
+//     probe costs the same at any size of the log),
 //     or when it has dead letters;
 //   - Ready otherwise.
 func (r *Runner) Check(ctx context.Context, name string) telemetry.Health {
@@ -32,7 +34,7 @@ func (r *Runner) Check(ctx context.Context, name string) telemetry.Health {
 	if !running {
 		return telemetry.Health{State: telemetry.Failing, Reason: fmt.Sprintf("projection %q is not running in this process", name)}
 	}
-	sts, err := r.status(ctx, []*entry{e})
+	sts, err := r.status(ctx, []*entry{e}, true)
 	if err != nil {
 		return telemetry.Health{State: telemetry.Failing, Reason: err.Error()}
 	}
@@ -46,8 +48,11 @@ func (r *Runner) health(st Status) telemetry.Health {
 		return telemetry.Health{State: telemetry.Failing, Reason: "handler failing: " + st.LastError}
 	case st.Rebuild != nil:
 		return telemetry.Health{State: telemetry.Lagging, Reason: fmt.Sprintf("rebuilding: %d events behind", st.Lag), Since: st.Rebuild.StartedAt}
-	case st.Lag > r.cfg.HealthMaxLag || st.LagTime > r.cfg.HealthMaxLagTime:
+	case st.Lag > r.cfg.HealthMaxLag || st.LagCapped || st.LagTime > r.cfg.HealthMaxLagTime:
 		reason := fmt.Sprintf("%d events behind, the oldest recorded %s ago", st.Lag, st.LagTime.Round(time.Millisecond))
+		if st.LagCapped {
+			reason = fmt.Sprintf("more than %d events behind, the oldest recorded %s ago", r.cfg.HealthMaxLag, st.LagTime.Round(time.Millisecond))
+		}
 		if st.HeldBy != nil {
 			reason += fmt.Sprintf(" (readers held back by transaction of backend %d, open %s)", st.HeldBy.PID, st.HeldBy.Age.Round(time.Second))
 		}

@@ -123,7 +123,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 			return fmt.Errorf("projection %q: rebuild: %w", name, err)
 		}
 		target = head.Position
-		if whole {
+		if whole && !head.Estimated {
 			headEvents = head.Events
 		}
 		err = r.store.ResetSubscription(ctx, e.sub, eventstore.Position{}, func(ctx context.Context, tx pgx.Tx) error {
