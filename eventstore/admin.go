@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,7 +76,8 @@ func (s *Store) Head(ctx context.Context) (Head, error) {
 // ID: until it ends, gap-safe readers cannot read past it (the price of
 // never skipping an event). It may be in another database of the cluster.
 type HorizonHolder struct {
-	// PID is the backend's process ID (pg_terminate_backend takes it).
+	// PID is the backend's process ID (pg_terminate_backend takes it); 0
+	// when Hidden.
 	PID int
 	// Database is the backend's database.
 	Database string
@@ -83,34 +85,99 @@ type HorizonHolder struct {
 	ApplicationName string
 	// State is the backend's state, such as "idle in transaction".
 	State string
-	// Age is how long its transaction has been open.
+	// Age is how long its transaction has been open. When Hidden, it is
+	// how long readers are known to have been held back: since this Store
+	// first saw the horizon where it is, or since the oldest event it
+	// holds back was recorded, whichever is longer.
 	Age time.Duration
 	// Query is the backend's latest statement, cut to 200 characters.
 	Query string
+	// Hidden says the holder's session is not visible to this role (it
+	// belongs to another role and this one lacks pg_read_all_stats): the
+	// horizon is reported as the role sees it, without PID, Database,
+	// ApplicationName, State and Query.
+	Hidden bool
+	// Xmin is the transaction ID holding the horizon (when Hidden; else 0).
+	Xmin uint64
+	// Behind is how many transaction IDs were assigned since Xmin (when
+	// Hidden; else 0): how much committed work readers cannot see yet.
+	Behind int64
+}
+
+// horizonSeen remembers the horizon's transaction ID and when this Store
+// first saw it there, so that a role that cannot see other roles'
+// sessions can still tell how long the horizon has been stuck.
+type horizonSeen struct {
+	mu    sync.Mutex
+	xmin  uint64
+	since time.Time
+}
+
+// stuckFor records xmin and returns how long it has been the horizon, as
+// far as this Store has seen.
+func (h *horizonSeen) stuckFor(xmin uint64, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.xmin != xmin || h.since.IsZero() {
+		h.xmin, h.since = xmin, now
+	}
+	return now.Sub(h.since)
 }
 
 // Horizon returns the oldest transaction holding back gap-safe readers, or
-// nil when none is older than minAge. Seeing other roles' sessions needs
-// the pg_read_all_stats role; without it they are reported without details.
+// nil when none has done so for minAge. With the pg_read_all_stats role
+// (or as the holder's own role) it names the backend; otherwise, as the
+// least-privilege role sees it, the holder is Hidden and reported by its
+// transaction ID, how far behind it keeps readers, and for how long.
 func (s *Store) Horizon(ctx context.Context, minAge time.Duration) (*HorizonHolder, error) {
 	var h HorizonHolder
 	var secs float64
 	var db, app, state, query *string
+	var xid, snapXmin int64
 	err := s.pool.QueryRow(ctx, `SELECT pid, datname, application_name, state,
-			extract(epoch FROM now() - xact_start)::float8, left(query, 200)
+			extract(epoch FROM now() - xact_start)::float8, left(query, 200),
+			backend_xid::text::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 		FROM pg_stat_activity
 		WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
 		  AND xact_start <= now() - make_interval(secs => $1)
-		ORDER BY age(backend_xid) DESC LIMIT 1`, minAge.Seconds()).Scan(&h.PID, &db, &app, &state, &secs, &query)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+		ORDER BY age(backend_xid) DESC LIMIT 1`, minAge.Seconds()).Scan(&h.PID, &db, &app, &state, &secs, &query, &xid, &snapXmin)
+	if err == nil && xid%(1<<32) > snapXmin%(1<<32) {
+		// The oldest transaction this role can see is not the horizon:
+		// an older one is hidden from it.
+		err = pgx.ErrNoRows
 	}
+	if err == nil {
+		h.Database, h.ApplicationName, h.State, h.Query = deref(db), deref(app), deref(state), deref(query)
+		h.Age = time.Duration(secs * float64(time.Second))
+		return &h, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("eventstore: horizon: %w", err)
+	}
+	// What every role sees: its snapshot's horizon (the oldest running
+	// transaction ID in the cluster) and the next ID, and the oldest event
+	// of this log the horizon holds back (events_log_idx, one entry).
+	var xmin, xmax int64
+	var oldest *time.Time
+	var now time.Time
+	err = s.pool.QueryRow(ctx, `SELECT x.xmin, x.xmax, now(),
+			(SELECT recorded_at FROM `+s.schema+`.events WHERE transaction_id >= x.xmin ORDER BY transaction_id, position LIMIT 1)
+		FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
+		             pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) x`).Scan(&xmin, &xmax, &now, &oldest)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: horizon: %w", err)
 	}
-	h.Database, h.ApplicationName, h.State, h.Query = deref(db), deref(app), deref(state), deref(query)
-	h.Age = time.Duration(secs * float64(time.Second))
-	return &h, nil
+	if xmin >= xmax {
+		return nil, nil // no transaction holds an ID
+	}
+	age := s.shared.horizon.stuckFor(uint64(xmin), time.Now())
+	if oldest != nil {
+		age = max(age, now.Sub(*oldest))
+	}
+	if age < minAge || age <= 0 {
+		return nil, nil
+	}
+	return &HorizonHolder{Hidden: true, Xmin: uint64(xmin), Behind: xmax - xmin, Age: age}, nil
 }
 
 func deref(s *string) string {

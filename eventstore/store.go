@@ -97,6 +97,7 @@ type storeShared struct {
 	lastNotify atomic.Int64 // unix nanos of the last append that notified
 	lastAppend atomic.Int64 // unix nanos of the start of the last append
 	hub        wakeHub      // this process's subscribers to wake-ups
+	horizon    horizonSeen  // the horizon as Horizon last saw it
 }
 
 // New returns a Store on pool. The tables must exist (migrations.Apply);

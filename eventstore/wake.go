@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // wakeHub shares one LISTEN connection among all the subscriptions a Store
@@ -18,6 +19,7 @@ type wakeHub struct {
 	subs   map[chan struct{}]struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
+	gauge  metric.Registration // the horizon's age, while anyone listens
 }
 
 // wakeups registers a subscriber: the returned channel receives (without
@@ -39,17 +41,22 @@ func (s *Store) wakeups(ctx context.Context) (<-chan struct{}, func()) {
 		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		h.cancel, h.done = cancel, make(chan struct{})
 		go s.listen(lctx, h.done)
+		h.gauge = s.registerHorizon()
 	}
 	release := func() {
 		h.mu.Lock()
 		delete(h.subs, ch)
 		var cancel context.CancelFunc
 		var done chan struct{}
+		var gauge metric.Registration
 		if len(h.subs) == 0 && h.cancel != nil {
-			cancel, done = h.cancel, h.done
-			h.cancel, h.done = nil, nil
+			cancel, done, gauge = h.cancel, h.done, h.gauge
+			h.cancel, h.done, h.gauge = nil, nil, nil
 		}
 		h.mu.Unlock()
+		if gauge != nil {
+			_ = gauge.Unregister()
+		}
 		if cancel != nil {
 			cancel()
 			<-done
@@ -135,4 +142,28 @@ func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 func (s *Store) notify(ctx context.Context, q querier) error {
 	_, err := q.Exec(ctx, `SELECT pg_notify($1, '')`, s.Channel())
 	return err
+}
+
+// registerHorizon registers the callback observing MetricHorizonAge (nil
+// if it cannot be registered: metrics are not worth failing a
+// subscription for).
+func (s *Store) registerHorizon() metric.Registration {
+	in := s.tel.in
+	reg, err := in.Meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		h, err := s.Horizon(ctx, 0)
+		if err != nil {
+			return err
+		}
+		age := 0.0
+		if h != nil {
+			age = h.Age.Seconds()
+		}
+		o.ObserveFloat64(in.HorizonAge, age)
+		return nil
+	}, in.HorizonAge)
+	if err != nil {
+		s.cfg.Logger.Warn("strata: could not register the horizon gauge", "err", err)
+		return nil
+	}
+	return reg
 }

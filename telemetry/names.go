@@ -34,6 +34,12 @@ const (
 	// those events was recorded, in seconds (0 when caught up). Attributes:
 	// AttrSubscription, AttrPartition.
 	MetricSubscriptionLagSeconds = "strata.subscription.lag.seconds"
+	// MetricHorizonAge is a gauge of how long gap-safe readers have been
+	// held back by the oldest open transaction on the server, in seconds (0
+	// when nothing holds them back), as eventstore.Store.Horizon sees it:
+	// observed at each collection while a subscription runs in this
+	// process. No attributes.
+	MetricHorizonAge = "strata.horizon.age"
 	// MetricSubscriptionErrors counts failed handler attempts (each retry
 	// that fails counts). Attributes: AttrSubscription, AttrPartition,
 	// AttrTransient.
@@ -197,6 +203,8 @@ func Metrics() []Metric {
 			"Events matching the subscription committed after its checkpoint, among at most 10,000 entries of the log (partitions owned by this process)."},
 		{MetricSubscriptionLagSeconds, Gauge, "s", sub,
 			"Age of the oldest event the subscription has not handled yet; 0 when caught up."},
+		{MetricHorizonAge, Gauge, "s", nil,
+			"How long gap-safe readers have been held back by the oldest open transaction; 0 when none is."},
 		{MetricSubscriptionErrors, Counter, "{error}", []string{AttrSubscription, AttrPartition, AttrTransient},
 			"Failed handler attempts."},
 		{MetricSubscriptionDeadLetters, Counter, "{event}", sub,
