@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,29 +18,50 @@ type Head struct {
 	// Position is the last committed event's position in log order
 	// (zero when the log is empty).
 	Position Position
-	// Events is the number of events in the log.
+	// Events is the number of events in the log: counted up to
+	// HeadCountLimit, estimated beyond (see Estimated).
 	Events int64
-	// Streams is the number of streams.
+	// Streams is the number of streams: counted up to HeadCountLimit,
+	// estimated beyond (see Estimated).
 	Streams int64
+	// Estimated says Events or Streams passed HeadCountLimit and are the
+	// planner's estimates (pg_class.reltuples, as of the table's last
+	// ANALYZE), at least HeadCountLimit.
+	Estimated bool
 	// RecordedAt is when the last event was recorded.
 	RecordedAt time.Time
 }
 
+// HeadCountLimit is how many events and streams Head counts, at most: a
+// probe of the head costs the same at any size of the log.
+const HeadCountLimit = 10_000
+
 // Head returns the end of the log: every committed event, including those
-// a gap-safe reader cannot see yet.
+// a gap-safe reader cannot see yet. Its cost is bounded at any size of the
+// log (see HeadCountLimit).
 func (s *Store) Head(ctx context.Context) (Head, error) {
 	var h Head
 	var tx, seq *int64
 	var at *time.Time
+	var estEvents, estStreams float64
 	// Index: events_log_idx, read backwards once for the last entry.
 	err := s.pool.QueryRow(ctx, `SELECT last.transaction_id, last.position, last.recorded_at,
-			(SELECT count(*) FROM `+s.schema+`.events),
-			(SELECT count(*) FROM `+s.schema+`.streams)
+			(SELECT count(*) FROM (SELECT FROM `+s.schema+`.events LIMIT $1) e),
+			(SELECT count(*) FROM (SELECT FROM `+s.schema+`.streams LIMIT $1) s),
+			coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass($2)), 0)::float8,
+			coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass($3)), 0)::float8
 		FROM (SELECT 1) one
 		LEFT JOIN LATERAL (SELECT transaction_id, position, recorded_at FROM `+s.schema+`.events
-			ORDER BY transaction_id DESC, position DESC LIMIT 1) last ON true`).Scan(&tx, &seq, &at, &h.Events, &h.Streams)
+			ORDER BY transaction_id DESC, position DESC LIMIT 1) last ON true`,
+		HeadCountLimit, s.schema+".events", s.schema+".streams").Scan(&tx, &seq, &at, &h.Events, &h.Streams, &estEvents, &estStreams)
 	if err != nil {
 		return Head{}, fmt.Errorf("eventstore: head: %w", err)
+	}
+	if h.Events >= HeadCountLimit {
+		h.Events, h.Estimated = max(h.Events, int64(estEvents)), true
+	}
+	if h.Streams >= HeadCountLimit {
+		h.Streams, h.Estimated = max(h.Streams, int64(estStreams)), true
 	}
 	if tx != nil {
 		h.Position = Position{TxID: uint64(*tx), Seq: *seq}
@@ -54,7 +76,8 @@ func (s *Store) Head(ctx context.Context) (Head, error) {
 // ID: until it ends, gap-safe readers cannot read past it (the price of
 // never skipping an event). It may be in another database of the cluster.
 type HorizonHolder struct {
-	// PID is the backend's process ID (pg_terminate_backend takes it).
+	// PID is the backend's process ID (pg_terminate_backend takes it); 0
+	// when Hidden.
 	PID int
 	// Database is the backend's database.
 	Database string
@@ -62,34 +85,99 @@ type HorizonHolder struct {
 	ApplicationName string
 	// State is the backend's state, such as "idle in transaction".
 	State string
-	// Age is how long its transaction has been open.
+	// Age is how long its transaction has been open. When Hidden, it is
+	// how long readers are known to have been held back: since this Store
+	// first saw the horizon where it is, or since the oldest event it
+	// holds back was recorded, whichever is longer.
 	Age time.Duration
 	// Query is the backend's latest statement, cut to 200 characters.
 	Query string
+	// Hidden says the holder's session is not visible to this role (it
+	// belongs to another role and this one lacks pg_read_all_stats): the
+	// horizon is reported as the role sees it, without PID, Database,
+	// ApplicationName, State and Query.
+	Hidden bool
+	// Xmin is the transaction ID holding the horizon (when Hidden; else 0).
+	Xmin uint64
+	// Behind is how many transaction IDs were assigned since Xmin (when
+	// Hidden; else 0): how much committed work readers cannot see yet.
+	Behind int64
+}
+
+// horizonSeen remembers the horizon's transaction ID and when this Store
+// first saw it there, so that a role that cannot see other roles'
+// sessions can still tell how long the horizon has been stuck.
+type horizonSeen struct {
+	mu    sync.Mutex
+	xmin  uint64
+	since time.Time
+}
+
+// stuckFor records xmin and returns how long it has been the horizon, as
+// far as this Store has seen.
+func (h *horizonSeen) stuckFor(xmin uint64, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.xmin != xmin || h.since.IsZero() {
+		h.xmin, h.since = xmin, now
+	}
+	return now.Sub(h.since)
 }
 
 // Horizon returns the oldest transaction holding back gap-safe readers, or
-// nil when none is older than minAge. Seeing other roles' sessions needs
-// the pg_read_all_stats role; without it they are reported without details.
+// nil when none has done so for minAge. With the pg_read_all_stats role
+// (or as the holder's own role) it names the backend; otherwise, as the
+// least-privilege role sees it, the holder is Hidden and reported by its
+// transaction ID, how far behind it keeps readers, and for how long.
 func (s *Store) Horizon(ctx context.Context, minAge time.Duration) (*HorizonHolder, error) {
 	var h HorizonHolder
 	var secs float64
 	var db, app, state, query *string
+	var xid, snapXmin int64
 	err := s.pool.QueryRow(ctx, `SELECT pid, datname, application_name, state,
-			extract(epoch FROM now() - xact_start)::float8, left(query, 200)
+			extract(epoch FROM now() - xact_start)::float8, left(query, 200),
+			backend_xid::text::bigint, pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 		FROM pg_stat_activity
 		WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()
 		  AND xact_start <= now() - make_interval(secs => $1)
-		ORDER BY age(backend_xid) DESC LIMIT 1`, minAge.Seconds()).Scan(&h.PID, &db, &app, &state, &secs, &query)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+		ORDER BY age(backend_xid) DESC LIMIT 1`, minAge.Seconds()).Scan(&h.PID, &db, &app, &state, &secs, &query, &xid, &snapXmin)
+	if err == nil && xid%(1<<32) > snapXmin%(1<<32) {
+		// The oldest transaction this role can see is not the horizon:
+		// an older one is hidden from it.
+		err = pgx.ErrNoRows
 	}
+	if err == nil {
+		h.Database, h.ApplicationName, h.State, h.Query = deref(db), deref(app), deref(state), deref(query)
+		h.Age = time.Duration(secs * float64(time.Second))
+		return &h, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("eventstore: horizon: %w", err)
+	}
+	// What every role sees: its snapshot's horizon (the oldest running
+	// transaction ID in the cluster) and the next ID, and the oldest event
+	// of this log the horizon holds back (events_log_idx, one entry).
+	var xmin, xmax int64
+	var oldest *time.Time
+	var now time.Time
+	err = s.pool.QueryRow(ctx, `SELECT x.xmin, x.xmax, now(),
+			(SELECT recorded_at FROM `+s.schema+`.events WHERE transaction_id >= x.xmin ORDER BY transaction_id, position LIMIT 1)
+		FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
+		             pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) x`).Scan(&xmin, &xmax, &now, &oldest)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: horizon: %w", err)
 	}
-	h.Database, h.ApplicationName, h.State, h.Query = deref(db), deref(app), deref(state), deref(query)
-	h.Age = time.Duration(secs * float64(time.Second))
-	return &h, nil
+	if xmin >= xmax {
+		return nil, nil // no transaction holds an ID
+	}
+	age := s.shared.horizon.stuckFor(uint64(xmin), time.Now())
+	if oldest != nil {
+		age = max(age, now.Sub(*oldest))
+	}
+	if age < minAge || age <= 0 {
+		return nil, nil
+	}
+	return &HorizonHolder{Hidden: true, Xmin: uint64(xmin), Behind: xmax - xmin, Age: age}, nil
 }
 
 func deref(s *string) string {
@@ -121,8 +209,12 @@ type SubscriptionStatus struct {
 	// EventsHandled counts events handled since the subscription began.
 	EventsHandled int64
 	// Lag is the number of events (matching the subscription's filter and
-	// partition) committed after the checkpoint, counted up to 1,000,000.
+	// partition) committed after the checkpoint, counted up to a limit
+	// (see SubscriptionStatuses and ProbeSubscription).
 	Lag int64
+	// LagCapped says the count of Lag stopped at its limit: the partition
+	// is at least that far behind.
+	LagCapped bool
 	// LagTime is how long ago the oldest of those events was recorded
 	// (zero when Lag is 0).
 	LagTime time.Duration
@@ -133,26 +225,73 @@ type SubscriptionStatus struct {
 }
 
 // SubscriptionStatuses returns every subscription partition's status,
-// ordered by name and partition. name "" means all subscriptions.
+// ordered by name and partition. name "" means all subscriptions. Each
+// partition's lag is counted up to 1,000,000 events (LagCapped beyond):
+// for operators and rebuilds. Health checks and metrics use
+// ProbeSubscription, whose cost is bounded by a much smaller limit.
 func (s *Store) SubscriptionStatuses(ctx context.Context, name string) ([]SubscriptionStatus, error) {
 	// Lag counts with the subscription's own filter, through
 	// events_log_idx from the checkpoint, capped so a far-behind
 	// subscription costs a bounded scan.
-	rows, err := s.pool.Query(ctx, `SELECT s.name, s.partition, s.partitions, s.position_tx, s.position_seq,
-			coalesce(s.owner, ''), coalesce(s.lease_until, 'epoch'), s.state, coalesce(s.last_error, ''), s.events_handled, s.updated_at,
-			lag.n, coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8,
-			(SELECT count(*) FROM `+s.schema+`.dead_letters d WHERE d.subscription = s.name AND d.partition = s.partition)
-		FROM `+s.schema+`.subscriptions s
-		CROSS JOIN LATERAL (
-			SELECT count(*) AS n, min(recorded_at) AS oldest FROM (
+	return s.subscriptionStatuses(ctx, `SELECT count(*) AS n, min(recorded_at) AS oldest, count(*) >= $2 AS capped FROM (
 				SELECT e.recorded_at FROM `+s.schema+`.events e
 				WHERE (e.transaction_id, e.position) > (s.position_tx, s.position_seq)
-				  AND (cardinality(s.categories) = 0 OR e.category = ANY(s.categories))
+				  AND `+statusFilter+`
+				LIMIT $2) x`, name, "", statusesMaxLag)
+}
+
+// statusesMaxLag is the most events SubscriptionStatuses counts per
+// partition.
+const statusesMaxLag = 1_000_000
+
+// statusFilter selects the events of a subscription partition s.
+const statusFilter = `(cardinality(s.categories) = 0 OR e.category = ANY(s.categories))
 				  AND (cardinality(s.event_types) = 0 OR e.event_type = ANY(s.event_types))
-				  AND (s.partitions = 1 OR `+partitionExpr("s.partitions")+` = s.partition)
-				LIMIT 1000000) x) lag
-		WHERE $1 = '' OR s.name = $1
-		ORDER BY s.name, s.partition`, name)
+				  AND (s.partitions = 1 OR ` + "%PARTITION%" + ` = s.partition)`
+
+// ProbeOptions bound what ProbeSubscription looks at.
+type ProbeOptions struct {
+	// Owner keeps only the partitions whose lease this owner holds; ""
+	// keeps all.
+	Owner string
+	// MaxLag is how many entries of the log after each checkpoint are
+	// examined, at most, to count the lag: a partition further behind
+	// reports the events its filter selects among them, with LagCapped
+	// set. Default 10,000.
+	MaxLag int64
+}
+
+// ProbeSubscription is SubscriptionStatuses for one subscription (name)
+// at a cost bounded at any size of the log and any distance behind it,
+// for health checks and metrics: each partition's lag is counted over at
+// most opts.MaxLag entries of the log after its checkpoint (through
+// events_log_idx), and LagTime is the age of the oldest of those its
+// filter selects.
+func (s *Store) ProbeSubscription(ctx context.Context, name string, opts ProbeOptions) ([]SubscriptionStatus, error) {
+	if opts.MaxLag <= 0 {
+		opts.MaxLag = 10_000
+	}
+	return s.subscriptionStatuses(ctx, `SELECT count(*) FILTER (WHERE x.match) AS n, min(recorded_at) FILTER (WHERE x.match) AS oldest,
+				count(*) >= $2 AS capped FROM (
+				SELECT e.recorded_at, `+statusFilter+` AS match FROM `+s.schema+`.events e
+				WHERE (e.transaction_id, e.position) > (s.position_tx, s.position_seq)
+				ORDER BY e.transaction_id, e.position
+				LIMIT $2) x`, name, opts.Owner, opts.MaxLag)
+}
+
+// subscriptionStatuses reads the partitions of subscription name ("":
+// all) held by owner ("": any), their lag counted by the lateral query
+// lagSQL (columns n, oldest, capped; $2 its limit).
+func (s *Store) subscriptionStatuses(ctx context.Context, lagSQL, name, owner string, limit int64) ([]SubscriptionStatus, error) {
+	lagSQL = strings.ReplaceAll(lagSQL, "%PARTITION%", partitionExpr("s.partitions"))
+	rows, err := s.pool.Query(ctx, `SELECT s.name, s.partition, s.partitions, s.position_tx, s.position_seq,
+			coalesce(s.owner, ''), coalesce(s.lease_until, 'epoch'), s.state, coalesce(s.last_error, ''), s.events_handled, s.updated_at,
+			lag.n, coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8, lag.capped,
+			(SELECT count(*) FROM `+s.schema+`.dead_letters d WHERE d.subscription = s.name AND d.partition = s.partition)
+		FROM `+s.schema+`.subscriptions s
+		CROSS JOIN LATERAL (`+lagSQL+`) lag
+		WHERE ($1 = '' OR s.name = $1) AND ($3 = '' OR s.owner = $3)
+		ORDER BY s.name, s.partition`, name, limit, owner)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: subscription status: %w", err)
 	}
@@ -161,7 +300,7 @@ func (s *Store) SubscriptionStatuses(ctx context.Context, name string) ([]Subscr
 	var tx int64
 	var lagSecs float64
 	_, err = pgx.ForEachRow(rows, []any{&st.Name, &st.Partition, &st.Partitions, &tx, &st.Checkpoint.Seq,
-		&st.Owner, &st.LeaseUntil, &st.State, &st.LastError, &st.EventsHandled, &st.UpdatedAt, &st.Lag, &lagSecs, &st.DeadLetters}, func() error {
+		&st.Owner, &st.LeaseUntil, &st.State, &st.LastError, &st.EventsHandled, &st.UpdatedAt, &st.Lag, &lagSecs, &st.LagCapped, &st.DeadLetters}, func() error {
 		st.Checkpoint.TxID = uint64(tx)
 		st.LagTime = time.Duration(lagSecs * float64(time.Second))
 		if st.Lag == 0 {
@@ -176,19 +315,61 @@ func (s *Store) SubscriptionStatuses(ctx context.Context, name string) ([]Subscr
 	return out, nil
 }
 
+// ErrPastHead is matched (errors.Is) by the *PastHeadError of a reset to a
+// position past the end of the log.
+var ErrPastHead = errors.New("eventstore: position past the head of the log")
+
+// PastHeadError reports a reset to a position after the last committed
+// event: the events appended until the log reached it would be skipped
+// without a word. Nothing was changed.
+type PastHeadError struct {
+	// Subscription is the subscription that was to be reset.
+	Subscription string
+	// Position is the position asked for.
+	Position Position
+	// Head is the position of the last committed event (zero: the log is
+	// empty).
+	Head Position
+}
+
+func (e *PastHeadError) Error() string {
+	return fmt.Sprintf("eventstore: reset subscription %q to %s: past the head of the log (last event at %s)", e.Subscription, e.Position, e.Head)
+}
+
+// Is makes errors.Is(err, ErrPastHead) true.
+func (e *PastHeadError) Is(target error) bool { return target == ErrPastHead }
+
 // ResetSubscription moves every partition of a subscription back (or
 // forward) to position to — the zero Position replays the whole log — and
-// drops its dead letters after that position. If fn is not nil it runs in
-// the same transaction first (to clear a read model, say). Processes
-// running the subscription notice at their next batch (its checkpoint
-// update is fenced on the checkpoint they read) and continue from to.
+// drops its dead letters after that position. A position past the last
+// committed event is refused with a *PastHeadError (ErrPastHead).
+//
+// If fn is not nil it runs in the same transaction (to clear a read model,
+// say), after the subscription's rows are locked and its checkpoints moved:
+// a batch in flight has then either committed before fn runs (fn sees and
+// clears its writes, with DELETE as well as with TRUNCATE) or is fenced
+// and rolls back. Processes running the subscription notice at their next
+// batch and continue from to.
 func (s *Store) ResetSubscription(ctx context.Context, name string, to Position, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	var past *PastHeadError
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if fn != nil {
-			if err := fn(ctx, tx); err != nil {
+		if !to.IsZero() {
+			var head Position
+			var htx int64
+			err := tx.QueryRow(ctx, `SELECT transaction_id, position FROM `+s.schema+`.events
+				ORDER BY transaction_id DESC, position DESC LIMIT 1`).Scan(&htx, &head.Seq)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return err
 			}
+			head.TxID = uint64(htx)
+			if head.Less(to) {
+				past = &PastHeadError{Subscription: name, Position: to, Head: head}
+				return past
+			}
 		}
+		// First the rows: this waits for the partitions' batches in flight
+		// (each holds its row from its first statement) and fences the
+		// later ones, before fn clears anything.
 		tag, err := tx.Exec(ctx, `UPDATE `+s.schema+`.subscriptions
 			SET position_tx = $2, position_seq = $3, resets = resets + 1, last_error = NULL,
 			    state = CASE WHEN owner IS NULL THEN 'idle' ELSE 'running' END, updated_at = now()
@@ -199,12 +380,20 @@ func (s *Store) ResetSubscription(ctx context.Context, name string, to Position,
 		if tag.RowsAffected() == 0 {
 			return fmt.Errorf("no subscription named %q", name)
 		}
+		if fn != nil {
+			if err := fn(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM `+s.schema+`.dead_letters
 			WHERE subscription = $1 AND (position_tx, position_seq) > ($2, $3)`, name, int64(to.TxID), to.Seq); err != nil {
 			return err
 		}
 		return s.notify(ctx, tx)
 	})
+	if past != nil {
+		return past
+	}
 	if err != nil {
 		return fmt.Errorf("eventstore: reset subscription %q: %w", name, err)
 	}

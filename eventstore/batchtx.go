@@ -24,7 +24,11 @@ type batchTx struct {
 	ctx  context.Context // for the uses that take no context (Conn, LargeObjects)
 	pool *pgxpool.Pool
 	tx   pgx.Tx // nil until used
-	err  error  // the error of BEGIN, returned by every later use
+	err  error  // the error of BEGIN (or of first), returned by every later use
+	// first runs right after BEGIN, before the handler's first statement:
+	// the checkpoint's fenced update, which locks the partition's row for
+	// the whole transaction (see worker.writeBatch).
+	first func(context.Context, pgx.Tx) error
 }
 
 var _ pgx.Tx = (*batchTx)(nil)
@@ -32,7 +36,17 @@ var _ pgx.Tx = (*batchTx)(nil)
 // begin returns the transaction, beginning it on first use.
 func (t *batchTx) begin(ctx context.Context) (pgx.Tx, error) {
 	if t.tx == nil && t.err == nil {
-		t.tx, t.err = t.pool.Begin(ctx)
+		tx, err := t.pool.Begin(ctx)
+		if err == nil && t.first != nil {
+			if err = t.first(ctx, tx); err != nil {
+				_ = tx.Rollback(ctx)
+			}
+		}
+		if err != nil {
+			t.err = err
+			return nil, err
+		}
+		t.tx = tx
 	}
 	return t.tx, t.err
 }

@@ -69,6 +69,13 @@ type Config struct {
 	// throughput under load. Default 2ms; negative disables notifications
 	// (subscribers then rely on polling).
 	NotifyInterval time.Duration
+	// ListenerPing is how long the connection that LISTENs for wake-ups
+	// may go without a notification before it is checked with a round
+	// trip; a check unanswered within ListenerPing makes it reconnect. A
+	// connection can die without either end noticing (a network path or a
+	// NAT dropped, a failover), and subscribers would then be left to their
+	// PollInterval. Default 10s.
+	ListenerPing time.Duration
 	// Logger receives the store's rare warnings. Default slog.Default().
 	Logger *slog.Logger
 	// MeterProvider makes the metrics of appends and of the store's
@@ -99,6 +106,7 @@ type storeShared struct {
 	lastNotify atomic.Int64 // unix nanos of the last append that notified
 	lastAppend atomic.Int64 // unix nanos of the start of the last append
 	hub        wakeHub      // this process's subscribers to wake-ups
+	horizon    horizonSeen  // the horizon as Horizon last saw it
 }
 
 // New returns a Store on pool. The tables must exist (migrations.Apply);
@@ -122,6 +130,9 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 	}
 	if c.NotifyInterval == 0 {
 		c.NotifyInterval = 2 * time.Millisecond
+	}
+	if c.ListenerPing <= 0 {
+		c.ListenerPing = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -43,6 +43,7 @@ import (
 //
 // A returned error rolls tx back; the subscription then handles the batch's
 // events one at a time, retrying the failing one (see SubscriptionConfig).
+// A panic is such an error (a *PanicError, logged with its stack).
 type Handler func(ctx context.Context, tx pgx.Tx, events []Event) error
 
 // FailurePolicy says what a subscription does with an event its handler
@@ -235,6 +236,7 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 		log = s.cfg.Logger
 	}
 	log = log.With("subscription", cfg.Name)
+	safeHooks(&cfg, log)
 	tel := subscriptionTelemetry{in: s.tel.in}
 	if cfg.MeterProvider != nil {
 		tel.in = telemetry.NewInstruments(cfg.MeterProvider)
@@ -276,6 +278,7 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	if err := sub.register(ctx); err != nil {
 		return err
 	}
+	h = sub.recovering(h)
 	wake, release := sub.store.wakeups(ctx)
 	defer release()
 	if reg, err := sub.registerLag(); err != nil {
@@ -907,11 +910,25 @@ func (w *worker) commit(ctx context.Context, live, parked []Event, last Position
 // could. A crash before then repeats batches that had no effects in the
 // database; the fence is unchanged. stored says whether the checkpoint was
 // stored.
+//
+// The checkpoint's update is the transaction's first statement, before
+// anything the handler writes: it locks the partition's row until the
+// commit, so that a reset (which locks the rows first, then clears the
+// read model) either waits for the batch and then clears what it wrote, or
+// fences it. Updated last, a batch could commit between a reset's DELETE
+// and its update of the row and keep rows the DELETE did not see.
 func (w *worker) writeBatch(ctx context.Context, fn func(pgx.Tx) error, parked []Event, last Position, live int, canDefer bool) (stored bool, err error) {
 	sub := w.sub
-	tx := &batchTx{ctx: ctx, pool: sub.store.pool}
+	handled := int64(live + w.pending)
+	tx := &batchTx{ctx: ctx, pool: sub.store.pool, first: func(ctx context.Context, tx pgx.Tx) error {
+		return w.advance(ctx, tx, last, handled)
+	}}
 	defer tx.end(ctx)
 	if err := fn(tx); err != nil {
+		if errors.Is(tx.err, errFenced) {
+			// Whatever the handler made of it, the batch was fenced.
+			return false, errFenced
+		}
 		return false, err
 	}
 	if tx.err != nil {
@@ -921,18 +938,17 @@ func (w *worker) writeBatch(ctx context.Context, fn func(pgx.Tx) error, parked [
 	for _, e := range parked {
 		if _, err := tx.Exec(ctx, sub.sql.insertDeadLetter, sub.cfg.Name, w.p, int64(e.Position.TxID), e.Position.Seq, e.ID, e.StreamID, e.Type,
 			fmt.Sprintf("parked behind dead letter %d of the same stream", w.parked[e.StreamID]), 0, w.parked[e.StreamID]); err != nil {
+			if errors.Is(tx.err, errFenced) {
+				return false, errFenced
+			}
 			return false, fmt.Errorf("park: %w", err)
 		}
 	}
-	handled := int64(live + w.pending)
 	if !tx.started() {
 		if canDefer {
 			return false, nil
 		}
 		return true, w.advance(ctx, sub.store.pool, last, handled)
-	}
-	if err := w.advance(ctx, tx.tx, last, handled); err != nil {
-		return false, err
 	}
 	return true, tx.tx.Commit(ctx)
 }
@@ -1014,12 +1030,21 @@ func (w *worker) retryOne(ctx context.Context, h Handler, id int64, e Event) err
 		}
 	}
 	return pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
+		// Lock the partition's row first, fenced, as a batch does (see
+		// writeBatch): a reset then waits for this transaction or fences it.
+		tag, err := tx.Exec(ctx, sub.sql.lockPartition, sub.cfg.Name, w.p, sub.cfg.Owner, w.resets)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return errFenced
+		}
 		if !sub.cfg.HandleOutsideTx {
 			if err := h(ctx, tx, []Event{e}); err != nil {
 				return err
 			}
 		}
-		tag, err := tx.Exec(ctx, sub.sql.deleteDeadLetter, id, sub.cfg.Name, w.p, sub.cfg.Owner)
+		tag, err = tx.Exec(ctx, sub.sql.deleteDeadLetter, id, sub.cfg.Name, w.p, sub.cfg.Owner)
 		if err != nil {
 			return err
 		}
@@ -1134,7 +1159,7 @@ func jitter(d time.Duration) time.Duration {
 // subscriptionQueries holds the subscription SQL with the schema filled in.
 type subscriptionQueries struct {
 	register, partitionCount, heartbeat, renew, claim, release, leave, ownedCheckpoints, partitionRow string
-	advance, setState                                                                                 string
+	advance, setState, lockPartition                                                                  string
 	insertDeadLetter, parkedStreams, retryRequested, deleteDeadLetter, retryFailed, retryRest         string
 }
 
@@ -1187,6 +1212,10 @@ func buildSubscriptionQueries(schema string) subscriptionQueries {
 			SET position_tx = $6, position_seq = $7, events_handled = events_handled + $8,
 			    lease_until = now() + make_interval(secs => $9), state = 'running', last_error = NULL, updated_at = now()
 			WHERE name = $1 AND partition = $2 AND owner = $3 AND position_tx = $4 AND position_seq = $5 AND resets = $10`),
+		// A dead letter's retry locks its partition's row first, fenced on
+		// the owner and the resets it knows of.
+		lockPartition: r.Replace(`SELECT 1 FROM {schema}.subscriptions
+			WHERE name = $1 AND partition = $2 AND owner = $3 AND resets = $4 FOR NO KEY UPDATE`),
 		setState: r.Replace(`UPDATE {schema}.subscriptions SET state = $4, last_error = $5, updated_at = now()
 			WHERE name = $1 AND partition = $2 AND owner = $3`),
 		insertDeadLetter: r.Replace(`INSERT INTO {schema}.dead_letters

@@ -212,21 +212,22 @@ func (m partitionMetrics) failure(transient bool) {
 	m.in.SubscriptionErrors.Add(context.Background(), 1, m.transient[i]...)
 }
 
+// metricsMaxLag is how far behind the lag gauges count (ProbeOptions.MaxLag).
+const metricsMaxLag = 10_000
+
 // registerLag registers the callback that observes the lag gauges of the
 // partitions this process owns, counted by the database as
-// SubscriptionStatuses counts them (so the metrics agree with Status and
-// the CLI). The count runs only when metrics are collected.
+// ProbeSubscription counts them (up to metricsMaxLag entries of the log
+// per partition), and only for those partitions. The count runs only when
+// metrics are collected.
 func (sub *Subscription) registerLag() (metric.Registration, error) {
 	in := sub.tel.in
 	return in.Meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		sts, err := sub.store.SubscriptionStatuses(ctx, sub.cfg.Name)
+		sts, err := sub.store.ProbeSubscription(ctx, sub.cfg.Name, ProbeOptions{Owner: sub.cfg.Owner, MaxLag: metricsMaxLag})
 		if err != nil {
 			return err
 		}
 		for _, st := range sts {
-			if st.Owner != sub.cfg.Owner {
-				continue
-			}
 			attrs := metric.WithAttributes(attribute.String(telemetry.AttrSubscription, st.Name), attribute.Int(telemetry.AttrPartition, st.Partition))
 			o.ObserveInt64(in.SubscriptionLag, st.Lag, attrs)
 			o.ObserveFloat64(in.SubscriptionLagSeconds, st.LagTime.Seconds(), attrs)

@@ -2,10 +2,14 @@ package eventstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // wakeHub shares one LISTEN connection among all the subscriptions a Store
@@ -15,6 +19,7 @@ type wakeHub struct {
 	subs   map[chan struct{}]struct{}
 	cancel context.CancelFunc
 	done   chan struct{}
+	gauge  metric.Registration // the horizon's age, while anyone listens
 }
 
 // wakeups registers a subscriber: the returned channel receives (without
@@ -36,17 +41,22 @@ func (s *Store) wakeups(ctx context.Context) (<-chan struct{}, func()) {
 		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		h.cancel, h.done = cancel, make(chan struct{})
 		go s.listen(lctx, h.done)
+		h.gauge = s.registerHorizon()
 	}
 	release := func() {
 		h.mu.Lock()
 		delete(h.subs, ch)
 		var cancel context.CancelFunc
 		var done chan struct{}
+		var gauge metric.Registration
 		if len(h.subs) == 0 && h.cancel != nil {
-			cancel, done = h.cancel, h.done
-			h.cancel, h.done = nil, nil
+			cancel, done, gauge = h.cancel, h.done, h.gauge
+			h.cancel, h.done, h.gauge = nil, nil, nil
 		}
 		h.mu.Unlock()
+		if gauge != nil {
+			_ = gauge.Unregister()
+		}
 		if cancel != nil {
 			cancel()
 			<-done
@@ -67,8 +77,9 @@ func (h *wakeHub) broadcast() {
 }
 
 // listen holds a dedicated connection (outside the pool) that LISTENs on
-// the store's channel, reconnecting with backoff. After every (re)connect
-// it wakes everyone, since notifications sent while it was away are lost.
+// the store's channel, reconnecting with backoff when it fails or stops
+// answering (see Config.ListenerPing). After every (re)connect it wakes
+// everyone, since notifications sent while it was away are lost.
 func (s *Store) listen(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	backoff := 50 * time.Millisecond
@@ -89,6 +100,11 @@ func (s *Store) listen(ctx context.Context, done chan struct{}) {
 
 func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 	cfg := s.pool.Config().ConnConfig.Copy()
+	// A wait that times out sets a deadline on the socket and leaves the
+	// connection usable (pgx's default; a pool may have configured another).
+	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
+	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
@@ -99,11 +115,26 @@ func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 	}
 	*backoff = 50 * time.Millisecond
 	s.shared.hub.broadcast()
+	every := s.cfg.ListenerPing
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, every)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			s.shared.hub.broadcast()
+			continue
+		}
+		if ctx.Err() != nil || wctx.Err() == nil || conn.IsClosed() {
 			return err
 		}
-		s.shared.hub.broadcast()
+		// Silence for ListenerPing: a connection can die without the
+		// socket noticing, so make sure the server still answers.
+		pctx, cancel := context.WithTimeout(ctx, every)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("no answer to a ping within %s: %w", every, err)
+		}
 	}
 }
 
@@ -111,4 +142,28 @@ func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 func (s *Store) notify(ctx context.Context, q querier) error {
 	_, err := q.Exec(ctx, `SELECT pg_notify($1, '')`, s.Channel())
 	return err
+}
+
+// registerHorizon registers the callback observing MetricHorizonAge (nil
+// if it cannot be registered: metrics are not worth failing a
+// subscription for).
+func (s *Store) registerHorizon() metric.Registration {
+	in := s.tel.in
+	reg, err := in.Meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		h, err := s.Horizon(ctx, 0)
+		if err != nil {
+			return err
+		}
+		age := 0.0
+		if h != nil {
+			age = h.Age.Seconds()
+		}
+		o.ObserveFloat64(in.HorizonAge, age)
+		return nil
+	}, in.HorizonAge)
+	if err != nil {
+		s.cfg.Logger.Warn("strata: could not register the horizon gauge", "err", err)
+		return nil
+	}
+	return reg
 }

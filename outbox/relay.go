@@ -456,7 +456,9 @@ func (r *Relay) Check(ctx context.Context) telemetry.Health {
 		}
 		return telemetry.Health{State: telemetry.Failing, Reason: reason, Since: h.FailingSince}
 	}
-	sts, err := r.store.SubscriptionStatuses(ctx, r.SubscriptionName())
+	// Counting one event past HealthMaxLag tells all the check needs, at a
+	// bounded cost.
+	sts, err := r.store.ProbeSubscription(ctx, r.SubscriptionName(), eventstore.ProbeOptions{MaxLag: r.cfg.HealthMaxLag + 1})
 	if err != nil {
 		return telemetry.Health{State: telemetry.Failing, Reason: err.Error()}
 	}

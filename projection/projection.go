@@ -164,6 +164,11 @@ type Config struct {
 	// HealthMaxLagTime is how old its oldest unhandled event may be before
 	// Check reports it Lagging. Default 30s.
 	HealthMaxLagTime time.Duration
+	// HealthMaxHorizonAge is how long an open transaction may hold the
+	// projection's reader back (eventstore.Store.Horizon, as this role
+	// sees it) before Check reports it Failing rather than Lagging: past
+	// it, someone must end that transaction. Default 5m.
+	HealthMaxHorizonAge time.Duration
 }
 
 // Metrics are hooks for measurements; each nil hook is skipped. They are
@@ -220,6 +225,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if cfg.HealthMaxLag <= 0 {
 		cfg.HealthMaxLag = 10_000
+	}
+	if cfg.HealthMaxHorizonAge <= 0 {
+		cfg.HealthMaxHorizonAge = 5 * time.Minute
 	}
 	if cfg.HealthMaxLagTime <= 0 {
 		cfg.HealthMaxLagTime = 30 * time.Second

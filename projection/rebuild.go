@@ -123,14 +123,12 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 			return fmt.Errorf("projection %q: rebuild: %w", name, err)
 		}
 		target = head.Position
-		if whole {
+		if whole && !head.Estimated {
 			headEvents = head.Events
 		}
 		err = r.store.ResetSubscription(ctx, e.sub, eventstore.Position{}, func(ctx context.Context, tx pgx.Tx) error {
-			if e.p.Reset != nil {
-				if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {
-					return fmt.Errorf("reset: %w", err)
-				}
+			if err := r.reset(ctx, e, tx); err != nil {
+				return err
 			}
 			_, err := tx.Exec(ctx, r.sql.insertRebuild, e.sub, int64(target.TxID), target.Seq)
 			return err
@@ -315,16 +313,31 @@ func (r *Runner) Reset(ctx context.Context, name string, to eventstore.Position)
 		if !to.IsZero() {
 			return nil
 		}
-		if e.p.Reset != nil {
-			if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {
-				return fmt.Errorf("reset: %w", err)
-			}
+		if err := r.reset(ctx, e, tx); err != nil {
+			return err
 		}
 		_, err := tx.Exec(ctx, r.sql.deleteRebuild, e.sub)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("projection %q: %w", name, err)
+	}
+	return nil
+}
+
+// reset runs the projection's ResetFunc, if any, in tx; a panic in it is
+// an error (an *eventstore.PanicError, logged with its stack).
+func (r *Runner) reset(ctx context.Context, e *entry, tx pgx.Tx) (err error) {
+	if e.p.Reset == nil {
+		return nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("reset: %w", eventstore.Recovered(r.log.With("projection", e.p.Name), "ResetFunc", v))
+		}
+	}()
+	if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {
+		return fmt.Errorf("reset: %w", err)
 	}
 	return nil
 }

@@ -45,6 +45,9 @@ type Status struct {
 	// Lag is the number of events, matching its filter, committed after its
 	// checkpoints (each partition's count is capped at 1,000,000).
 	Lag int64
+	// LagCapped says a partition's count stopped at its cap: the
+	// projection is at least Lag events behind.
+	LagCapped bool
 	// LagTime is how long ago the oldest of those events was recorded.
 	LagTime time.Duration
 	// Owners lists the processes holding its partitions' leases.
@@ -91,7 +94,7 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, fmt.Errorf("projection: status: %w", err)
 	}
-	sts, err := r.status(ctx, r.entries)
+	sts, err := r.status(ctx, r.entries, false)
 	for i := range sts {
 		sts[i].Head = head.Position
 	}
@@ -99,9 +102,10 @@ func (r *Runner) Status(ctx context.Context) ([]Status, error) {
 }
 
 // status reports the given projections, as Status does, without their
-// Head (which Check does not need: Store.Head counts every event and
-// stream, too dear for each probe of a health endpoint).
-func (r *Runner) status(ctx context.Context, entries []*entry) ([]Status, error) {
+// Head (which Check does not need). probe counts the lag as a health check
+// needs it, at a bounded cost: over at most HealthMaxLag+1 entries of the
+// log after each checkpoint (eventstore.Store.ProbeSubscription).
+func (r *Runner) status(ctx context.Context, entries []*entry, probe bool) ([]Status, error) {
 	rebuilds := map[string]*RebuildStatus{}
 	rows, err := r.store.Pool().Query(ctx, r.sql.listRebuilds)
 	if err != nil {
@@ -122,7 +126,12 @@ func (r *Runner) status(ctx context.Context, entries []*entry) ([]Status, error)
 	out := make([]Status, 0, len(entries))
 	lagging := false
 	for _, e := range entries {
-		parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
+		var parts []eventstore.SubscriptionStatus
+		if probe {
+			parts, err = r.store.ProbeSubscription(ctx, e.sub, eventstore.ProbeOptions{MaxLag: r.cfg.HealthMaxLag + 1})
+		} else {
+			parts, err = r.store.SubscriptionStatuses(ctx, e.sub)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("projection %q: status: %w", e.p.Name, err)
 		}
@@ -162,6 +171,7 @@ func summarize(st *Status) {
 			st.Checkpoint = p.Checkpoint
 		}
 		st.Lag += p.Lag
+		st.LagCapped = st.LagCapped || p.LagCapped
 		st.LagTime = max(st.LagTime, p.LagTime)
 		st.DeadLetters += p.DeadLetters
 		st.EventsHandled += p.EventsHandled

@@ -49,6 +49,8 @@ type Instruments struct {
 	SubscriptionLag metric.Int64ObservableGauge
 	// SubscriptionLagSeconds observes MetricSubscriptionLagSeconds.
 	SubscriptionLagSeconds metric.Float64ObservableGauge
+	// HorizonAge observes MetricHorizonAge.
+	HorizonAge metric.Float64ObservableGauge
 	// SubscriptionErrors records MetricSubscriptionErrors.
 	SubscriptionErrors metric.Int64Counter
 	// SubscriptionDeadLetters records MetricSubscriptionDeadLetters.
@@ -106,6 +108,9 @@ func NewInstruments(mp metric.MeterProvider) *Instruments {
 	check(err)
 	n, u, d = opts(MetricSubscriptionLagSeconds)
 	in.SubscriptionLagSeconds, err = m.Float64ObservableGauge(n, u, d)
+	check(err)
+	n, u, d = opts(MetricHorizonAge)
+	in.HorizonAge, err = m.Float64ObservableGauge(n, u, d)
 	check(err)
 	in.SubscriptionErrors = counter(MetricSubscriptionErrors)
 	in.SubscriptionDeadLetters = counter(MetricSubscriptionDeadLetters)

@@ -25,13 +25,21 @@ const (
 	MetricSubscriptionBatchDuration = "strata.subscription.batch.duration"
 	// MetricSubscriptionLag is a gauge of the events (matching the
 	// subscription's filter and partition) committed after the checkpoint,
-	// observed at each collection for the partitions this process owns.
-	// Attributes: AttrSubscription, AttrPartition.
+	// observed at each collection for the partitions this process owns,
+	// counted over at most 10,000 entries of the log after it (so that a
+	// collection costs the same at any size of the log). Attributes:
+	// AttrSubscription, AttrPartition.
 	MetricSubscriptionLag = "strata.subscription.lag"
 	// MetricSubscriptionLagSeconds is a gauge of how long ago the oldest of
 	// those events was recorded, in seconds (0 when caught up). Attributes:
 	// AttrSubscription, AttrPartition.
 	MetricSubscriptionLagSeconds = "strata.subscription.lag.seconds"
+	// MetricHorizonAge is a gauge of how long gap-safe readers have been
+	// held back by the oldest open transaction on the server, in seconds (0
+	// when nothing holds them back), as eventstore.Store.Horizon sees it:
+	// observed at each collection while a subscription runs in this
+	// process. No attributes.
+	MetricHorizonAge = "strata.horizon.age"
 	// MetricSubscriptionErrors counts failed handler attempts (each retry
 	// that fails counts). Attributes: AttrSubscription, AttrPartition,
 	// AttrTransient.
@@ -192,9 +200,11 @@ func Metrics() []Metric {
 		{MetricSubscriptionBatchDuration, Histogram, "s", sub,
 			"Time from reading a subscription batch to committing its checkpoint."},
 		{MetricSubscriptionLag, Gauge, "{event}", sub,
-			"Events matching the subscription committed after its checkpoint (partitions owned by this process)."},
+			"Events matching the subscription committed after its checkpoint, among at most 10,000 entries of the log (partitions owned by this process)."},
 		{MetricSubscriptionLagSeconds, Gauge, "s", sub,
 			"Age of the oldest event the subscription has not handled yet; 0 when caught up."},
+		{MetricHorizonAge, Gauge, "s", nil,
+			"How long gap-safe readers have been held back by the oldest open transaction; 0 when none is."},
 		{MetricSubscriptionErrors, Counter, "{error}", []string{AttrSubscription, AttrPartition, AttrTransient},
 			"Failed handler attempts."},
 		{MetricSubscriptionDeadLetters, Counter, "{event}", sub,
