@@ -2,9 +2,10 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
@@ -14,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -63,7 +65,10 @@ func NewDeduplicator(pool *pgxpool.Pool, cfg *DeduplicatorConfig) (*Deduplicator
 		c = *cfg
 	}
 	if c.Consumer == "" {
-		return nil, errors.New("outbox: deduplicator needs a consumer name")
+		return nil, fmt.Errorf("%w: outbox: deduplicator needs a consumer name", eventstore.ErrInvalidArgument)
+	}
+	if len(c.Consumer) > eventstore.MaxStreamIDLength || !utf8.ValidString(c.Consumer) || strings.IndexByte(c.Consumer, 0) >= 0 {
+		return nil, fmt.Errorf("%w: outbox: deduplicator consumer name %q: want at most %d bytes of UTF-8 without NUL", eventstore.ErrInvalidArgument, c.Consumer, eventstore.MaxStreamIDLength)
 	}
 	if c.Schema == "" {
 		c.Schema = "strata"
