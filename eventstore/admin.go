@@ -230,6 +230,9 @@ type SubscriptionStatus struct {
 // for operators and rebuilds. Health checks and metrics use
 // ProbeSubscription, whose cost is bounded by a much smaller limit.
 func (s *Store) SubscriptionStatuses(ctx context.Context, name string) ([]SubscriptionStatus, error) {
+	if err := checkNames("subscription status", name); err != nil {
+		return nil, err
+	}
 	// Lag counts with the subscription's own filter, through
 	// events_log_idx from the checkpoint, capped so a far-behind
 	// subscription costs a bounded scan.
@@ -351,6 +354,9 @@ func (e *PastHeadError) Is(target error) bool { return target == ErrPastHead }
 // and rolls back. Processes running the subscription notice at their next
 // batch and continue from to.
 func (s *Store) ResetSubscription(ctx context.Context, name string, to Position, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	if err := errors.Join(checkNames("reset subscription", name), checkPosition("reset subscription", to)); err != nil {
+		return err
+	}
 	var past *PastHeadError
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if !to.IsZero() {
@@ -403,6 +409,9 @@ func (s *Store) ResetSubscription(ctx context.Context, name string, to Position,
 // DeleteSubscription removes a subscription's checkpoints, members and dead
 // letters. Running processes stop handling it at their next batch.
 func (s *Store) DeleteSubscription(ctx context.Context, name string) error {
+	if err := checkNames("delete subscription", name); err != nil {
+		return err
+	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, q := range []string{
 			`DELETE FROM ` + s.schema + `.subscriptions WHERE name = $1`,
@@ -454,6 +463,9 @@ type DeadLetter struct {
 // DeadLetters lists dead letters in the order they were parked; subscription
 // "" lists every subscription's.
 func (s *Store) DeadLetters(ctx context.Context, subscription string) ([]DeadLetter, error) {
+	if err := checkNames("dead letters", subscription); err != nil {
+		return nil, err
+	}
 	rows, err := s.pool.Query(ctx, `SELECT id, subscription, partition, position_tx, position_seq, event_id, stream_id,
 			event_type, error, attempts, coalesce(blocked_by, 0), retry_requested, parked_at
 		FROM `+s.schema+`.dead_letters WHERE $1 = '' OR subscription = $1 ORDER BY id`, subscription)
@@ -480,6 +492,9 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string) ([]DeadLet
 // It returns how many were marked. A retried event that succeeds leaves
 // the dead letters; one that fails again stays, with its attempts counted.
 func (s *Store) RetryDeadLetters(ctx context.Context, subscription, streamID string) (int64, error) {
+	if err := checkNames("retry dead letters", subscription, streamID); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE `+s.schema+`.dead_letters SET retry_requested = true
@@ -503,8 +518,8 @@ func (s *Store) RetryDeadLetters(ctx context.Context, subscription, streamID str
 // events returned, skipping nothing. This is how a tail that follows the
 // log starts.
 func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error) {
-	if limit <= 0 {
-		return Page{}, fmt.Errorf("eventstore: read last: limit %d: want a positive limit", limit)
+	if err := checkLimit("read last", limit); err != nil {
+		return Page{}, err
 	}
 	if err := f.check(); err != nil {
 		return Page{}, err
@@ -546,8 +561,11 @@ func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error)
 // reads every committed event (no gap-safe horizon: this is for looking,
 // not for following the log).
 func (s *Store) ReadCorrelated(ctx context.Context, correlationID string, limit int) ([]Event, error) {
-	if limit <= 0 {
-		return nil, fmt.Errorf("eventstore: read correlation %q: limit %d: want a positive limit", correlationID, limit)
+	if err := checkLimit(fmt.Sprintf("read correlation %q", correlationID), limit); err != nil {
+		return nil, err
+	}
+	if !validText(correlationID) {
+		return nil, fmt.Errorf("%w: read correlation %q: not valid UTF-8 or contains a NUL byte", ErrInvalidArgument, correlationID)
 	}
 	// Index: events_correlation_idx (partial, on correlation_id).
 	events, err := collect(ctx, s.pool, `SELECT `+eventColumns+` FROM `+s.schema+`.events

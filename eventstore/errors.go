@@ -26,6 +26,11 @@ var (
 	ErrOutOfOrder = errors.New("eventstore: append would break the stream's log order")
 	// ErrSnapshotNotFound is returned by LoadSnapshot when a stream has none.
 	ErrSnapshotNotFound = errors.New("eventstore: snapshot not found")
+	// ErrInvalidArgument is matched by the errors of calls other than
+	// appends refused for an argument no call can use: a limit below 1, a
+	// position past the log's range, a filter, name or configuration value
+	// that is not valid. The error names the argument; nothing was written.
+	ErrInvalidArgument = errors.New("eventstore: invalid argument")
 )
 
 // ConflictError reports an append whose expected version did not match the

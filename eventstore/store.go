@@ -31,6 +31,9 @@ const (
 	MaxStreamIDLength = 512
 	// MaxTypeLength is the longest event type name, in bytes.
 	MaxTypeLength = 256
+	// MaxCorrelationIDLength is the longest correlation or causation ID, in
+	// bytes (correlation IDs are indexed).
+	MaxCorrelationIDLength = 1024
 )
 
 // Config configures a Store. The zero value (or nil) means every default.
@@ -169,7 +172,14 @@ func (s *Store) Schema() string { return s.cfg.Schema }
 func (s *Store) Table(name string) string { return s.schema + "." + pgx.Identifier{name}.Sanitize() }
 
 // Channel is the LISTEN/NOTIFY channel on which appends wake subscribers.
-func (s *Store) Channel() string { return "strata_events_" + s.cfg.Schema }
+// It fits Postgres' 63-byte limit on names: for a schema name longer than
+// 49 bytes it ends in a hash of the name instead of the name.
+func (s *Store) Channel() string {
+	if ch := "strata_events_" + s.cfg.Schema; len(ch) <= 63 {
+		return ch
+	}
+	return fmt.Sprintf("strata_events_%016x", uint64(appendLockSeed(s.cfg.Schema)))
+}
 
 // querier is what the store needs of a pool or a transaction.
 type querier interface {
@@ -411,8 +421,8 @@ func (s *Store) prepare(streamID string, expected ExpectedVersion, events []NewE
 			return nil, bad(i, "type", fmt.Sprintf("event type is %d bytes, longer than %d", len(ev.Type), MaxTypeLength))
 		case !validText(ev.Type):
 			return nil, bad(i, "type", "event type is not valid UTF-8 or contains a NUL byte")
-		case ev.SchemaVersion < 0:
-			return nil, bad(i, "schema version", fmt.Sprintf("%d is negative", ev.SchemaVersion))
+		case ev.SchemaVersion < 0 || ev.SchemaVersion > math.MaxInt32:
+			return nil, bad(i, "schema version", fmt.Sprintf("%d is not in [0, %d]", ev.SchemaVersion, math.MaxInt32))
 		case len(ev.Data) == 0:
 			return nil, bad(i, "data", "empty data: want a JSON document")
 		case !validJSON(ev.Data):
@@ -664,6 +674,9 @@ func encodeMetadata(m Metadata) ([]byte, error) {
 	if !validText(m.CorrelationID) || !validText(m.CausationID) {
 		return nil, errors.New("correlation or causation ID is not valid UTF-8 or contains a NUL byte")
 	}
+	if len(m.CorrelationID) > MaxCorrelationIDLength || len(m.CausationID) > MaxCorrelationIDLength {
+		return nil, fmt.Errorf("correlation or causation ID is longer than %d bytes", MaxCorrelationIDLength)
+	}
 	if len(m.Values) == 0 {
 		return nil, nil
 	}
@@ -793,6 +806,9 @@ func (s *Store) appendError(ctx context.Context, q querier, streamID string, exp
 // StreamVersion returns the current version of a stream, or
 // ErrStreamNotFound.
 func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	if err := checkStreamArg("version of", streamID); err != nil {
+		return 0, err
+	}
 	return s.streamVersion(ctx, s.pool, streamID)
 }
 
@@ -823,6 +839,10 @@ func (s *Store) ReadStreamTx(ctx context.Context, tx pgx.Tx, streamID string, fr
 
 func (s *Store) readStream(ctx context.Context, q querier, streamID string, fromVersion int64) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
+		if err := checkStreamArg("read", streamID); err != nil {
+			yield(Event{}, err)
+			return
+		}
 		rows, err := q.Query(ctx, s.sql.readStream, streamID, fromVersion)
 		if err != nil {
 			yield(Event{}, fmt.Errorf("eventstore: read %q: %w", streamID, err))
@@ -879,7 +899,50 @@ type Filter struct {
 
 func (f Filter) check() error {
 	if f.Partitions > 1 && (f.Partition < 0 || f.Partition >= f.Partitions) {
-		return fmt.Errorf("eventstore: filter: partition %d is not in [0, %d)", f.Partition, f.Partitions)
+		return fmt.Errorf("%w: filter: partition %d is not in [0, %d)", ErrInvalidArgument, f.Partition, f.Partitions)
+	}
+	for _, names := range [][]string{f.Categories, f.Types} {
+		for _, n := range names {
+			if !validText(n) {
+				return fmt.Errorf("%w: filter: category or type %q is not valid UTF-8 or contains a NUL byte", ErrInvalidArgument, n)
+			}
+		}
+	}
+	return nil
+}
+
+// checkStreamArg refuses a stream ID that cannot be sent as text.
+func checkStreamArg(op, streamID string) error {
+	if !validText(streamID) {
+		return fmt.Errorf("%w: %s %q: stream ID is not valid UTF-8 or contains a NUL byte", ErrInvalidArgument, op, streamID)
+	}
+	return nil
+}
+
+// checkNames refuses subscription names and stream IDs that cannot be
+// sent as text.
+func checkNames(op string, names ...string) error {
+	for _, n := range names {
+		if !validText(n) {
+			return fmt.Errorf("%w: %s: name %q is not valid UTF-8 or contains a NUL byte", ErrInvalidArgument, op, n)
+		}
+	}
+	return nil
+}
+
+// checkLimit refuses a read limit below 1.
+func checkLimit(op string, limit int) error {
+	if limit <= 0 {
+		return fmt.Errorf("%w: %s: limit %d: want a positive limit", ErrInvalidArgument, op, limit)
+	}
+	return nil
+}
+
+// checkPosition refuses a position whose transaction ID is past the
+// range of the log's (bigint) transaction IDs: it is no place in the log.
+func checkPosition(op string, p Position) error {
+	if p.TxID > math.MaxInt64 {
+		return fmt.Errorf("%w: %s: position %s: transaction ID past %d", ErrInvalidArgument, op, p, int64(math.MaxInt64))
 	}
 	return nil
 }
@@ -898,8 +961,11 @@ func (s *Store) ReadAll(ctx context.Context, after Position, limit int) (Page, e
 
 // ReadAllFiltered is ReadAll keeping only the events f selects.
 func (s *Store) ReadAllFiltered(ctx context.Context, after Position, limit int, f Filter) (Page, error) {
-	if limit <= 0 {
-		return Page{}, fmt.Errorf("eventstore: read log: limit %d: want a positive limit", limit)
+	if err := checkLimit("read log", limit); err != nil {
+		return Page{}, err
+	}
+	if err := checkPosition("read log", after); err != nil {
+		return Page{}, err
 	}
 	if err := f.check(); err != nil {
 		return Page{}, err
@@ -933,6 +999,9 @@ const filterWindow = 8
 // Index: events_log_idx for both, a range scan from after.
 func (s *Store) readWindow(ctx context.Context, after Position, limit int, f Filter) (Page, error) {
 	window := limit * filterWindow
+	if limit > math.MaxInt/filterWindow {
+		window = math.MaxInt
+	}
 	var b strings.Builder
 	b.WriteString(s.sql.logSelect)
 	args := filterSQL(&b, []any{int64(after.TxID), after.Seq, limit, window}, f)
@@ -1295,6 +1364,12 @@ func (s *Store) saveSnapshot(ctx context.Context, q querier, snap Snapshot) erro
 	if snap.StreamID == "" || snap.Version <= 0 || snap.Data == nil {
 		return &InvalidEventError{StreamID: snap.StreamID, Index: -1, Field: "snapshot", Reason: "want a stream ID, a positive version and data"}
 	}
+	if len(snap.StreamID) > MaxStreamIDLength || !validText(snap.StreamID) {
+		return &InvalidEventError{StreamID: snap.StreamID, Index: -1, Field: "snapshot", Reason: fmt.Sprintf("stream ID is longer than %d bytes, not valid UTF-8 or contains a NUL byte", MaxStreamIDLength)}
+	}
+	if snap.SchemaVersion < 0 || snap.SchemaVersion > math.MaxInt32 {
+		return &InvalidEventError{StreamID: snap.StreamID, Index: -1, Field: "snapshot", Reason: fmt.Sprintf("schema version %d is not in [0, %d]", snap.SchemaVersion, math.MaxInt32)}
+	}
 	if _, err := q.Exec(ctx, s.sql.saveSnapshot, snap.StreamID, snap.Version, snap.SchemaVersion, snap.Data); err != nil {
 		return fmt.Errorf("eventstore: save snapshot of %q: %w", snap.StreamID, err)
 	}
@@ -1312,6 +1387,9 @@ func (s *Store) LoadSnapshotTx(ctx context.Context, tx pgx.Tx, streamID string) 
 }
 
 func (s *Store) loadSnapshot(ctx context.Context, q querier, streamID string) (Snapshot, error) {
+	if err := checkStreamArg("load snapshot of", streamID); err != nil {
+		return Snapshot{}, err
+	}
 	snap := Snapshot{StreamID: streamID}
 	var sv int32
 	err := q.QueryRow(ctx, s.sql.loadSnapshot, streamID).Scan(&snap.Version, &sv, &snap.Data, &snap.CreatedAt)

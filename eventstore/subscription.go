@@ -133,6 +133,9 @@ type SubscriptionConfig struct {
 	MeterProvider metric.MeterProvider
 }
 
+// MaxPartitions is the most partitions a subscription may have.
+const MaxPartitions = 1024
+
 // BatchInfo describes a committed batch, for SubscriptionConfig.OnBatch.
 type BatchInfo struct {
 	// Subscription and Partition say whose batch it was.
@@ -195,11 +198,8 @@ type Subscription struct {
 // Subscription returns a subscription of the store's log. It does not
 // touch the database until Run.
 func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
-	if cfg.Name == "" {
-		return nil, errors.New("eventstore: subscription needs a name")
-	}
-	if !validText(cfg.Name) || len(cfg.Name) > MaxStreamIDLength {
-		return nil, fmt.Errorf("eventstore: subscription name %q is not valid text of at most %d bytes", cfg.Name, MaxStreamIDLength)
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 1
@@ -242,6 +242,36 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 		tel.in = telemetry.NewInstruments(cfg.MeterProvider)
 	}
 	return &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.schema), tel: tel}, nil
+}
+
+// check refuses a configuration no subscription can run with.
+func (cfg *SubscriptionConfig) check() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: subscription %q: %s", ErrInvalidArgument, cfg.Name, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case cfg.Name == "":
+		return bad("needs a name")
+	case !validText(cfg.Name) || len(cfg.Name) > MaxStreamIDLength:
+		return bad("name is not valid text of at most %d bytes", MaxStreamIDLength)
+	case !validText(cfg.Owner):
+		return bad("owner %q is not valid UTF-8 or contains a NUL byte", cfg.Owner)
+	case cfg.Partitions > MaxPartitions:
+		return bad("%d partitions, more than %d", cfg.Partitions, MaxPartitions)
+	case cfg.LeaseTTL > 0 && cfg.LeaseTTL < time.Millisecond:
+		return bad("lease TTL %s is shorter than 1ms", cfg.LeaseTTL)
+	}
+	for _, c := range cfg.Categories {
+		if !validText(c) {
+			return bad("category %q is not valid UTF-8 or contains a NUL byte", c)
+		}
+	}
+	for _, t := range cfg.Types {
+		if !validText(t) {
+			return bad("type %q is not valid UTF-8 or contains a NUL byte", t)
+		}
+	}
+	return nil
 }
 
 func defaultOwner() string {

@@ -2,6 +2,7 @@ package migrations
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -44,7 +45,7 @@ import (
 // The statements it runs are those of GrantStatements, for teams that
 // manage grants themselves.
 func GrantApplication(ctx context.Context, pool *pgxpool.Pool, schemaName, role string) error {
-	if err := CheckSchemaName(schemaName); err != nil {
+	if err := errors.Join(CheckSchemaName(schemaName), checkRoleName(role)); err != nil {
 		return err
 	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {

@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -146,6 +147,18 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, schemaName string) error {
 
 // ErrBadSchemaName is returned for a schema name Strata will not use.
 var ErrBadSchemaName = errors.New("migrations: bad schema name")
+
+// ErrBadRoleName is returned for a role name Postgres would not take as
+// given: empty, longer than 63 bytes (Postgres would truncate it to the
+// name of another role), not valid UTF-8 or with a NUL byte.
+var ErrBadRoleName = errors.New("migrations: bad role name")
+
+func checkRoleName(role string) error {
+	if len(role) == 0 || len(role) > 63 || !utf8.ValidString(role) || strings.IndexByte(role, 0) >= 0 {
+		return fmt.Errorf("%w %q: want 1 to 63 bytes of UTF-8 without NUL", ErrBadRoleName, role)
+	}
+	return nil
+}
 
 // CheckSchemaName reports whether name is usable as Strata's schema: 1 to 63
 // bytes of lower-case letters, digits and '_', not starting with a digit.

@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -112,8 +113,13 @@ func NewDeduplicator(pool *pgxpool.Pool, cfg *DeduplicatorConfig) (*Deduplicator
 	if cfg != nil {
 		c = *cfg
 	}
-	if why := checkID(c.Consumer); why != "" {
-		return nil, fmt.Errorf("outbox: deduplicator: consumer name %q: %s", c.Consumer, why)
+	why := checkID(c.Consumer)
+	if why == "" && len(c.Consumer) > eventstore.MaxStreamIDLength {
+		// Keyed with message IDs of up to maxIDLen bytes in one index entry.
+		why = fmt.Sprintf("%d bytes, more than %d", len(c.Consumer), eventstore.MaxStreamIDLength)
+	}
+	if why != "" {
+		return nil, fmt.Errorf("%w: outbox: deduplicator: consumer name %q: %s", eventstore.ErrInvalidArgument, c.Consumer, why)
 	}
 	if c.Schema == "" {
 		c.Schema = "strata"

@@ -19,6 +19,11 @@ var (
 	// ErrNoUpcast is returned by Decode when an event's version has no
 	// chain of upcasters to the current version.
 	ErrNoUpcast = errors.New("schema: no upcast path to the current version")
+	// ErrInvalidName is matched by the error Register, RegisterVersion and
+	// Upcast return for an event name the store would refuse as a type
+	// (empty, longer than eventstore.MaxTypeLength, not UTF-8, with a NUL)
+	// or a version outside 1 to 2^20.
+	ErrInvalidName = errors.New("schema: invalid event name or version")
 )
 
 // ValidationError reports an event the registry refuses: an unknown type, an

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 
@@ -365,13 +366,16 @@ func parseSchemaPath(p string) (name string, n int, ok bool) {
 	return name, n, true
 }
 
-// checkName checks an event name and version number.
+// checkName checks an event name and version number: the name must be one
+// the store accepts as an event type.
 func checkName(name string, version int) error {
 	switch {
 	case name == "":
-		return errors.New("empty event name")
+		return fmt.Errorf("%w: empty event name", ErrInvalidName)
+	case len(name) > eventstore.MaxTypeLength || !utf8.ValidString(name) || strings.IndexByte(name, 0) >= 0:
+		return fmt.Errorf("%w: event %q: want at most %d bytes of UTF-8 without NUL", ErrInvalidName, name, eventstore.MaxTypeLength)
 	case version < 1 || version > maxVersion:
-		return fmt.Errorf("event %q: version %d: want 1 to %d", name, version, maxVersion)
+		return fmt.Errorf("%w: event %q: version %d: want 1 to %d", ErrInvalidName, name, version, maxVersion)
 	}
 	return nil
 }
