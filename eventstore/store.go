@@ -1371,6 +1371,11 @@ func (s *Store) saveSnapshot(ctx context.Context, q querier, snap Snapshot) erro
 		return &InvalidEventError{StreamID: snap.StreamID, Index: -1, Field: "snapshot", Reason: fmt.Sprintf("schema version %d is not in [0, %d]", snap.SchemaVersion, math.MaxInt32)}
 	}
 	if _, err := q.Exec(ctx, s.sql.saveSnapshot, snap.StreamID, snap.Version, snap.SchemaVersion, snap.Data); err != nil {
+		// Migration 0009's check: a snapshot is of a version the stream has.
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23514" && strings.HasPrefix(pgErr.Message, "strata: snapshot") {
+			return &InvalidEventError{StreamID: snap.StreamID, Index: -1, Field: "snapshot", Reason: fmt.Sprintf("version %d: the stream has no such version", snap.Version)}
+		}
 		return fmt.Errorf("eventstore: save snapshot of %q: %w", snap.StreamID, err)
 	}
 	return nil

@@ -57,8 +57,8 @@ func TestWithValidator(t *testing.T) {
 	}
 	listeners := func() int {
 		var n int
-		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE query = $1`,
-			"LISTEN "+pgx.Identifier{s.Channel()}.Sanitize()).Scan(&n); err != nil {
+		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`,
+			s.ListenerName()).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n

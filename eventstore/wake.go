@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -98,6 +99,17 @@ func (s *Store) listen(ctx context.Context, done chan struct{}) {
 	}
 }
 
+// ListenerName is the application_name of the store's wake-up listener
+// connection ("strata listen " and the channel, cut to Postgres's 63 bytes),
+// by which pg_stat_activity shows it.
+func (s *Store) ListenerName() string {
+	name := "strata listen " + s.Channel()
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	return name
+}
+
 func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 	cfg := s.pool.Config().ConnConfig.Copy()
 	// A wait that times out sets a deadline on the socket and leaves the
@@ -105,6 +117,13 @@ func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 	cfg.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
 		return &pgconn.DeadlineContextWatcherHandler{Conn: pc.Conn()}
 	}
+	// Named after its channel, so that operators (and tests) can tell the
+	// listener in pg_stat_activity, where its last query is a ping.
+	cfg.RuntimeParams = maps.Clone(cfg.RuntimeParams)
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = s.ListenerName()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err

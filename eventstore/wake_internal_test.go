@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/internal/pgtest"
@@ -120,11 +119,10 @@ func newWakeTest(t *testing.T) *wakeTest {
 // connection, waiting until there is one other than not (0: any).
 func (w *wakeTest) listener(not int) (pid, port int) {
 	w.t.Helper()
-	listen := "LISTEN " + pgx.Identifier{w.s.Channel()}.Sanitize()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		err := w.admin.QueryRow(context.Background(), `SELECT pid, client_port FROM pg_stat_activity
-			WHERE query = $1 AND pid <> $2 AND state = 'idle'`, listen, not).Scan(&pid, &port)
+			WHERE application_name = $1 AND pid <> $2 AND state = 'idle'`, w.s.ListenerName(), not).Scan(&pid, &port)
 		if err == nil {
 			return pid, port
 		}

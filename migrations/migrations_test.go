@@ -95,7 +95,7 @@ func TestGrantApplication(t *testing.T) {
 		`TRUNCATE ` + s + `.events`,
 		`DELETE FROM ` + s + `.streams`,
 		`UPDATE ` + s + `.streams SET version = 1 WHERE stream_id = 'a-1'`,
-		`INSERT INTO ` + s + `.events (event_id, stream_id, version, category, event_type, schema_version, data) VALUES (gen_random_uuid(), 'a-1', 3, 'a', 'T', 1, '{}')`,
+		`INSERT INTO ` + s + `.events (event_id, stream_id, version, category, event_type, schema_version, data, transaction_id) VALUES (gen_random_uuid(), 'a-1', 3, 'a', 'T', 1, '{}', 1)`,
 		`DROP TABLE ` + s + `.snapshots`,
 		`CREATE TABLE ` + s + `.x (i int)`,
 		`DELETE FROM ` + s + `.schema_migrations`,
