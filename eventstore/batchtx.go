@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -25,6 +26,7 @@ type batchTx struct {
 	pool *pgxpool.Pool
 	tx   pgx.Tx // nil until used
 	err  error  // the error of BEGIN (or of first), returned by every later use
+	pid  uint32 // the server process of tx's connection
 	// first runs right after BEGIN, before the handler's first statement:
 	// the checkpoint's fenced update, which locks the partition's row for
 	// the whole transaction (see worker.writeBatch).
@@ -37,9 +39,14 @@ var _ pgx.Tx = (*batchTx)(nil)
 func (t *batchTx) begin(ctx context.Context) (pgx.Tx, error) {
 	if t.tx == nil && t.err == nil {
 		tx, err := t.pool.Begin(ctx)
-		if err == nil && t.first != nil {
-			if err = t.first(ctx, tx); err != nil {
-				_ = tx.Rollback(ctx)
+		if err == nil {
+			t.pid = tx.Conn().PgConn().PID()
+			if t.first != nil {
+				if err = t.first(ctx, tx); err != nil {
+					t.tx = tx
+					t.end(ctx) // rolls back; ends a lost connection's server process
+					t.tx = nil
+				}
 			}
 		}
 		if err != nil {
@@ -55,11 +62,33 @@ func (t *batchTx) begin(ctx context.Context) (pgx.Tx, error) {
 func (t *batchTx) started() bool { return t.tx != nil }
 
 // end rolls the transaction back if it began and was not committed.
+//
+// If the transaction's connection was lost, the server process behind it
+// may live on, idle in the transaction with its row locks and its
+// transaction ID: the client's side of a connection can break while the
+// server's stays open until a keepalive notices, hours later. The batch's
+// retry would wait on those locks, and every gap-safe reader of the log on
+// that transaction ID, for as long. So end terminates that process (as
+// Append's resolution does; see resolve.go), best effort, before the batch
+// is tried again.
 func (t *batchTx) end(ctx context.Context) {
-	if t.tx != nil {
-		_ = t.tx.Rollback(ctx)
+	if t.tx == nil {
+		return
 	}
+	// Rollback fails when the connection is lost (or was, under the
+	// handler); ErrTxClosed means a COMMIT was sent, which ends the
+	// transaction on the server whether or not its answer came back.
+	if err := t.tx.Rollback(ctx); err == nil || errors.Is(err, pgx.ErrTxClosed) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = t.pool.Exec(ctx, terminateBackend, int32(t.pid))
 }
+
+// terminateBackend ends the server process of a lost connection of this
+// role (pg_terminate_backend is allowed on one's own role's processes).
+const terminateBackend = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = session_user`
 
 // Begin starts a savepoint in the batch's transaction.
 func (t *batchTx) Begin(ctx context.Context) (pgx.Tx, error) {
@@ -179,3 +208,19 @@ func (r errRows) Values() ([]any, error)                       { return nil, r.e
 func (r errRows) RawValues() [][]byte                          { return nil }
 func (r errRows) Conn() *pgx.Conn                              { return nil }
 func (r errRows) TypeMap() *pgtype.Map                         { return nil }
+
+// inTx runs fn in a transaction on the store's pool and commits it, as
+// pgx.BeginFunc does, ending the server process of its connection if that
+// was lost (see batchTx.end).
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	t := &batchTx{ctx: ctx, pool: s.pool}
+	defer t.end(ctx)
+	tx, err := t.begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}

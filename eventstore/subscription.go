@@ -999,7 +999,7 @@ func (w *worker) advance(ctx context.Context, q querier, to Position, handled in
 func (w *worker) park(ctx context.Context, e Event, attempts int, cause error) error {
 	sub := w.sub
 	var id int64
-	err := pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
+	err := sub.store.inTx(ctx, func(tx pgx.Tx) error {
 		var blockedBy *int64
 		if first, ok := w.parked[e.StreamID]; ok {
 			blockedBy = &first
@@ -1059,7 +1059,7 @@ func (w *worker) retryOne(ctx context.Context, h Handler, id int64, e Event) err
 			return err
 		}
 	}
-	return pgx.BeginFunc(ctx, sub.store.pool, func(tx pgx.Tx) error {
+	return sub.store.inTx(ctx, func(tx pgx.Tx) error {
 		// Lock the partition's row first, fenced, as a batch does (see
 		// writeBatch): a reset then waits for this transaction or fences it.
 		tag, err := tx.Exec(ctx, sub.sql.lockPartition, sub.cfg.Name, w.p, sub.cfg.Owner, w.resets)
