@@ -36,6 +36,7 @@
 // | `strata.subscription.batch.duration` | histogram | `s` | `strata.subscription`, `strata.partition` | from reading a batch to committing its checkpoint |
 // | `strata.subscription.lag` | gauge | `{event}` | `strata.subscription`, `strata.partition` | events matching the subscription committed after its checkpoint, counted by the database at each collection (capped at 1,000,000), for the partitions this process owns |
 // | `strata.subscription.lag.seconds` | gauge | `s` | `strata.subscription`, `strata.partition` | age of the oldest of those events; 0 when caught up |
+// | `strata.horizon.age` | gauge | `s` | — | how long gap-safe readers have been held back by the oldest open transaction, as the store's role sees it; 0 when none is |
 // | `strata.subscription.errors` | counter | `{error}` | `strata.subscription`, `strata.partition`, `strata.error.transient` | failed handler attempts (every failed retry counts) |
 // | `strata.subscription.dead_letters` | counter | `{event}` | `strata.subscription`, `strata.partition` | events parked as dead letters (the failing one and those of its stream parked behind it) |
 // | `strata.relay.published` | counter | `{message}` | `strata.relay`, `strata.topic` | messages the broker acknowledged to the relay |

@@ -213,8 +213,9 @@ func TestInstruments(t *testing.T) {
 	reg, err := in.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(in.SubscriptionLag, 3, attrs)
 		o.ObserveFloat64(in.SubscriptionLagSeconds, 1.5, attrs)
+		o.ObserveFloat64(in.HorizonAge, 2.5)
 		return nil
-	}, in.SubscriptionLag, in.SubscriptionLagSeconds)
+	}, in.SubscriptionLag, in.SubscriptionLagSeconds, in.HorizonAge)
 	if err != nil {
 		t.Fatal(err)
 	}
