@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -87,6 +88,9 @@ func TestRelayUnderFaults(t *testing.T) {
 	direct, db := newStore(t)
 	pool, pgProxy := proxiedPool(t, db, 8)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("STRATA_FAULT_LOG") == "1" {
+		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	store := eventstore.New(pool, &eventstore.Config{Schema: db.Schema, Logger: quiet})
 
 	natsProxy, err := faultproxy.New("127.0.0.1:4222")
@@ -129,7 +133,8 @@ func TestRelayUnderFaults(t *testing.T) {
 			}
 		})
 	}
-	st := storm(ctx, d, cutP, pgProxy, natsProxy)
+	// The relay runs few statements: cut them more often.
+	st := storm(ctx, d, 3*cutP, pgProxy, natsProxy)
 	stopWriters()
 	wg.Wait()
 	if st.Cuts == 0 {
@@ -151,6 +156,7 @@ func TestRelayUnderFaults(t *testing.T) {
 	if dl, err := direct.DeadLetters(ctx, relay.SubscriptionName()); err != nil || len(dl) != 0 {
 		t.Errorf("dead letters after faults: %v, %v; want none", dl, err)
 	}
+	waitNoneHeld(t, db, 10*time.Second)
 	r.mu.Lock()
 	raw := r.raw
 	r.mu.Unlock()
@@ -344,5 +350,79 @@ func waitNoneHeld(t *testing.T, db *pgtest.DB, d time.Duration) {
 			t.Fatalf("%d server processes of lost connections still in a transaction %v after the work was done: %q", n, d, what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// recorder is a broker that keeps what it was given.
+type recorder struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (r *recorder) Publish(_ string, msgs ...*message.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, m := range msgs {
+		r.ids[m.UUID] = true
+	}
+	return nil
+}
+
+func (r *recorder) Close() error { return nil }
+
+func (r *recorder) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ids[id]
+}
+
+// TestRelayStartsThroughDatabaseOutage: the database cannot be reached
+// when the relay starts (the proxy refuses connections), then can. Run
+// must not give up — a database outage ends the relay no more than a
+// broker outage does — and once the database is back the relay publishes.
+// Before the fix Run returned the subscription's registration error, and
+// a relay started during a blip, or whose start-up statement was cut,
+// never ran.
+func TestRelayStartsThroughDatabaseOutage(t *testing.T) {
+	t.Parallel()
+	direct, db := newStore(t)
+	pool, p := proxiedPool(t, db, 4)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := eventstore.New(pool, &eventstore.Config{Schema: db.Schema, Logger: quiet})
+	pub := &recorder{ids: map[string]bool{}}
+	p.SetRefuse(true)
+	pool.Reset() // no connection made before the outage survives it
+	relay := outbox.NewRelay(store, pub, &outbox.Config{RetryBackoff: 20 * time.Millisecond, MaxRetryBackoff: 200 * time.Millisecond,
+		PollInterval: 100 * time.Millisecond, Logger: quiet})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- relay.Run(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned during a database outage: %v", err)
+	case <-time.After(time.Second):
+	}
+	p.SetRefuse(false)
+	ev := eventstore.NewEvent{ID: uuid.Must(uuid.NewV7()), Type: "Placed", Data: []byte(`{}`)}
+	if _, err := direct.Append(ctx, "order-1", eventstore.NoStream, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ev.ID.String()
+	deadline := time.Now().Add(30 * time.Second)
+	for !pub.has(id) {
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the event was not published within 30s of the database coming back")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
 	}
 }

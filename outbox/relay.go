@@ -241,7 +241,10 @@ func (r *Relay) Health() Health {
 // processes may run the same relay: each partition is published by one of
 // them at a time, and a crashed process's partitions are taken over after
 // LeaseTTL. A broker outage does not end Run: publishing is retried with
-// backoff until the broker is back, and Health reports it meanwhile.
+// backoff until the broker is back, and Health reports it meanwhile. Nor
+// does a database outage: Run starts again, with backoff, until it can
+// register its subscription, and returns an error only for a
+// subscription registered with another number of partitions.
 func (r *Relay) Run(ctx context.Context) error {
 	c := &r.cfg
 	sub, err := r.store.Subscription(eventstore.SubscriptionConfig{
@@ -266,10 +269,29 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.running.Add(1)
 	defer r.running.Add(-1)
-	if err := sub.Run(ctx, r.handle); err != nil {
-		return fmt.Errorf("outbox: relay %q: %w", c.Name, err)
+	backoff := c.RetryBackoff
+	for {
+		err := sub.Run(ctx, r.handle)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, eventstore.ErrPartitionsChanged) {
+			return fmt.Errorf("outbox: relay %q: %w", c.Name, err)
+		}
+		// The subscription gives up only when it cannot register at
+		// start-up (the database unreachable, a connection lost): a
+		// database outage must not end the relay any more than a broker
+		// outage does.
+		r.log.Warn("strata: relay could not start; retrying", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.MaxRetryBackoff)
 	}
-	return nil
 }
 
 // transient classifies a handler error for the subscription: everything
