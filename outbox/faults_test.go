@@ -59,23 +59,6 @@ func proxiedPool(t *testing.T, db *pgtest.DB, maxConns int32) (*pgxpool.Pool, *f
 	return pool, p
 }
 
-// storm injects random faults for d: in the first half, Postgres
-// statements are cut at random (after being sent; the server's side
-// closed, closed after its answer, or held open) and, at random moments,
-// every connection of one proxy is cut or one proxy is blackholed for a
-// moment; in the second half only the random cuts go on, so that a server
-// process held for a lost connection is left to the component.
-func storm(ctx context.Context, d time.Duration, cutP float64, proxies ...*faultproxy.Proxy) faultproxy.StormStats {
-	cut := &faultproxy.Cut{Types: "EQ", Probability: cutP, Random: true}
-	sctx, cancel := context.WithTimeout(ctx, d/2)
-	defer cancel()
-	a := faultproxy.Storm{Cut: cut, Interval: 400 * time.Millisecond, Blackhole: 300 * time.Millisecond}.Run(sctx, proxies...)
-	sctx, cancel = context.WithTimeout(ctx, d/2)
-	defer cancel()
-	b := faultproxy.Storm{Cut: cut}.Run(sctx, proxies...)
-	return faultproxy.StormStats{Cuts: a.Cuts + b.Cuts, CutAlls: a.CutAlls + b.CutAlls, Blackholes: a.Blackholes + b.Blackholes}
-}
-
 // TestRelayUnderFaults: the relay's Postgres pool and its NATS connection
 // both go through fault proxies, while writers append on a direct pool.
 // Postgres statements are cut at random at the worst moment; every
@@ -137,7 +120,7 @@ func TestRelayUnderFaults(t *testing.T) {
 		})
 	}
 	// The relay runs few statements: cut them more often.
-	st := storm(ctx, d, 3*cutP, pgProxy, natsProxy)
+	st := faultproxy.TwoPhaseStorm(ctx, d, 3*cutP, pgProxy, natsProxy)
 	stopWriters()
 	wg.Wait()
 	if st.Cuts == 0 {
@@ -278,7 +261,7 @@ func TestDeduplicatorUnderFaults(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	st := storm(ctx, d, cutP, p)
+	st := faultproxy.TwoPhaseStorm(ctx, d, cutP, p)
 	cancel()
 	<-feederDone
 	close(deliveries)

@@ -30,24 +30,6 @@ func faultRun() (d time.Duration, cutP float64) {
 	return 3 * time.Second, 0.02
 }
 
-// storm injects random faults into the proxies for d: in its first half
-// statements are cut at random (after being sent, before their answer;
-// the server's side closed, closed after its answer, or held open) and, at
-// random moments, every connection of a proxy is cut or a proxy is
-// blackholed for a moment; in its second half only the random cuts go on,
-// so that a server process held for a connection the client lost is left
-// to the component to deal with (a CutAll would end it too).
-func storm(ctx context.Context, d time.Duration, cutP float64, proxies ...*faultproxy.Proxy) faultproxy.StormStats {
-	cut := &faultproxy.Cut{Types: "EQ", Probability: cutP, Random: true}
-	sctx, cancel := context.WithTimeout(ctx, d/2)
-	defer cancel()
-	a := faultproxy.Storm{Cut: cut, Interval: 400 * time.Millisecond, Blackhole: 300 * time.Millisecond}.Run(sctx, proxies...)
-	sctx, cancel = context.WithTimeout(ctx, d/2)
-	defer cancel()
-	b := faultproxy.Storm{Cut: cut}.Run(sctx, proxies...)
-	return faultproxy.StormStats{Cuts: a.Cuts + b.Cuts, CutAlls: a.CutAlls + b.CutAlls, Blackholes: a.Blackholes + b.Blackholes}
-}
-
 // TestRunnerUnderFaults: a projection whose store's pool goes through the
 // fault proxy, while writers append on a direct pool, so the workload is
 // known. For the whole run every statement may be cut at the worst moment
@@ -112,7 +94,7 @@ func TestRunnerUnderFaults(t *testing.T) {
 
 	d, cutP := faultRun()
 	stopWriters := writers(direct, 3, "fault", 2*time.Millisecond)
-	st := storm(ctx, d, cutP, proxy)
+	st := faultproxy.TwoPhaseStorm(ctx, d, cutP, proxy)
 	appended := stopWriters()
 	if st.Cuts == 0 {
 		t.Fatal("the storm cut nothing")

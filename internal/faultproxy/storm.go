@@ -98,3 +98,22 @@ func (s Storm) Run(ctx context.Context, proxies ...*Proxy) (st StormStats) {
 		p.CutAll()
 	}
 }
+
+// TwoPhaseStorm injects random faults for d: in its first half, statements
+// of the Postgres protocol are cut at random with probability cutP (after
+// being sent; the server's side closed, closed after its answer, or held
+// open) and, at random moments, every connection of one proxy is cut or
+// one proxy is blackholed for a moment; in its second half only the random
+// cuts go on, so that a server process held for a connection the client
+// lost is left to the component under test to deal with (a CutAll would
+// end it too).
+func TwoPhaseStorm(ctx context.Context, d time.Duration, cutP float64, proxies ...*Proxy) StormStats {
+	cut := &Cut{Types: "EQ", Probability: cutP, Random: true}
+	sctx, cancel := context.WithTimeout(ctx, d/2)
+	defer cancel()
+	a := Storm{Cut: cut, Interval: 400 * time.Millisecond, Blackhole: 300 * time.Millisecond}.Run(sctx, proxies...)
+	sctx, cancel = context.WithTimeout(ctx, d/2)
+	defer cancel()
+	b := Storm{Cut: cut}.Run(sctx, proxies...)
+	return StormStats{Cuts: a.Cuts + b.Cuts, CutAlls: a.CutAlls + b.CutAlls, Blackholes: a.Blackholes + b.Blackholes}
+}
