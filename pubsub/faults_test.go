@@ -128,7 +128,7 @@ func TestPubSubUnderFaults(t *testing.T) {
 		})
 	}
 	d, cutP := 3*time.Second, 0.02
-	if os.Getenv("STRATA_FAULT_TESTS") == "1" {
+	if os.Getenv("STRATA_LONG_FAULTS") == "1" {
 		d, cutP = 30*time.Second, 0.03
 	}
 	cut := &faultproxy.Cut{Types: "EQ", Probability: cutP, Random: true}
