@@ -166,16 +166,9 @@ func TestSubscriptionUnderFaults(t *testing.T) {
 			}
 		})
 	}
-	cut := &faultproxy.Cut{Types: "EQ", Probability: cutP, Random: true}
-	sctx, scancel := context.WithTimeout(ctx, d/2)
-	st := faultproxy.Storm{Cut: cut, Interval: 400 * time.Millisecond, Blackhole: 300 * time.Millisecond}.Run(sctx, p)
-	scancel()
-	sctx, scancel = context.WithTimeout(ctx, d/2)
-	st2 := faultproxy.Storm{Cut: cut}.Run(sctx, p)
-	scancel()
+	st := faultproxy.TwoPhaseStorm(ctx, d, cutP, p)
 	cancel()
 	wg.Wait()
-	st.Cuts += st2.Cuts
 
 	var stored int
 	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM `+pgx.Identifier{db.Schema, "events"}.Sanitize()).Scan(&stored); err != nil {

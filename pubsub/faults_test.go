@@ -131,14 +131,7 @@ func TestPubSubUnderFaults(t *testing.T) {
 	if os.Getenv("STRATA_LONG_FAULTS") == "1" {
 		d, cutP = 30*time.Second, 0.03
 	}
-	cut := &faultproxy.Cut{Types: "EQ", Probability: cutP, Random: true}
-	sctx, scancel := context.WithTimeout(ctx, d/2)
-	st := faultproxy.Storm{Cut: cut, Interval: 400 * time.Millisecond, Blackhole: 300 * time.Millisecond}.Run(sctx, p)
-	scancel()
-	sctx, scancel = context.WithTimeout(ctx, d/2)
-	st2 := faultproxy.Storm{Cut: cut}.Run(sctx, p)
-	scancel()
-	st.Cuts += st2.Cuts
+	st := faultproxy.TwoPhaseStorm(ctx, d, cutP, p)
 	stopPublishers()
 	wg.Wait()
 	if st.Cuts == 0 {
