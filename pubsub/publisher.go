@@ -114,12 +114,15 @@ func TxFromContext(ctx context.Context) (pgx.Tx, bool) {
 // first message's, per stream, when they differ) ends or the Publisher is
 // closed, whether it is still waiting for its turn or its append is under
 // way: it then returns an error matching the context's error (or
-// ErrClosed), and its messages were not written — unless the append had
-// already committed, in which case it returns nil. The messages of one
-// stream are written together, in one append (per MaxBatch messages);
-// messages to several streams (PartitionKey) are not: when an error is
-// returned, the streams before the failing one may have been written (a
-// retried Publish stores them once).
+// ErrClosed), and its messages were not written — unless they had already
+// committed, in which case it returns nil. The messages without a tx are
+// written all or nothing: in one append when they go to one stream and
+// number at most MaxBatch, otherwise (several streams by PartitionKey, or
+// more messages) in one transaction. When the connection is lost while
+// that transaction commits, Publish finds out on another connection
+// whether it committed, as eventstore.Store.Append does, and returns an
+// error matching eventstore.ErrAmbiguous only if it cannot tell in time
+// (retrying then stores every message once).
 //
 // Messages without a tx that go to the same stream from concurrent Publish
 // calls are coalesced into one append, so many publishers to one topic
@@ -178,25 +181,40 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		index[groupKey{stream, tx}] = g
 		groups = append(groups, g)
 	}
+	var own []*group // the groups without a tx, written together
 	for _, g := range groups {
+		if g.tx == nil {
+			own = append(own, g)
+			continue
+		}
 		for chunk := range slices.Chunk(g.events, p.cfg.MaxBatch) {
-			var err error
-			if g.tx != nil {
-				// Close cancels the append in the caller's tx too (the tx
-				// is then broken and rolls back: nothing is published).
-				ctx, stop := p.withClosing(g.ctx)
-				err = p.appendInTx(ctx, g.tx, g.stream, chunk)
-				stop()
-				if err != nil && p.closing.Err() != nil {
-					err = fmt.Errorf("%w: %w", ErrClosed, err)
-				}
-			} else {
-				err = p.appendCoalesced(g.ctx, g.stream, chunk)
+			// Close cancels the append in the caller's tx too (the tx is
+			// then broken and rolls back: nothing is published).
+			ctx, stop := p.withClosing(g.ctx)
+			err := p.appendInTx(ctx, g.tx, g.stream, chunk)
+			stop()
+			if err != nil && p.closing.Err() != nil {
+				err = fmt.Errorf("%w: %w", ErrClosed, err)
 			}
 			if err != nil {
 				return fmt.Errorf("pubsub: publish to %q: %w", topic, err)
 			}
 		}
+	}
+	var err error
+	switch {
+	case len(own) == 0:
+	case len(own) == 1 && len(own[0].events) <= p.cfg.MaxBatch:
+		err = p.appendCoalesced(own[0].ctx, own[0].stream, own[0].events)
+	default:
+		streams := make([]streamEvents, len(own))
+		for i, g := range own {
+			streams[i] = streamEvents{g.stream, g.events}
+		}
+		err = p.appendTogether(own[0].ctx, streams)
+	}
+	if err != nil {
+		return fmt.Errorf("pubsub: publish to %q: %w", topic, err)
 	}
 	return nil
 }

@@ -1,0 +1,160 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/strata-go/strata/eventstore"
+)
+
+// Publishing to several streams at once.
+//
+// The messages of one Publish call that carry no tx are written all or
+// nothing. Going to one stream (and at most MaxBatch of them) they are one
+// append, which the store makes atomic and resolves itself when its
+// connection is lost. Going to several streams (PartitionKey), or more
+// than MaxBatch, they are written in one transaction of the store's pool,
+// each stream's events by AppendTx under a savepoint (so that a message
+// already stored is skipped, as in any Publish).
+//
+// When the answer to that transaction's COMMIT is lost, it committed or it
+// did not, and the server process behind the lost connection may still be
+// deciding. As eventstore.Store.Append does for an append, Publish then
+// ends that process (see eventstore's resolve.go for why that is both
+// allowed and safe) and, once it is gone, looks the events up on another
+// connection: all of them stored means the transaction committed (or the
+// messages were stored before, which counts as published too); otherwise
+// it did not, and Publish returns an error. The resolution goes on after
+// the caller's context ended (a deadline is one way a connection is lost),
+// for at most resolveTimeout; if it cannot finish by then, Publish returns
+// an *eventstore.AmbiguousError.
+//
+// Any error from COMMIT other than one the server answered is taken as a
+// lost answer: pgx reports a connection lost after COMMIT was sent as
+// "conn closed", the error it also gives for a connection closed before
+// anything was sent (and that pgconn.SafeToRetry calls safe).
+
+// resolveTimeout bounds the resolution of a lost COMMIT, as the store's
+// Config.ResolveTimeout does for an append.
+const resolveTimeout = 5 * time.Second
+
+// streamEvents are the events of one Publish call for one stream.
+type streamEvents struct {
+	stream string
+	events []eventstore.NewEvent
+}
+
+// appendTogether writes the events of streams in one transaction.
+func (p *Publisher) appendTogether(ctx context.Context, streams []streamEvents) error {
+	ctx, stop := p.withClosing(ctx)
+	defer stop()
+	pid, lostCommit, err := p.writeTogether(ctx, streams)
+	if lostCommit {
+		err = p.resolveTogether(ctx, pid, streams, err)
+	}
+	if err != nil && p.closing.Err() != nil {
+		err = fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+// writeTogether runs the transaction. lostCommit reports that COMMIT failed
+// without an answer from the server: the outcome is unknown, and pid is
+// the server process that knows it.
+func (p *Publisher) writeTogether(ctx context.Context, streams []streamEvents) (pid uint32, lostCommit bool, err error) {
+	pool := p.store.Pool()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	pid = tx.Conn().PgConn().PID()
+	for _, s := range streams {
+		for chunk := range slices.Chunk(s.events, p.cfg.MaxBatch) {
+			if err := p.appendInTx(ctx, tx, s.stream, chunk); err != nil {
+				if rbErr := tx.Rollback(context.WithoutCancel(ctx)); rbErr != nil {
+					// The connection is lost: its server process may be
+					// left idle in the transaction, holding back every
+					// gap-safe reader. End it.
+					go endBackend(context.WithoutCancel(ctx), pool, pid)
+				}
+				return pid, false, fmt.Errorf("stream %q: %w", s.stream, err)
+			}
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		var pgErr *pgconn.PgError
+		answered := errors.As(err, &pgErr) && pgErr.Severity != "FATAL" && pgErr.Severity != "PANIC"
+		return pid, !answered, err
+	}
+	return pid, false, nil
+}
+
+// resolveTogether learns the outcome of a transaction whose COMMIT failed
+// with cause and no answer, on the connection to server process pid: nil
+// if its events are stored, an error saying they are not, or an
+// *eventstore.AmbiguousError.
+func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []streamEvents, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
+	defer cancel()
+	var ids []uuid.UUID
+	for _, s := range streams {
+		for _, e := range s.events {
+			ids = append(ids, e.ID)
+		}
+	}
+	log := p.store.Logger()
+	backoff := time.Millisecond
+	var last error
+	for {
+		ended, err := endBackend(ctx, p.store.Pool(), pid)
+		switch {
+		case err != nil:
+			last = fmt.Errorf("wait for server process %d: %w", pid, err)
+		case !ended:
+			last = fmt.Errorf("server process %d still running", pid)
+		default:
+			var n int
+			err := p.store.Pool().QueryRow(ctx, `SELECT count(*) FROM `+p.store.Table("events")+` WHERE event_id = ANY($1)`, ids).Scan(&n)
+			if err == nil {
+				stored := n == len(ids)
+				log.InfoContext(ctx, "pubsub: publish outcome resolved after a lost connection", "stream", streams[0].stream, "stored", stored, "error", cause)
+				if stored {
+					return nil
+				}
+				return fmt.Errorf("connection lost while committing; the messages are not stored (checked on another connection): %w", cause)
+			}
+			last = fmt.Errorf("look up event %s: %w", ids[0], err)
+		}
+		select {
+		case <-ctx.Done():
+			log.WarnContext(ctx, "pubsub: publish outcome unknown after a lost connection", "stream", streams[0].stream, "error", cause, "resolve_error", last)
+			return &eventstore.AmbiguousError{StreamID: streams[0].stream, EventIDs: ids, Err: cause, Resolve: fmt.Errorf("%w (gave up after %s)", last, resolveTimeout)}
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
+// endBackend terminates the server process pid if it is still listed (a
+// process of the pool's own role), and reports whether it was not.
+func endBackend(ctx context.Context, pool *pgxpool.Pool, pid uint32) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	rows, err := pool.Query(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = session_user`, int32(pid))
+	if err != nil {
+		return false, err
+	}
+	listed := false
+	for rows.Next() {
+		listed = true
+	}
+	rows.Close()
+	return !listed, rows.Err()
+}
