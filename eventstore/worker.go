@@ -118,8 +118,11 @@ func (w *worker) run(ctx context.Context, h Handler, wake <-chan struct{}, caugh
 		return err
 	}
 	w.assertInvariant()
+	// After a failed read, wait RetryBackoff doubling up to PollInterval.
 	readWait := retry.Backoff(min(sub.cfg.RetryBackoff, sub.cfg.PollInterval), sub.cfg.PollInterval)
-	idle := 0
+	// Idle, poll after 2ms doubling up to PollInterval, from the last
+	// activity (a page with events, a wake-up).
+	idleWait := retry.Backoff(min(2*time.Millisecond, sub.cfg.PollInterval), sub.cfg.PollInterval)
 	reported, woke := false, false
 	for ctx.Err() == nil {
 		if time.Since(w.lastSync) > sub.cfg.PollInterval {
@@ -142,7 +145,8 @@ func (w *worker) run(ctx context.Context, h Handler, wake <-chan struct{}, caugh
 		}
 		readWait.Reset()
 		if len(page.Events) > 0 {
-			idle, woke = 0, false
+			woke = false
+			idleWait.Reset()
 			if !page.AtEnd {
 				// Catching up: read the next page while this one is handled.
 				w.prefetch(ctx, page.Next)
@@ -184,13 +188,12 @@ func (w *worker) run(ctx context.Context, h Handler, wake <-chan struct{}, caugh
 			case <-ctx.Done():
 			}
 		}
-		wait := min(sub.cfg.PollInterval, (2*time.Millisecond)<<min(idle, 20))
-		idle++
 		select {
 		case <-ctx.Done():
 		case <-wake:
-			idle, woke = 0, true
-		case <-time.After(wait):
+			woke = true
+			idleWait.Reset()
+		case <-time.After(idleWait.NextBackOff()):
 		}
 	}
 	return nil
