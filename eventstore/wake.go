@@ -11,91 +11,98 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/wake"
 )
 
-// wakeHub shares one LISTEN connection among all the subscriptions a Store
-// runs in this process, and fans each notification out to them.
+// wakeHub shares one LISTEN connection among all the subscription
+// partitions a Store runs in this process, and fans each notification out
+// to them through one wake.Hub. The listener runs while anyone holds it
+// (a running Subscription holds it for its whole Run, so that a partition
+// worker's restart does not close and reopen the connection).
 type wakeHub struct {
-	mu     sync.Mutex
-	subs   map[chan struct{}]struct{}
+	fan wake.Hub
+
+	mu     sync.Mutex // guards what follows
+	users  int        // holders of the listener
 	cancel context.CancelFunc
 	done   chan struct{}
 	gauge  metric.Registration // the horizon's age, while anyone listens
 }
 
-// wakeups registers a subscriber: the returned channel receives (without
+// wakeups registers a waiter: the returned channel receives (without
 // blocking the hub; one pending signal at most) whenever the log may have
-// grown. The first subscriber starts the listener; release stops it after
-// the last one leaves.
+// grown. The waiter holds the listener until release.
 func (s *Store) wakeups(ctx context.Context) (<-chan struct{}, func()) {
+	unhold := s.holdListener(ctx)
+	ch, cancel, _ := s.shared.hub.fan.Subscribe()
+	return ch, func() {
+		cancel()
+		unhold()
+	}
+}
+
+// holdListener keeps the store's LISTEN connection up until release: the
+// first holder starts it, release by the last stops it and waits for it.
+func (s *Store) holdListener(ctx context.Context) (release func()) {
 	h := &s.shared.hub
-	ch := make(chan struct{}, 1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.subs == nil {
-		h.subs = map[chan struct{}]struct{}{}
-	}
-	h.subs[ch] = struct{}{}
+	h.users++
 	if h.cancel == nil {
-		// The listener outlives the first subscriber's Run; it is stopped
-		// when the last subscriber releases it, not by ctx.
+		// The listener outlives the first holder's ctx; it is stopped
+		// when the last holder releases it, not by ctx.
 		lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		h.cancel, h.done = cancel, make(chan struct{})
 		go s.listen(lctx, h.done)
 		h.gauge = s.registerHorizon()
 	}
-	release := func() {
-		h.mu.Lock()
-		delete(h.subs, ch)
-		var cancel context.CancelFunc
-		var done chan struct{}
-		var gauge metric.Registration
-		if len(h.subs) == 0 && h.cancel != nil {
-			cancel, done, gauge = h.cancel, h.done, h.gauge
-			h.cancel, h.done, h.gauge = nil, nil, nil
-		}
-		h.mu.Unlock()
-		if gauge != nil {
-			_ = gauge.Unregister()
-		}
-		if cancel != nil {
-			cancel()
-			<-done
-		}
-	}
-	return ch, release
+	var once sync.Once
+	return func() { once.Do(func() { s.unholdListener() }) }
 }
 
-func (h *wakeHub) broadcast() {
+func (s *Store) unholdListener() {
+	h := &s.shared.hub
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for ch := range h.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
+	h.users--
+	var cancel context.CancelFunc
+	var done chan struct{}
+	var gauge metric.Registration
+	if h.users == 0 && h.cancel != nil {
+		cancel, done, gauge = h.cancel, h.done, h.gauge
+		h.cancel, h.done, h.gauge = nil, nil, nil
+	}
+	h.mu.Unlock()
+	if gauge != nil {
+		if err := gauge.Unregister(); err != nil {
+			s.cfg.Logger.Warn("strata: could not unregister the horizon gauge", "err", err)
 		}
+	}
+	if cancel != nil {
+		cancel()
+		<-done
 	}
 }
 
 // listen holds a dedicated connection (outside the pool) that LISTENs on
-// the store's channel, reconnecting with backoff when it fails or stops
-// answering (see Config.ListenerPing). After every (re)connect it wakes
-// everyone, since notifications sent while it was away are lost.
+// the store's channel, reconnecting with backoff (50ms doubling to 5s, with
+// jitter) when it fails or stops answering (see Config.ListenerPing). After
+// every (re)connect it wakes everyone, since notifications sent while it
+// was away are lost.
 func (s *Store) listen(ctx context.Context, done chan struct{}) {
 	defer close(done)
-	backoff := 50 * time.Millisecond
+	wait := retry.Backoff(50*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
-		err := s.listenOnce(ctx, &backoff)
+		err := s.listenOnce(ctx, wait.Reset)
 		if ctx.Err() != nil {
 			return
 		}
-		s.cfg.Logger.Warn("strata: wake-up listener lost its connection; subscribers poll meanwhile", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
+		d := wait.NextBackOff()
+		s.cfg.Logger.Warn("strata: wake-up listener lost its connection; subscribers poll meanwhile", "err", err, "retry_in", d)
+		if !sleep(ctx, d) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
@@ -110,7 +117,9 @@ func (s *Store) ListenerName() string {
 	return name
 }
 
-func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
+// listenOnce listens on one connection until it fails; connected is called
+// once the connection listens.
+func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 	cfg := s.pool.Config().ConnConfig.Copy()
 	// A wait that times out sets a deadline on the socket and leaves the
 	// connection usable (pgx's default; a pool may have configured another).
@@ -132,15 +141,15 @@ func (s *Store) listenOnce(ctx context.Context, backoff *time.Duration) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.Channel()}.Sanitize()); err != nil {
 		return err
 	}
-	*backoff = 50 * time.Millisecond
-	s.shared.hub.broadcast()
+	connected()
+	s.shared.hub.fan.Broadcast()
 	every := s.cfg.ListenerPing
 	for {
 		wctx, cancel := context.WithTimeout(ctx, every)
 		_, err := conn.WaitForNotification(wctx)
 		cancel()
 		if err == nil {
-			s.shared.hub.broadcast()
+			s.shared.hub.fan.Broadcast()
 			continue
 		}
 		if ctx.Err() != nil || wctx.Err() == nil || conn.IsClosed() {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/retry"
 )
 
 // Progress reports how far a Rebuild has come.
@@ -205,7 +206,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	defer statusTick.Stop()
 	progressTick := time.NewTicker(200 * time.Millisecond)
 	defer progressTick.Stop()
-	backoff := r.cfg.RetryBackoff
+	wait := retry.Backoff(r.cfg.RetryBackoff, r.cfg.MaxRetryBackoff)
 	for {
 		select {
 		case <-ctx.Done():
@@ -217,11 +218,11 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 			if errors.As(err, &he) || errors.Is(err, eventstore.ErrPartitionsChanged) {
 				return fmt.Errorf("projection %q: rebuild: %w", name, err)
 			}
-			r.log.Warn("strata: rebuild's subscription failed; restarting", "projection", name, "err", err, "retry_in", backoff)
-			if !sleep(ctx, backoff) {
+			d := wait.NextBackOff()
+			r.log.Warn("strata: rebuild's subscription failed; restarting", "projection", name, "err", err, "retry_in", d)
+			if !retry.Sleep(ctx, d) {
 				continue // reported by the ctx.Done case
 			}
-			backoff = min(backoff*2, r.cfg.MaxRetryBackoff)
 			running = true
 			go func() { runErr <- sub.Run(rctx, h) }()
 			continue
@@ -277,17 +278,6 @@ func sumLag(parts []eventstore.SubscriptionStatus) int64 {
 		n += p.Lag
 	}
 	return n
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // Reset moves a projection's checkpoints to the position to, in one
