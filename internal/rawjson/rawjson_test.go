@@ -72,3 +72,24 @@ func TestNoAllocations(t *testing.T) {
 		t.Fatalf("%v allocations", n)
 	}
 }
+
+// go test -run '^$' -bench . ./internal/rawjson/
+func BenchmarkValid(b *testing.B) {
+	data := []byte(seeds[0])
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if !Valid(data) {
+			b.Fatal("invalid")
+		}
+	}
+}
+
+func BenchmarkValidBaselineStd(b *testing.B) {
+	data := []byte(seeds[0])
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if !json.Valid(data) {
+			b.Fatal("invalid")
+		}
+	}
+}

@@ -129,3 +129,35 @@ func TestInterleaved(t *testing.T) {
 		}
 	}
 }
+
+// TestInterleavedDecode: decode of one v1 event through both upcasters,
+// without the database, rounds interleaved; medians and allocations.
+func TestInterleavedDecode(t *testing.T) {
+	if testing.Short() || !testing.Verbose() {
+		t.Skip("a measurement: run with -v -run Interleaved")
+	}
+	e := eventstore.Event{Type: "OrderPlaced", SchemaVersion: 1, Data: []byte(v1Order)}
+	ps := pipelines(t)
+	times := make([][]float64, len(ps))
+	const reps = 2000
+	for range 15 {
+		for i, p := range ps {
+			start := time.Now()
+			for range reps {
+				if _, err := p.decode(e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			times[i] = append(times[i], float64(time.Since(start).Nanoseconds())/reps)
+		}
+	}
+	raw := func() { var o orderV1; _ = stdjson.Unmarshal(e.Data, &o) }
+	fmt.Printf("decode of a v1 event, medians of 15 interleaved rounds of %d:\n", reps)
+	for i, p := range ps {
+		x := slices.Clone(times[i])
+		slices.Sort(x)
+		allocs := testing.AllocsPerRun(100, func() { _, _ = p.decode(e) })
+		fmt.Printf("  %-26s %7.0f ns/op %4.0f allocs/op\n", p.name, x[len(x)/2], allocs)
+	}
+	fmt.Printf("  json.Unmarshal (v1 struct) %4.0f allocs/op\n", testing.AllocsPerRun(100, raw))
+}
