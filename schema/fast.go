@@ -1,14 +1,20 @@
 package schema
 
 import (
+	"encoding/json"
 	"math"
 	"math/big"
+	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 	"unsafe"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
+
+	"github.com/strata-go/strata/internal/rawjson"
 )
 
 // The fast path validates a payload straight from its JSON bytes, without
@@ -98,188 +104,314 @@ func (n *fastNode) hasStringRules() bool {
 	return n.minLen >= 0 || n.maxLen >= 0 || n.pattern != nil || n.format != nil || n.enum != nil
 }
 
-// compileFast returns the fast path of s, or nil when s uses a keyword it
-// does not support.
-func compileFast(s *jsonschema.Schema) *fastNode {
-	n, ok := fastFrom(s, map[*jsonschema.Schema]*fastNode{})
+// compileFast returns the fast path of doc, a schema document as
+// decodeJSON parses it, or nil when doc uses a keyword outside the
+// supported set. It reads the document itself, never the validator's
+// compiled form, so that the validator stays replaceable; the full
+// validator has already accepted doc.
+func compileFast(doc any) *fastNode {
+	c := fastCompiler{root: doc, refs: map[string]*fastNode{}}
+	n, ok := c.node(doc, true)
 	if !ok {
 		return nil
 	}
 	return n
 }
 
-func fastFrom(s *jsonschema.Schema, memo map[*jsonschema.Schema]*fastNode) (*fastNode, bool) {
-	if n, ok := memo[s]; ok {
-		return n, true
+// fastCompiler compiles one schema document.
+type fastCompiler struct {
+	root any
+	refs map[string]*fastNode // by JSON Pointer, for $ref (and its cycles)
+}
+
+// fastKeywords are the keywords the fast path checks, and the annotations
+// it may ignore; any other keyword leaves the schema to the validator.
+var fastKeywords = map[string]bool{
+	"type": true, "properties": true, "required": true, "additionalProperties": true, "maxProperties": true,
+	"items": true, "minItems": true, "maxItems": true, "minLength": true, "maxLength": true, "pattern": true,
+	"format": true, "enum": true, "minimum": true, "maximum": true, "exclusiveMinimum": true,
+	"exclusiveMaximum": true, "$ref": true, "allOf": true,
+	"title": true, "description": true, "$comment": true, "default": true, "examples": true,
+	"deprecated": true, "readOnly": true, "writeOnly": true, "$defs": true, "definitions": true,
+}
+
+var fastTypes = map[string]uint8{"null": tNull, "boolean": tBool, "integer": tInteger,
+	"number": tNumber | tInteger, "string": tString, "array": tArray, "object": tObject}
+
+func (c *fastCompiler) node(doc any, root bool) (*fastNode, bool) {
+	n := &fastNode{maxProps: -1, minItems: -1, maxItems: -1, minLen: -1, maxLen: -1}
+	return n, c.fill(n, doc, root)
+}
+
+// fill compiles doc into n.
+func (c *fastCompiler) fill(n *fastNode, doc any, root bool) bool {
+	var s map[string]any
+	switch d := doc.(type) {
+	case bool:
+		n.never = !d
+		return true
+	case map[string]any:
+		s = d
+	default:
+		return false
 	}
-	if s.Not != nil || len(s.AnyOf) > 0 || len(s.OneOf) > 0 || s.If != nil ||
-		s.RecursiveRef != nil || s.DynamicRef != nil || s.PropertyNames != nil || s.RegexProperties ||
-		len(s.PatternProperties) > 0 || len(s.Dependencies) > 0 || len(s.DependentRequired) > 0 ||
-		len(s.DependentSchemas) > 0 || s.UnevaluatedProperties != nil || s.UnevaluatedItems != nil ||
-		s.UniqueItems || s.AdditionalItems != nil || len(s.PrefixItems) > 0 || s.Contains != nil ||
-		s.ContentEncoding != "" || s.ContentMediaType != "" || s.ContentSchema != nil ||
-		s.MultipleOf != nil || len(s.Constant) > 0 || len(s.Extensions) > 0 || s.MinProperties != -1 ||
-		len(s.Required) > 64 {
-		return nil, false
-	}
-	n := &fastNode{maxProps: s.MaxProperties, minItems: s.MinItems, maxItems: s.MaxItems,
-		minLen: s.MinLength, maxLen: s.MaxLength, pattern: s.Pattern}
-	memo[s] = n
-	if s.Always != nil {
-		n.never = !*s.Always
-	}
-	for _, t := range s.Types {
-		n.types |= map[string]uint8{"null": tNull, "boolean": tBool, "integer": tInteger,
-			"number": tNumber | tInteger, "string": tString, "array": tArray, "object": tObject}[t]
-	}
-	if s.Format != "" {
-		// The registry's compilers assert formats and add none of their
-		// own, so the library uses its global table.
-		if n.format = fastFormats[s.Format]; n.format == nil {
-			f := jsonschema.Formats[s.Format]
-			if f == nil {
-				return nil, false
-			}
-			n.format = func(s string) bool { return f(s) }
+	for k := range s {
+		if !fastKeywords[k] && !(root && (k == "$schema" || k == "$id")) {
+			return false
 		}
 	}
-	if s.Enum != nil {
-		n.enum = []string{}
-		for _, e := range s.Enum {
-			str, ok := e.(string)
+	ok := true
+	for k, v := range s {
+		switch k {
+		case "type":
+			ok = c.types(n, v)
+		case "maxProperties":
+			n.maxProps, ok = count(v)
+		case "minItems":
+			n.minItems, ok = count(v)
+		case "maxItems":
+			n.maxItems, ok = count(v)
+		case "minLength":
+			n.minLen, ok = count(v)
+		case "maxLength":
+			n.maxLen, ok = count(v)
+		case "pattern":
+			p, _ := v.(string)
+			n.pattern, ok = compilePattern(p)
+		case "format":
+			ok = c.format(n, v)
+		case "enum":
+			ok = c.enum(n, v)
+		case "minimum":
+			n.min, ok = bound(v)
+		case "maximum":
+			n.max, ok = bound(v)
+		case "exclusiveMinimum":
+			n.exMin, ok = bound(v)
+		case "exclusiveMaximum":
+			n.exMax, ok = bound(v)
+		case "additionalProperties":
+			if b, isBool := v.(bool); isBool {
+				n.addlForbid = !b
+			} else {
+				n.addl, ok = c.node(v, false)
+			}
+		case "items":
+			n.items, ok = c.node(v, false) // an array of schemas (2019-09 tuples) is refused
+		case "allOf":
+			subs, _ := v.([]any)
+			for _, sub := range subs {
+				var a *fastNode
+				if a, ok = c.node(sub, false); !ok {
+					break
+				}
+				n.also = append(n.also, a)
+			}
+		case "$ref":
+			var a *fastNode
+			if a, ok = c.ref(v); ok {
+				n.also = append(n.also, a)
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return c.properties(n, s["properties"], s["required"])
+}
+
+func (c *fastCompiler) types(n *fastNode, v any) bool {
+	names, isList := v.([]any)
+	if !isList {
+		names = []any{v}
+	}
+	for _, t := range names {
+		name, _ := t.(string)
+		bit := fastTypes[name]
+		if bit == 0 {
+			return false
+		}
+		n.types |= bit
+	}
+	return true
+}
+
+// format uses the fast checks of fastFormats, else the validator's own
+// (the registry asserts formats and adds none).
+func (c *fastCompiler) format(n *fastNode, v any) bool {
+	name, _ := v.(string)
+	if n.format = fastFormats[name]; n.format == nil {
+		f := jsonschema.Formats[name]
+		if f == nil {
+			return false
+		}
+		n.format = func(s string) bool { return f(s) }
+	}
+	return true
+}
+
+func (c *fastCompiler) enum(n *fastNode, v any) bool {
+	values, _ := v.([]any)
+	n.enum = []string{}
+	for _, e := range values {
+		str, ok := e.(string)
+		if !ok {
+			return false // only all-string enums
+		}
+		n.enum = append(n.enum, str)
+	}
+	return true
+}
+
+func (c *fastCompiler) properties(n *fastNode, props, required any) bool {
+	pm, _ := props.(map[string]any)
+	req, _ := required.([]any)
+	if len(pm) == 0 && len(req) == 0 {
+		return true
+	}
+	if len(req) > 64 {
+		return false
+	}
+	n.props = make(map[string]fastProp, len(pm)+len(req))
+	for name, sub := range pm {
+		p := fastProp{req: -1}
+		var ok bool
+		if p.node, ok = c.node(sub, false); !ok {
+			return false
+		}
+		n.props[name] = p
+	}
+	for _, r := range req {
+		name, ok := r.(string)
+		if !ok {
+			return false
+		}
+		p, seen := n.props[name]
+		if !seen {
+			p.req = -1
+		}
+		if p.req >= 0 {
+			continue // listed twice
+		}
+		p.req = n.required
+		n.required++
+		n.props[name] = p
+	}
+	if len(n.props) <= maxPropList {
+		for name, p := range n.props {
+			n.propList = append(n.propList, namedProp{name, p})
+		}
+	}
+	return true
+}
+
+// ref compiles the target of a $ref: a JSON Pointer into this document
+// ("#", "#/$defs/name", …). Any other reference leaves the schema to the
+// validator.
+func (c *fastCompiler) ref(v any) (*fastNode, bool) {
+	r, _ := v.(string)
+	frag, ok := strings.CutPrefix(r, "#")
+	if !ok {
+		return nil, false
+	}
+	ptr, err := url.PathUnescape(frag)
+	if err != nil || ptr != "" && ptr[0] != '/' {
+		return nil, false
+	}
+	if n := c.refs[ptr]; n != nil {
+		return n, true
+	}
+	target := c.root
+	if ptr != "" {
+		for _, tok := range strings.Split(ptr[1:], "/") {
+			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+			switch t := target.(type) {
+			case map[string]any:
+				target, ok = t[tok]
+			case []any:
+				i, err := strconv.Atoi(tok)
+				ok = err == nil && i >= 0 && i < len(t)
+				if ok {
+					target = t[i]
+				}
+			default:
+				ok = false
+			}
 			if !ok {
 				return nil, false
 			}
-			n.enum = append(n.enum, str)
 		}
 	}
-	var ok bool
-	for _, b := range []struct {
-		r   *big.Rat
-		dst **int64
-	}{{s.Minimum, &n.min}, {s.Maximum, &n.max}, {s.ExclusiveMinimum, &n.exMin}, {s.ExclusiveMaximum, &n.exMax}} {
-		if b.r == nil {
-			continue
-		}
-		if !b.r.IsInt() || !b.r.Num().IsInt64() {
-			return nil, false
-		}
-		v := b.r.Num().Int64()
-		*b.dst = &v
+	n := &fastNode{maxProps: -1, minItems: -1, maxItems: -1, minLen: -1, maxLen: -1}
+	c.refs[ptr] = n // before compiling, for recursive schemas
+	return n, c.fill(n, target, ptr == "")
+}
+
+// count reads a non-negative integer keyword.
+func count(v any) (int, bool) {
+	b, ok := bound(v)
+	if !ok || *b < 0 || *b > math.MaxInt32 {
+		return 0, false
 	}
-	if len(s.Properties) > 0 || len(s.Required) > 0 {
-		n.props = make(map[string]fastProp, len(s.Properties)+len(s.Required))
-		for name, sub := range s.Properties {
-			p := fastProp{req: -1}
-			if p.node, ok = fastFrom(sub, memo); !ok {
-				return nil, false
-			}
-			n.props[name] = p
-		}
-		for _, name := range s.Required {
-			p, seen := n.props[name]
-			if !seen {
-				p.req = -1
-			}
-			if p.req >= 0 {
-				continue // listed twice
-			}
-			p.req = n.required
-			n.required++
-			n.props[name] = p
-		}
-		if len(n.props) <= maxPropList {
-			for name, p := range n.props {
-				n.propList = append(n.propList, namedProp{name, p})
-			}
-		}
-	}
-	switch a := s.AdditionalProperties.(type) {
-	case nil:
-	case bool:
-		n.addlForbid = !a
-	case *jsonschema.Schema:
-		if n.addl, ok = fastFrom(a, memo); !ok {
-			return nil, false
-		}
-	default:
+	return int(*b), true
+}
+
+// bound reads a numeric keyword that is an integer in int64's range; the
+// fast path checks no other bounds.
+func bound(v any) (*int64, bool) {
+	num, ok := v.(json.Number)
+	if !ok {
 		return nil, false
 	}
-	items := s.Items2020
-	switch it := s.Items.(type) {
-	case nil:
-	case *jsonschema.Schema:
-		items = it
-	default:
+	r, ok := new(big.Rat).SetString(string(num))
+	if !ok || !r.IsInt() || !r.Num().IsInt64() {
 		return nil, false
 	}
-	if items != nil {
-		if n.items, ok = fastFrom(items, memo); !ok {
-			return nil, false
-		}
-	}
-	for _, sub := range append([]*jsonschema.Schema{s.Ref}, s.AllOf...) {
-		if sub == nil {
-			continue
-		}
-		f, ok := fastFrom(sub, memo)
-		if !ok {
-			return nil, false
-		}
-		n.also = append(n.also, f)
-	}
-	return n, true
+	i := r.Num().Int64()
+	return &i, true
+}
+
+// compilePattern compiles a pattern as the validator does (Go's regexp).
+func compilePattern(p string) (*regexp.Regexp, bool) {
+	re, err := regexp.Compile(p)
+	return re, err == nil
 }
 
 // fastValid reports whether data is certainly one JSON document valid
 // against n. False means "not known": ask the full validator.
 func (n *fastNode) fastValid(data []byte) bool {
-	sc := scanner{data: data}
-	sc.ws()
+	sc := scanner{rawjson.Scanner{Data: data}}
+	sc.Space()
 	if !sc.value(n, 0) {
 		return false
 	}
-	sc.ws()
-	return sc.i == len(data)
+	sc.Space()
+	return sc.I == len(data)
 }
 
-// scanner walks JSON bytes.
-type scanner struct {
-	data []byte
-	i    int
-}
+// scanner walks JSON bytes, checking them against fast path nodes.
+type scanner struct{ rawjson.Scanner }
 
-func (sc *scanner) ws() {
-	for sc.i < len(sc.data) {
-		switch sc.data[sc.i] {
-		case ' ', '\t', '\n', '\r':
-			sc.i++
-		default:
-			return
-		}
-	}
-}
-
-// value checks the value at sc.i against n (nil: anything) and moves past
+// value checks the value at sc.I against n (nil: anything) and moves past
 // it.
 func (sc *scanner) value(n *fastNode, depth int) bool {
-	if depth > maxFastDepth || sc.i >= len(sc.data) {
+	if depth > maxFastDepth || sc.I >= len(sc.Data) {
 		return false
 	}
 	if n != nil && len(n.also) > 0 {
-		start := sc.i
+		start := sc.I
 		for _, a := range n.also {
-			sc.i = start
+			sc.I = start
 			if !sc.value(a, depth+1) {
 				return false
 			}
 		}
-		sc.i = start
+		sc.I = start
 	}
 	if n != nil && n.never {
 		return false
 	}
-	switch c := sc.data[sc.i]; {
+	switch c := sc.Data[sc.I]; {
 	case c == '{':
 		return sc.object(n, depth)
 	case c == '[':
@@ -287,11 +419,11 @@ func (sc *scanner) value(n *fastNode, depth int) bool {
 	case c == '"':
 		return sc.str(n)
 	case c == 't':
-		return sc.literal("true") && n.allows(tBool)
+		return sc.Literal("true") && n.allows(tBool)
 	case c == 'f':
-		return sc.literal("false") && n.allows(tBool)
+		return sc.Literal("false") && n.allows(tBool)
 	case c == 'n':
-		return sc.literal("null") && n.allows(tNull)
+		return sc.Literal("null") && n.allows(tNull)
 	case c == '-' || c >= '0' && c <= '9':
 		return sc.number(n)
 	}
@@ -300,30 +432,22 @@ func (sc *scanner) value(n *fastNode, depth int) bool {
 
 func (n *fastNode) allows(t uint8) bool { return n == nil || n.types == 0 || n.types&t != 0 }
 
-func (sc *scanner) literal(lit string) bool {
-	if len(sc.data)-sc.i < len(lit) || string(sc.data[sc.i:sc.i+len(lit)]) != lit {
-		return false
-	}
-	sc.i += len(lit)
-	return true
-}
-
 func (sc *scanner) object(n *fastNode, depth int) bool {
 	if !n.allows(tObject) {
 		return false
 	}
-	sc.i++ // '{'
+	sc.I++ // '{'
 	var seen uint64
 	count := 0
-	sc.ws()
-	if sc.i < len(sc.data) && sc.data[sc.i] == '}' {
-		sc.i++
+	sc.Space()
+	if sc.I < len(sc.Data) && sc.Data[sc.I] == '}' {
+		sc.I++
 		return n == nil || (n.required == 0)
 	}
 	for {
-		sc.ws()
-		start := sc.i
-		escaped, ok := sc.skipString()
+		sc.Space()
+		start := sc.I
+		escaped, _, ok := sc.String()
 		if !ok {
 			return false
 		}
@@ -332,7 +456,7 @@ func (sc *scanner) object(n *fastNode, depth int) bool {
 			if escaped {
 				return false
 			}
-			key := sc.data[start+1 : sc.i-1]
+			key := sc.Data[start+1 : sc.I-1]
 			if p, named := n.prop(key); named {
 				child = p.node
 				if p.req >= 0 {
@@ -345,25 +469,25 @@ func (sc *scanner) object(n *fastNode, depth int) bool {
 			}
 		}
 		count++
-		sc.ws()
-		if sc.i >= len(sc.data) || sc.data[sc.i] != ':' {
+		sc.Space()
+		if sc.I >= len(sc.Data) || sc.Data[sc.I] != ':' {
 			return false
 		}
-		sc.i++
-		sc.ws()
+		sc.I++
+		sc.Space()
 		if !sc.value(child, depth+1) {
 			return false
 		}
-		sc.ws()
-		if sc.i >= len(sc.data) {
+		sc.Space()
+		if sc.I >= len(sc.Data) {
 			return false
 		}
-		switch sc.data[sc.i] {
+		switch sc.Data[sc.I] {
 		case ',':
-			sc.i++
+			sc.I++
 			continue
 		case '}':
-			sc.i++
+			sc.I++
 		default:
 			return false
 		}
@@ -379,93 +503,43 @@ func (sc *scanner) array(n *fastNode, depth int) bool {
 	if !n.allows(tArray) {
 		return false
 	}
-	sc.i++ // '['
+	sc.I++ // '['
 	var items *fastNode
 	if n != nil {
 		items = n.items
 	}
 	count := 0
-	sc.ws()
-	if sc.i < len(sc.data) && sc.data[sc.i] == ']' {
-		sc.i++
+	sc.Space()
+	if sc.I < len(sc.Data) && sc.Data[sc.I] == ']' {
+		sc.I++
 	} else {
 		for {
-			sc.ws()
+			sc.Space()
 			if !sc.value(items, depth+1) {
 				return false
 			}
 			count++
-			sc.ws()
-			if sc.i >= len(sc.data) {
+			sc.Space()
+			if sc.I >= len(sc.Data) {
 				return false
 			}
-			if sc.data[sc.i] == ',' {
-				sc.i++
+			if sc.Data[sc.I] == ',' {
+				sc.I++
 				continue
 			}
-			if sc.data[sc.i] != ']' {
+			if sc.Data[sc.I] != ']' {
 				return false
 			}
-			sc.i++
+			sc.I++
 			break
 		}
 	}
 	return n == nil || ((n.minItems < 0 || count >= n.minItems) && (n.maxItems < 0 || count <= n.maxItems))
 }
 
-// skipString moves past the string at sc.i, checking its syntax, and
-// reports whether it has escapes (or bytes outside ASCII, which only
-// matters to a caller that checks the string's contents).
-func (sc *scanner) skipString() (escaped, ok bool) {
-	escaped, _, ok = sc.skipStringASCII()
-	return escaped, ok
-}
-
-// skipStringASCII is skipString that also reports whether the string's
-// bytes are all ASCII.
-func (sc *scanner) skipStringASCII() (escaped, ascii, ok bool) {
-	if sc.i >= len(sc.data) || sc.data[sc.i] != '"' {
-		return false, false, false
-	}
-	var high byte
-	for i := sc.i + 1; i < len(sc.data); i++ {
-		switch c := sc.data[i]; {
-		case c == '"':
-			sc.i = i + 1
-			return escaped, high < 0x80, true
-		case c < 0x20:
-			return false, false, false
-		case c >= 0x80:
-			high = c
-		case c == '\\':
-			escaped = true
-			i++
-			if i >= len(sc.data) {
-				return false, false, false
-			}
-			switch sc.data[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(sc.data) {
-					return false, false, false
-				}
-				for _, h := range sc.data[i+1 : i+5] {
-					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
-						return false, false, false
-					}
-				}
-				i += 4
-			default:
-				return false, false, false
-			}
-		}
-	}
-	return false, false, false
-}
-
 func (sc *scanner) str(n *fastNode) bool {
-	start := sc.i
-	escaped, ascii, ok := sc.skipStringASCII()
+	start := sc.I
+	escaped, ascii, ok := sc.String()
 	if !ok || !n.allows(tString) {
 		return false
 	}
@@ -475,7 +549,7 @@ func (sc *scanner) str(n *fastNode) bool {
 	if escaped {
 		return false // decoding would change it: let the full validator judge
 	}
-	s := sc.data[start+1 : sc.i-1]
+	s := sc.Data[start+1 : sc.I-1]
 	return n.stringOK(unsafe.String(unsafe.SliceData(s), len(s)), ascii)
 }
 
@@ -505,13 +579,8 @@ func (n *fastNode) stringOK(s string, ascii bool) bool {
 
 // number checks a number against n's type and integer bounds.
 func (sc *scanner) number(n *fastNode) bool {
-	end := numberEnd(sc.data, sc.i)
-	if end < 0 {
-		return false
-	}
-	text := sc.data[sc.i:end]
-	sc.i = end
-	return n.numberOK(text)
+	start := sc.I
+	return sc.Number() && n.numberOK(sc.Data[start:sc.I])
 }
 
 // numberOK checks text, a number by the JSON grammar, against n's type and

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/strata-go/strata/internal/rawjson"
 )
 
 // A document that went through upcasters is already parsed; printing it
@@ -233,7 +235,7 @@ func numberFiller(set func(dst reflect.Value, text string) bool) filler {
 func numberText(buf []byte, v any) (string, bool) {
 	switch v := v.(type) {
 	case json.Number:
-		return string(v), v != "" && isJSONNumber(string(v))
+		return string(v), v != "" && rawjson.IsNumber([]byte(v))
 	case int, int64, int32, uint64, float64:
 		b, err := appendDoc(buf, v)
 		return string(b), err == nil

@@ -10,6 +10,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/strata-go/strata/internal/rawjson"
 )
 
 // The documents upcasters work on are parsed and printed here rather than
@@ -18,9 +20,6 @@ import (
 // json.Decoder with UseNumber gives for the same bytes (map[string]any,
 // []any, string, json.Number, bool, nil), and appendDoc prints exactly what
 // json.Marshal prints for such a document; FuzzDocCodec holds both to that.
-
-// maxDocDepth is encoding/json's nesting limit.
-const maxDocDepth = 10000
 
 // docParser parses one JSON document. Every string of the result is made
 // from arena, a copy of the text that is never written again after a
@@ -54,14 +53,9 @@ func parseDoc(data []byte) (any, error) {
 }
 
 func (p *docParser) ws() {
-	for p.i < len(p.data) {
-		switch p.data[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
+	sc := rawjson.Scanner{Data: p.data, I: p.i}
+	sc.Space()
+	p.i = sc.I
 }
 
 func (p *docParser) value(depth int) (any, bool) {
@@ -83,10 +77,11 @@ func (p *docParser) value(depth int) (any, bool) {
 	case c == 'n':
 		return nil, p.literal("null")
 	case c == '-' || c >= '0' && c <= '9':
-		end := numberEnd(p.data, p.i)
-		if end < 0 {
+		sc := rawjson.Scanner{Data: p.data, I: p.i}
+		if !sc.Number() {
 			return nil, false
 		}
+		end := sc.I
 		// Small integers are common (counts, quantities): share their
 		// boxed values instead of allocating one each time.
 		if end-p.i <= 2 {
@@ -95,8 +90,10 @@ func (p *docParser) value(depth int) (any, bool) {
 				return v, true
 			}
 		}
-		n, ok := p.number()
-		return n, ok
+		a := len(p.arena)
+		p.arena = append(p.arena, p.data[p.i:end]...)
+		p.i = end
+		return json.Number(p.take(a)), true
 	}
 	return nil, false
 }
@@ -122,15 +119,14 @@ func smallNumber(b []byte) any {
 }
 
 func (p *docParser) literal(lit string) bool {
-	if len(p.data)-p.i < len(lit) || string(p.data[p.i:p.i+len(lit)]) != lit {
-		return false
-	}
-	p.i += len(lit)
-	return true
+	sc := rawjson.Scanner{Data: p.data, I: p.i}
+	ok := sc.Literal(lit)
+	p.i = sc.I
+	return ok
 }
 
 func (p *docParser) object(depth int) (any, bool) {
-	if depth > maxDocDepth {
+	if depth > rawjson.MaxDepth {
 		return nil, false
 	}
 	p.i++ // '{'
@@ -177,7 +173,7 @@ func (p *docParser) object(depth int) (any, bool) {
 }
 
 func (p *docParser) array(depth int) (any, bool) {
-	if depth > maxDocDepth {
+	if depth > rawjson.MaxDepth {
 		return nil, false
 	}
 	p.i++ // '['
@@ -341,57 +337,6 @@ func (p *docParser) nextSurrogate() (rune, bool) {
 	return r, ok
 }
 
-// number parses a number at p.i by the JSON grammar and returns its text.
-func (p *docParser) number() (json.Number, bool) {
-	end := numberEnd(p.data, p.i)
-	if end < 0 {
-		return "", false
-	}
-	a := len(p.arena)
-	p.arena = append(p.arena, p.data[p.i:end]...)
-	p.i = end
-	return json.Number(p.take(a)), true
-}
-
-// numberEnd returns where the number starting at d[i] ends, or -1 when
-// the bytes there are not a number by the JSON grammar.
-func numberEnd(d []byte, i int) int {
-	digits := func() bool {
-		if i >= len(d) || d[i] < '0' || d[i] > '9' {
-			return false
-		}
-		for i < len(d) && d[i] >= '0' && d[i] <= '9' {
-			i++
-		}
-		return true
-	}
-	if i < len(d) && d[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(d) && d[i] == '0':
-		i++
-	case !digits():
-		return -1
-	}
-	if i < len(d) && d[i] == '.' {
-		i++
-		if !digits() {
-			return -1
-		}
-	}
-	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
-		i++
-		if i < len(d) && (d[i] == '+' || d[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return -1
-		}
-	}
-	return i
-}
-
 // appendDoc appends the JSON encoding of v to b, byte for byte what
 // json.Marshal(v) gives. It prints the types parseDoc produces and the
 // ones upcasters commonly add itself, and hands any other value to
@@ -439,12 +384,12 @@ func (p *docPrinter) value(v any, n *fastNode, depth int) {
 			p.fail()
 		}
 	case string:
-		p.b = appendDocString(p.b, v)
+		p.b = rawjson.AppendString(p.b, v)
 		if checking && (!n.allows(tString) || n.hasStringRules() && !n.stringOK(v, false)) {
 			p.fail()
 		}
 	case json.Number:
-		valid := v == "" || isJSONNumber(string(v))
+		valid := v == "" || rawjson.IsNumber([]byte(v))
 		switch {
 		case v == "":
 			p.b = append(p.b, '0')
@@ -497,8 +442,8 @@ func (p *docPrinter) value(v any, n *fastNode, depth int) {
 	if checking && p.ok && len(n.also) > 0 {
 		// $ref and allOf targets: check the printed value against each.
 		for _, a := range n.also {
-			sc := scanner{data: p.b[start:]}
-			if !sc.value(a, depth+1) || sc.i != len(sc.data) {
+			sc := scanner{rawjson.Scanner{Data: p.b[start:]}}
+			if !sc.value(a, depth+1) || sc.I != len(sc.Data) {
 				p.fail()
 				break
 			}
@@ -569,7 +514,7 @@ func (p *docPrinter) object(m map[string]any, n *fastNode, checking bool, depth 
 		if i > 0 {
 			p.b = append(p.b, ',')
 		}
-		p.b = appendDocString(p.b, k)
+		p.b = rawjson.AppendString(p.b, k)
 		p.b = append(p.b, ':')
 		var child *fastNode
 		if checking && p.ok {
@@ -611,65 +556,4 @@ func appendDocFloat(b []byte, f float64) ([]byte, error) {
 		}
 	}
 	return b, nil
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendDocString quotes s as json.Marshal does: with HTML characters,
-// U+2028 and U+2029 escaped and invalid UTF-8 replaced by U+FFFD.
-func appendDocString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-// isJSONNumber reports whether s is a number by the JSON grammar.
-func isJSONNumber(s string) bool {
-	return numberEnd(unsafe.Slice(unsafe.StringData(s), len(s)), 0) == len(s)
 }

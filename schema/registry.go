@@ -446,5 +446,5 @@ func compile(name string, n int, raw []byte, source string) (*vschema, error) {
 		}
 		return nil, err
 	}
-	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch, fast: compileFast(sch)}, nil
+	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch, fast: compileFast(doc)}, nil
 }
