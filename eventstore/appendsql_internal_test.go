@@ -24,7 +24,7 @@ func TestAppendSQLGolden(t *testing.T) {
 			for _, lock := range []bool{false, true} {
 				for _, notify := range []bool{false, true} {
 					shape := appendShape{kind: kind, multi: multi, notify: notify, lock: lock}
-					q, ok := s.append[shape]
+					q, ok := s.sql.append[shape]
 					if !ok {
 						t.Fatalf("no statement for %+v", shape)
 					}
@@ -33,8 +33,8 @@ func TestAppendSQLGolden(t *testing.T) {
 			}
 		}
 	}
-	if len(s.append) != 32 {
-		t.Fatalf("%d append statements, want 32", len(s.append))
+	if len(s.sql.append) != 32 {
+		t.Fatalf("%d append statements, want 32", len(s.sql.append))
 	}
 	const golden = "testdata/append_sql.golden"
 	if *update {
