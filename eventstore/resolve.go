@@ -47,11 +47,6 @@ import (
 // deadline is one way the connection is lost, and the answer is what the
 // caller needs then.
 
-// backendEndedSQL terminates the backend with process ID $1 if it is
-// listed and of the same role, returning a row if it was listed.
-const backendEndedSQL = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-	WHERE pid = $1 AND usename = session_user`
-
 // lookupAppendSQL reads whether an append's events ($1) are stored, by
 // one transaction in stream $2. The last event has the highest version
 // and position, as in the append's own result. Index: events_event_id_key.
@@ -141,7 +136,7 @@ func (s *Store) resolve(ctx context.Context, pid uint32, wait bool, streamID str
 // backendEnded terminates the backend with process ID pid if it is still
 // listed, and reports whether it was not listed.
 func (s *Store) backendEnded(ctx context.Context, pid uint32) (bool, error) {
-	rows, err := s.pool.Query(ctx, s.sql.backendEnded, int32(pid))
+	rows, err := s.pool.Query(ctx, terminateBackend, int32(pid))
 	if err != nil {
 		return false, err
 	}

@@ -83,13 +83,14 @@ type eventScanner struct {
 	meta       []byte
 	corr, caus *string
 
-	checked  bool            // fast and recordedAt are decided for this result set
-	fast     bool            // decode RawValues instead of calling rows.Scan
-	timePlan pgtype.ScanPlan // the connection's plan for recorded_at
-	stream   string          // the last stream ID and event type decoded,
-	typ      string          // reused while rows repeat them
-	keys     []string        // metadata keys decoded so far, reused
-	buf      []byte          // scratch for the strings of one row
+	checked    bool            // fast and recordedAt are decided for this result set
+	fast       bool            // decode RawValues instead of calling rows.Scan
+	timePlan   pgtype.ScanPlan // the connection's plan for recorded_at
+	recordedAt time.Time       // its target (a field: no allocation)
+	stream     string          // the last stream ID and event type decoded,
+	typ        string          // reused while rows repeat them
+	keys       []string        // metadata keys decoded so far, reused
+	buf        []byte          // scratch for the strings of one row
 }
 
 // scan reads the next row: lead's columns, then an event's. Rows with
@@ -165,9 +166,10 @@ func (sc *eventScanner) decode(v [][]byte) (Event, error) {
 	e.Type = sc.typ
 	e.SchemaVersion = int(int32(binary.BigEndian.Uint32(v[colSchemaVersion])))
 	e.Data = append(make([]byte, 0, len(v[colData])), v[colData]...)
-	if err := sc.timePlan.Scan(v[colRecordedAt], &e.RecordedAt); err != nil {
+	if err := sc.timePlan.Scan(v[colRecordedAt], &sc.recordedAt); err != nil {
 		return Event{}, fmt.Errorf("eventstore: event %s: recorded_at: %w", e.ID, err)
 	}
+	e.RecordedAt = sc.recordedAt
 
 	// The correlation and causation IDs and the metadata pairs share one
 	// string allocation.

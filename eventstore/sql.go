@@ -18,9 +18,11 @@ import (
 //	{channel}        the wake-up channel (Store.Channel), as a string literal
 //	{lock_seed}      the seed of the streams' advisory lock keys (appendLockSeed)
 //
-// The expanded statements live in Store.sql (queries). Values always
-// travel as parameters ($1, …), never in the text; a statement is never
-// assembled from pieces at run time. The one generated family, the 32
+// The expanded statements live in Store.sql (queries); a statement with
+// no placeholder is sent as its constant. Values always travel as
+// parameters ($1, …), never in the text; a statement is never assembled
+// from pieces at run time (an optional condition is a parameter that may
+// be NULL, as in readLogFilteredSQL). The one generated family, the 32
 // append statements, is built in New from whole pieces (appendsql.go) and
 // printed whole in testdata/append_sql.golden.
 
@@ -37,7 +39,6 @@ type queries struct {
 	saveSnapshot    string
 	loadSnapshot    string
 	lookupAppend    string
-	backendEnded    string
 }
 
 // sqlExpander returns the replacer of the placeholders of the statements
@@ -67,6 +68,5 @@ func buildQueries(schema, channel string) queries {
 		saveSnapshot:    r.Replace(saveSnapshotSQL),
 		loadSnapshot:    r.Replace(loadSnapshotSQL),
 		lookupAppend:    r.Replace(lookupAppendSQL),
-		backendEnded:    r.Replace(backendEndedSQL),
 	}
 }
