@@ -47,6 +47,13 @@ import (
 // deadline is one way the connection is lost, and the answer is what the
 // caller needs then.
 
+// lookupAppendSQL reads whether an append's events ($1) are stored, by
+// one transaction in stream $2. The last event has the highest version
+// and position, as in the append's own result. Index: events_event_id_key.
+const lookupAppendSQL = `SELECT count(*), coalesce(min(transaction_id), 0), coalesce(max(transaction_id), 0),
+	coalesce(max(version), 0), coalesce(max(position), 0), coalesce(bool_and(stream_id = $2), false)
+	FROM {schema}.events WHERE event_id = ANY($1::uuid[])`
+
 // outcomeUnknown reports whether err, from the append statement, leaves
 // its outcome unknown: the statement may have reached the server and the
 // answer did not come back. Errors pgconn knows happened before anything
@@ -129,8 +136,7 @@ func (s *Store) resolve(ctx context.Context, pid uint32, wait bool, streamID str
 // backendEnded terminates the backend with process ID pid if it is still
 // listed, and reports whether it was not listed.
 func (s *Store) backendEnded(ctx context.Context, pid uint32) (bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE pid = $1 AND usename = session_user`, int32(pid))
+	rows, err := s.pool.Query(ctx, terminateBackend, int32(pid))
 	if err != nil {
 		return false, err
 	}

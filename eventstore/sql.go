@@ -1,198 +1,72 @@
 package eventstore
 
 import (
-	"fmt"
-	"hash/fnv"
+	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
-// queries holds the store's SQL with the schema filled in, built once in New.
+// SQL is written one way in this package: every statement is one string
+// constant, whole, as it runs, next to the code that sends it, with a
+// comment saying why it has its shape and the index it relies on. What
+// differs between stores is written as a placeholder, filled in once per
+// Store, in New, by the replacer sqlExpander returns:
+//
+//	{schema}         the configured schema, quoted as an identifier: {schema}.events
+//	{event_columns}  the columns of an event row, in the order rows.go declares them
+//	{channel}        the wake-up channel (Store.Channel), as a string literal
+//	{lock_seed}      the seed of the streams' advisory lock keys (appendLockSeed)
+//
+// The expanded statements live in Store.sql (queries); a statement with
+// no placeholder is sent as its constant. Values always travel as
+// parameters ($1, …), never in the text; a statement is never assembled
+// from pieces at run time (an optional condition is a parameter that may
+// be NULL, as in readLogFilteredSQL). The one generated family, the 32
+// append statements, is built in New from whole pieces (appendsql.go) and
+// printed whole in testdata/append_sql.golden.
+
+// queries holds the store's statements with their placeholders filled in.
 type queries struct {
-	streamVersion string
-	readStream    string
-	logSelect     string
-	logWindow     string // the end of the window a filtered read scans; window size in $3
-	logWindowIn   string // the same, inside the filtered read, window size in $4
-	saveSnapshot  string
-	loadSnapshot  string
-	lookupAppend  string // whether an append's events are stored (resolve.go)
+	expand *strings.Replacer // the placeholders, for the statements of other files
+
+	append          map[appendShape]string
+	streamVersion   string
+	readStream      string
+	readLog         string
+	readLogFiltered string
+	logWindow       string
+	saveSnapshot    string
+	loadSnapshot    string
+	lookupAppend    string
 }
 
-const logWindowSQL = `SELECT transaction_id AS wtx, position AS wpos, count(*) OVER () AS scanned FROM (
-		SELECT transaction_id, position FROM {schema}.events
-		WHERE (transaction_id, position) > ($1, $2)
-		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-		ORDER BY transaction_id, position LIMIT $N) w
-	ORDER BY transaction_id DESC, position DESC LIMIT 1`
+// sqlExpander returns the replacer of the placeholders of the statements
+// of a store in schema whose wake-up channel is channel.
+func sqlExpander(schema, channel string) *strings.Replacer {
+	quoted := pgx.Identifier{schema}.Sanitize()
+	return strings.NewReplacer(
+		"{schema}", quoted,
+		"{event_columns}", eventColumns,
+		"{channel}", "'"+strings.ReplaceAll(channel, "'", "''")+"'",
+		// Of the quoted name, as ever: processes of every release take
+		// the same lock for a stream.
+		"{lock_seed}", strconv.FormatInt(appendLockSeed(quoted), 10),
+	)
+}
 
-const eventColumns = `position, transaction_id, event_id, stream_id, version, event_type, schema_version, data, metadata, correlation_id, causation_id, recorded_at`
-
-func buildQueries(schema string) queries {
-	r := strings.NewReplacer("{schema}", schema)
+func buildQueries(schema, channel string) queries {
+	r := sqlExpander(schema, channel)
 	return queries{
-		streamVersion: r.Replace(`SELECT version FROM {schema}.streams WHERE stream_id = $1`),
-		// Index: events_stream_version_key (stream_id, version).
-		readStream: r.Replace(`SELECT ` + eventColumns + ` FROM {schema}.events
-			WHERE stream_id = $1 AND version >= $2 ORDER BY version`),
-		// The gap-safe read of the log. Rows are ordered by
-		// (transaction_id, position) and only rows with transaction_id
-		// below the xmin of this statement's own snapshot are returned.
-		// Every transaction below xmin has ended, and any transaction that
-		// writes later gets an ID at or above xmin, so nothing can ever
-		// appear before the last row returned. No timeouts, no locks.
-		// Index: events_log_idx (transaction_id, position), a range scan
-		// from the checkpoint; filters apply to the rows the scan meets.
-		logSelect: r.Replace(`SELECT ` + eventColumns + ` FROM {schema}.events
-			WHERE (transaction_id, position) > ($1, $2)
-			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint`),
-		// The last entry of the next window of the readable log, and how
-		// many entries the window holds. Index: events_log_idx.
-		logWindow:   r.Replace(strings.ReplaceAll(logWindowSQL, "$N", "$3")),
-		logWindowIn: r.Replace(strings.ReplaceAll(logWindowSQL, "$N", "$4")),
-		saveSnapshot: r.Replace(`INSERT INTO {schema}.snapshots AS s (stream_id, version, schema_version, data)
-			VALUES ($1, $2, $3, $4)
-			ON CONFLICT (stream_id) DO UPDATE
-			SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
-			    data = EXCLUDED.data, created_at = now()
-			WHERE s.version <= EXCLUDED.version`),
-		loadSnapshot: r.Replace(`SELECT version, schema_version, data, created_at FROM {schema}.snapshots WHERE stream_id = $1`),
-		// Index: events_event_id_key. The last event has the highest
-		// version and position, as in the append's own result.
-		lookupAppend: r.Replace(`SELECT count(*), coalesce(min(transaction_id), 0), coalesce(max(transaction_id), 0),
-			coalesce(max(version), 0), coalesce(max(position), 0), coalesce(bool_and(stream_id = $2), false)
-			FROM {schema}.events WHERE event_id = ANY($1::uuid[])`),
+		expand:          r,
+		append:          buildAppendQueries(r),
+		streamVersion:   r.Replace(streamVersionSQL),
+		readStream:      r.Replace(readStreamSQL),
+		readLog:         r.Replace(readLogSQL),
+		readLogFiltered: r.Replace(readLogFilteredSQL),
+		logWindow:       r.Replace(logWindowSQL),
+		saveSnapshot:    r.Replace(saveSnapshotSQL),
+		loadSnapshot:    r.Replace(loadSnapshotSQL),
+		lookupAppend:    r.Replace(lookupAppendSQL),
 	}
-}
-
-type expectKind int
-
-const (
-	expectAny expectKind = iota
-	expectNone
-	expectExists
-	expectExactly
-)
-
-// appendShape selects one of the append statements.
-type appendShape struct {
-	kind   expectKind
-	multi  bool // unnest arrays instead of scalar parameters
-	notify bool // carry the wake-up NOTIFY
-	lock   bool // take the stream's advisory lock before writing (Append, not AppendTx)
-}
-
-// buildAppendQueries builds every append statement.
-//
-// An append is ONE statement, so that Append costs a single round trip and
-// is atomic without an explicit transaction. The first CTE moves the
-// stream's row in the streams table and is where the expected version is
-// checked: it returns the stream's version before the append ("base") only
-// if the expectation holds, and the events are inserted by joining on it,
-// so a failed check inserts nothing and the statement returns no row (one
-// event) or a count of 0 (many).
-// The row lock taken on the streams row serialises concurrent appenders of
-// one stream until commit, which keeps versions gapless for Any; a losing
-// Exactly(n) re-checks its WHERE clause on the winner's row after the lock
-// is released (READ COMMITTED re-evaluation) and matches nothing.
-//
-// The row lock alone does not keep a stream's versions in log order. The
-// log is ordered by transaction ID, and an appender may take its ID before
-// it waits for the stream: the loser of a race to create a stream with Any
-// took it for its own insert of the row, and an UPDATE (StreamExists)
-// takes it before it looks at the row. Such an append, queued behind a
-// writer with a later transaction ID, writes the next version with an
-// earlier ID, so that readers of the log met version n+1 before version n.
-// So Append's statements for Any and StreamExists (the lock variants)
-// first take a transaction-scoped advisory lock on the stream, which needs
-// no transaction ID: an append gets its ID only once the previous appender
-// of the stream has committed, after that appender's ID. Exactly(n) and
-// NoStream need no lock: one that waits for another writer of the stream
-// fails its check once that writer commits (the version moved), and one
-// that starts after it commits gets a later ID. AppendTx cannot rely
-// on it (the caller's transaction may have its ID already, and one that
-// appends to many streams would hold a lock table entry per stream), so
-// every append also records its transaction ID in the stream's row
-// (last_tx) and refuses to write, matching no row, when last_tx is later
-// than its own: the row it checks is the latest committed version (an
-// UPDATE re-checks its WHERE clause on it after waiting, ON CONFLICT reads
-// it), not the statement's snapshot. Append retries such a refusal in a new
-// transaction; AppendTx returns an *OutOfOrderError.
-//
-// Parameters: $1 stream, $2 event count, $3 category, $4..$10 the events'
-// columns (scalars or arrays), $11 the expected version for Exactly. Empty
-// correlation and causation IDs are stored as NULL.
-func buildAppendQueries(schema, channel string) map[appendShape]string {
-	// x is the transaction's ID. With the lock, x reads from the lock's
-	// CTE, so that the ID is taken only once the lock is held (a
-	// pg_current_xact_id() in the UPDATE's WHERE clause could run before
-	// the join with the lock).
-	xidCTE := map[bool]string{
-		false: `x AS (SELECT pg_current_xact_id()::text::bigint AS xid), `,
-		true: fmt.Sprintf(`l AS (SELECT pg_advisory_xact_lock(hashtextextended($1::text, %d))), `, appendLockSeed(schema)) +
-			`x AS (SELECT pg_current_xact_id()::text::bigint AS xid FROM l), `,
-	}
-	stream := map[expectKind]string{
-		expectAny: `INSERT INTO {schema}.streams AS st (stream_id, category, version, last_tx) SELECT $1, $3, $2, x.xid FROM x
-			ON CONFLICT (stream_id) DO UPDATE SET version = st.version + $2, last_tx = EXCLUDED.last_tx, updated_at = now()
-			WHERE st.last_tx <= EXCLUDED.last_tx
-			RETURNING st.version - $2 AS base`,
-		expectNone: `INSERT INTO {schema}.streams (stream_id, category, version, last_tx) SELECT $1, $3, $2, x.xid FROM x
-			ON CONFLICT (stream_id) DO NOTHING
-			RETURNING 0::bigint AS base`,
-		expectExists: `UPDATE {schema}.streams SET version = version + $2, last_tx = x.xid, updated_at = now() FROM x
-			WHERE stream_id = $1 AND last_tx <= x.xid
-			RETURNING version - $2 AS base`,
-		expectExactly: `UPDATE {schema}.streams SET version = version + $2, last_tx = x.xid, updated_at = now() FROM x
-			WHERE stream_id = $1 AND version = $11 AND last_tx <= x.xid
-			RETURNING version - $2 AS base`,
-	}
-	source := `unnest($4::uuid[], $5::text[], $6::int4[], $7::json[], $8::json[], $9::text[], $10::text[])
-			WITH ORDINALITY AS e(id, type, sv, data, meta, corr, caus, n)`
-	// pg_notify is queued now and delivered at commit, so listeners wake
-	// only once the events are visible.
-	notifySQL := "pg_notify('" + strings.ReplaceAll(channel, "'", "''") + "', '')"
-	out := map[appendShape]string{}
-	for kind, streamSQL := range stream {
-		for _, lock := range []bool{false, true} {
-			with := "WITH " + xidCTE[lock]
-			for _, notify := range []bool{false, true} {
-				// One event: the insert's own RETURNING is the result, one row
-				// or none when the expectation failed (measured: a third
-				// cheaper on the server than the aggregate below, at 16
-				// writers). The notification rides on the stream's row, so it
-				// is only sent when the append goes ahead.
-				wake := ""
-				if notify {
-					wake = ", " + notifySQL + " AS w"
-				}
-				one := with + `s AS (` + streamSQL + wake + `)
-				INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
-				SELECT $4::uuid, $1, s.base + 1, $3, $5::text, $6::int4, $7::json, $8::json, nullif($9::text, ''), nullif($10::text, '')
-				FROM s
-				RETURNING 1::bigint, position, transaction_id, version`
-				// Many events: one row summing up the insert, with a count of 0
-				// when the expectation failed.
-				many := with + `s AS (` + streamSQL + wake + `),
-				ins AS (
-					INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
-					SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, '')
-					FROM s, ` + source + `
-					RETURNING position, transaction_id, version
-				)
-				SELECT count(*), coalesce(max(position), 0), coalesce(max(transaction_id), 0), coalesce(max(version), 0)
-				FROM ins`
-				out[appendShape{kind: kind, multi: false, notify: notify, lock: lock}] = strings.ReplaceAll(one, "{schema}", schema)
-				out[appendShape{kind: kind, multi: true, notify: notify, lock: lock}] = strings.ReplaceAll(many, "{schema}", schema)
-			}
-		}
-	}
-	return out
-}
-
-// appendLockSeed seeds the hash of a stream ID into its advisory lock key,
-// so that stores in different schemas of one database do not share locks.
-func appendLockSeed(schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte(schema))
-	return int64(h.Sum64())
 }
