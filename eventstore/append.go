@@ -11,6 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/strata-go/strata/internal/rawjson"
 )
 
 // Append appends events to a stream in one implicit transaction: all of
@@ -250,7 +252,7 @@ func (s *Store) prepare(streamID string, expected ExpectedVersion, events []NewE
 			return nil, bad(i, "schema version", fmt.Sprintf("%d is not in [0, %d]", ev.SchemaVersion, math.MaxInt32))
 		case len(ev.Data) == 0:
 			return nil, bad(i, "data", "empty data: want a JSON document")
-		case !validJSON(ev.Data):
+		case !rawjson.Valid(ev.Data):
 			return nil, bad(i, "data", "not valid JSON")
 		case !utf8.Valid(ev.Data):
 			return nil, bad(i, "data", "JSON is not valid UTF-8")

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/internal/pgtest"
+	"github.com/strata-go/strata/internal/rawjson"
 )
 
 // metadataCases are metadata pairs that exercise every escape.
@@ -46,7 +47,7 @@ func checkMetadataCodec(t *testing.T, values map[string]string) {
 		t.Fatalf("encode %q:\n got %s\nwant %s", values, got, want)
 	}
 	var sc eventScanner
-	back, err := sc.decodeMetadata(string(got))
+	back, err := sc.decodeMetadata(string(got), got)
 	if err != nil || !maps.Equal(back, values) {
 		t.Fatalf("decode %s: %q, %v; want %q", got, back, err, values)
 	}
@@ -67,7 +68,7 @@ func checkDecodeMetadata(t *testing.T, doc string) {
 	var want map[string]string
 	wantErr := json.Unmarshal([]byte(doc), &want)
 	var sc eventScanner
-	got, err := sc.decodeMetadata(doc)
+	got, err := sc.decodeMetadata(doc, []byte(doc))
 	if (err != nil) != (wantErr != nil) || (err == nil && !maps.Equal(got, want)) {
 		t.Fatalf("decode %s: %q, %v; encoding/json: %q, %v", doc, got, err, want, wantErr)
 	}
@@ -101,8 +102,8 @@ var jsonCases = []string{
 // validJSON agrees with json.Valid.
 func TestValidJSONMatchesEncodingJSON(t *testing.T) {
 	for _, doc := range jsonCases {
-		if got, want := validJSON([]byte(doc)), json.Valid([]byte(doc)); got != want {
-			t.Errorf("validJSON(%.40q) = %v, json.Valid says %v", doc, got, want)
+		if got, want := rawjson.Valid([]byte(doc)), json.Valid([]byte(doc)); got != want {
+			t.Errorf("rawjson.Valid(%.40q) = %v, json.Valid says %v", doc, got, want)
 		}
 	}
 }
@@ -112,8 +113,8 @@ func FuzzValidJSON(f *testing.F) {
 		f.Add([]byte(doc))
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		if got, want := validJSON(doc), json.Valid(doc); got != want {
-			t.Fatalf("validJSON(%q) = %v, json.Valid says %v", doc, got, want)
+		if got, want := rawjson.Valid(doc), json.Valid(doc); got != want {
+			t.Fatalf("rawjson.Valid(%q) = %v, json.Valid says %v", doc, got, want)
 		}
 	})
 }

@@ -183,7 +183,7 @@ func (sc *eventScanner) decode(v [][]byte) (Event, error) {
 	e.Metadata.CausationID, all = all[:len(caus)], all[len(caus):]
 	if len(all) > 0 {
 		var err error
-		if e.Metadata.Values, err = sc.decodeMetadata(all); err != nil {
+		if e.Metadata.Values, err = sc.decodeMetadata(all, meta); err != nil {
 			return Event{}, fmt.Errorf("eventstore: event %s: metadata: %w", e.ID, err)
 		}
 	}
@@ -202,7 +202,7 @@ func (sc *eventScanner) finish(e Event) (Event, error) {
 	}
 	if len(sc.meta) > 0 {
 		var err error
-		if e.Metadata.Values, err = sc.decodeMetadata(string(sc.meta)); err != nil {
+		if e.Metadata.Values, err = sc.decodeMetadata(string(sc.meta), sc.meta); err != nil {
 			return Event{}, fmt.Errorf("event %s: metadata: %w", e.ID, err)
 		}
 	}
