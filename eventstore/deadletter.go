@@ -243,8 +243,9 @@ func buildDeadLetterQueries(r *strings.Replacer) deadLetterQueries {
 		// the owner and the resets it knows of.
 		lockPartition: r.Replace(`SELECT 1 FROM {schema}.subscriptions
 			WHERE name = $1 AND partition = $2 AND owner = $3 AND resets = $4 FOR NO KEY UPDATE`),
-		retryRequested: r.Replace(`SELECT d.id, ` + prefixed("e.", eventColumns) + `
-			FROM {schema}.dead_letters d JOIN {schema}.events e ON e.event_id = d.event_id
+		retryRequested: r.Replace(`SELECT d.id, e.*
+			FROM {schema}.dead_letters d
+			JOIN LATERAL (SELECT {event_columns} FROM {schema}.events WHERE event_id = d.event_id) e ON true
 			WHERE d.subscription = $1 AND d.partition = $2 AND d.retry_requested
 			ORDER BY d.id`),
 		deleteDeadLetter: r.Replace(`DELETE FROM {schema}.dead_letters d USING {schema}.subscriptions s
@@ -257,12 +258,4 @@ func buildDeadLetterQueries(r *strings.Replacer) deadLetterQueries {
 		retryRest: r.Replace(`UPDATE {schema}.dead_letters SET retry_requested = true
 			WHERE subscription = $1 AND partition = $2 AND stream_id = $3`),
 	}
-}
-
-func prefixed(prefix, columns string) string {
-	parts := strings.Split(columns, ", ")
-	for i := range parts {
-		parts[i] = prefix + parts[i]
-	}
-	return strings.Join(parts, ", ")
 }

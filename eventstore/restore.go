@@ -62,6 +62,16 @@ func (e *TransactionIDsBehindError) Error() string {
 // Is makes errors.Is(err, ErrTransactionIDsBehind) true.
 func (e *TransactionIDsBehindError) Is(target error) bool { return target == ErrTransactionIDsBehind }
 
+// checkTransactionIDsSQL reads the next transaction ID, the highest one an
+// event was written with (events_log_idx read backwards once), and the
+// highest checkpoint (subscriptions has a row per partition).
+const checkTransactionIDsSQL = `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+		coalesce((SELECT transaction_id FROM {schema}.events ORDER BY transaction_id DESC LIMIT 1), 0),
+		coalesce(c.position_tx, 0), coalesce(c.name, '')
+	FROM (SELECT 1) one
+	LEFT JOIN LATERAL (SELECT name, position_tx FROM {schema}.subscriptions
+		ORDER BY position_tx DESC LIMIT 1) c ON true`
+
 // CheckTransactionIDs compares the database's next transaction ID with
 // the highest stored in the log and in subscriptions' checkpoints. It
 // returns nil when the counter is ahead of them all (always, unless the
@@ -72,14 +82,7 @@ func (e *TransactionIDsBehindError) Is(target error) bool { return target == Err
 func (s *Store) CheckTransactionIDs(ctx context.Context) error {
 	var e TransactionIDsBehindError
 	var next, maxEvent, maxCheckpoint int64
-	// events_log_idx read backwards once; subscriptions has a row per
-	// partition.
-	err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
-			coalesce((SELECT transaction_id FROM `+s.schema+`.events ORDER BY transaction_id DESC LIMIT 1), 0),
-			coalesce(c.position_tx, 0), coalesce(c.name, '')
-		FROM (SELECT 1) one
-		LEFT JOIN LATERAL (SELECT name, position_tx FROM `+s.schema+`.subscriptions
-			ORDER BY position_tx DESC LIMIT 1) c ON true`).Scan(&next, &maxEvent, &maxCheckpoint, &e.Subscription)
+	err := s.pool.QueryRow(ctx, s.sql.expand.Replace(checkTransactionIDsSQL)).Scan(&next, &maxEvent, &maxCheckpoint, &e.Subscription)
 	if err != nil {
 		return fmt.Errorf("eventstore: check transaction IDs: %w", err)
 	}

@@ -210,7 +210,7 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 	if cfg.MeterProvider != nil {
 		tel.in = telemetry.NewInstruments(cfg.MeterProvider)
 	}
-	return &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.schema), tel: tel}, nil
+	return &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.sql.expand), tel: tel}, nil
 }
 
 // setDefaults fills in the fields left at their zero value (see each
@@ -340,7 +340,6 @@ type subscriptionQueries struct {
 	deadLetterQueries
 }
 
-func buildSubscriptionQueries(schema string) subscriptionQueries {
-	r := strings.NewReplacer("{schema}", schema)
+func buildSubscriptionQueries(r *strings.Replacer) subscriptionQueries {
 	return subscriptionQueries{buildLeaseQueries(r), buildWorkerQueries(r), buildDeadLetterQueries(r)}
 }
