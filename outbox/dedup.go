@@ -186,8 +186,6 @@ func Deduplicate(pool *pgxpool.Pool, schema, consumer string) message.HandlerMid
 	return d.Middleware
 }
 
-type txKey struct{}
-
 // TxFromContext returns the transaction a Deduplicator opened for the
 // message being handled (use msg.Context()). Write the handler's effects
 // through it: they commit together with the record that the message was
