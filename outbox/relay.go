@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -29,22 +30,13 @@ const SubscriptionPrefix = "outbox:"
 // ErrPermanent marks an error that retrying will not cure: the message is
 // dead-lettered after Config.MaxAttempts instead of retried forever. Wrap
 // an error with Permanent to mark it; mapper errors are marked for you.
-var ErrPermanent = errors.New("outbox: permanent failure")
-
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string        { return e.err.Error() }
-func (e permanentError) Unwrap() []error      { return []error{e.err, ErrPermanent} }
-func (e permanentError) Is(target error) bool { return target == ErrPermanent }
+// It is the module's one permanent-failure mark, so errors marked by
+// other Strata packages match it too.
+var ErrPermanent = failure.ErrPermanent
 
 // Permanent marks err as permanent (errors.Is(err, ErrPermanent) holds;
 // errors.Is and errors.As still see err). Permanent(nil) is nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
+func Permanent(err error) error { return failure.Permanent(err) }
 
 // Config configures a Relay. The zero value (or nil) means every default.
 type Config struct {
@@ -257,7 +249,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		RetryBackoff:    c.RetryBackoff,
 		MaxRetryBackoff: c.MaxRetryBackoff,
 		OnFailure:       eventstore.Park,
-		Transient:       r.transient,
+		Transient:       failure.Rules{IsPermanent: c.Permanent, TransientByDefault: true}.Transient,
 		LeaseTTL:        c.LeaseTTL,
 		PollInterval:    c.PollInterval,
 		Owner:           c.Owner,
@@ -292,15 +284,6 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		backoff = min(2*backoff, c.MaxRetryBackoff)
 	}
-}
-
-// transient classifies a handler error for the subscription: everything
-// but permanent errors is retried forever.
-func (r *Relay) transient(err error) bool {
-	if errors.Is(err, ErrPermanent) {
-		return false
-	}
-	return r.cfg.Permanent == nil || !r.cfg.Permanent(err)
 }
 
 // outgoing is one message to publish, its topic and its event.

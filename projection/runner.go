@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/failure"
 )
 
 // Runner runs projections: each reads the global log through its own
@@ -181,9 +182,7 @@ func (r *Runner) subscription(e *entry, owner string, onBatch func(eventstore.Ba
 		Owner:           owner,
 		Logger:          r.cfg.Logger,
 		MeterProvider:   r.cfg.MeterProvider,
-		Transient: func(err error) bool {
-			return isConnectionError(err) || (p.Transient != nil && p.Transient(err))
-		},
+		Transient:       failure.Rules{IsTransient: p.Transient}.Transient,
 	}
 	if p.BatchSize > 0 {
 		cfg.BatchSize = p.BatchSize

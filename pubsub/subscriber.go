@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/failure"
 )
 
 // SubscriberConfig configures a Subscriber. The zero value (or nil) means
@@ -130,7 +131,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		// answers, never counted toward MaxAttempts, so an outage parks
 		// nothing. Only a message that cannot be delivered (a stored
 		// payload that does not decode) is parked after MaxAttempts.
-		Transient:       func(err error) bool { return !errors.Is(err, errBadPayload) },
+		Transient:       failure.Rules{TransientByDefault: true}.Transient,
 		MaxRetryBackoff: 5 * time.Second,
 		PollInterval:    cfg.PollInterval,
 		LeaseTTL:        cfg.LeaseTTL,
