@@ -18,6 +18,8 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/failure"
+	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/subdefault"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -37,6 +39,10 @@ var ErrPermanent = failure.ErrPermanent
 // Permanent marks err as permanent (errors.Is(err, ErrPermanent) holds;
 // errors.Is and errors.As still see err). Permanent(nil) is nil.
 func Permanent(err error) error { return failure.Permanent(err) }
+
+// relayMaxRetryBackoff is Config.MaxRetryBackoff's default, a deliberate
+// exception to the subscription's (see the field).
+const relayMaxRetryBackoff = 5 * time.Second
 
 // Config configures a Relay. The zero value (or nil) means every default.
 type Config struct {
@@ -86,19 +92,27 @@ type Config struct {
 	// Default nil: only ErrPermanent errors are permanent.
 	Permanent func(error) bool
 	// MaxAttempts is how many times a permanently failing event is tried
-	// before it is dead-lettered. Default 5.
+	// before it is dead-lettered. Default: the subscription's
+	// (eventstore.SubscriptionConfig.MaxAttempts, 5).
 	MaxAttempts int
 	// RetryBackoff is the first wait after a failed publish; it doubles
-	// with each failure (±20% jitter) up to MaxRetryBackoff. Default 100ms.
+	// with each failure (±20% jitter) up to MaxRetryBackoff. Default: the
+	// subscription's (eventstore.SubscriptionConfig.RetryBackoff, 100ms).
 	RetryBackoff time.Duration
 	// MaxRetryBackoff caps the wait between attempts while the broker is
-	// down. Default 5s.
+	// down. Default 5s, shorter than the subscription's 30s on purpose: the
+	// subscription's cap spares a recovering Postgres the retries of every
+	// process at once, while a relay's retries go to the broker, one
+	// publish each, and the cap is how late the relay notices that the
+	// broker is back, so it bounds the publishing delay after an outage.
 	MaxRetryBackoff time.Duration
 	// LeaseTTL is how long a crashed relay process keeps its partitions
-	// before another takes over. Default 5s.
+	// before another takes over. Default: the subscription's
+	// (eventstore.SubscriptionConfig.LeaseTTL, 5s).
 	LeaseTTL time.Duration
 	// PollInterval is the longest wait between reads of an idle log when
-	// no notification arrives. Default 1s.
+	// no notification arrives. Default: the subscription's
+	// (eventstore.SubscriptionConfig.PollInterval, 1s).
 	PollInterval time.Duration
 	// Owner names this process in leases. Default "HOSTNAME:PID:RANDOM".
 	Owner string
@@ -189,8 +203,14 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
 	}
+	// Run's restart loop reads RetryBackoff itself; the other
+	// subscription fields stay zero, which the subscription reads as its
+	// default.
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = subdefault.RetryBackoff
+	}
 	if c.MaxRetryBackoff <= 0 {
-		c.MaxRetryBackoff = 5 * time.Second
+		c.MaxRetryBackoff = relayMaxRetryBackoff
 	}
 	if c.MeterProvider == nil && store != nil {
 		c.MeterProvider = store.MeterProvider()
@@ -261,7 +281,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.running.Add(1)
 	defer r.running.Add(-1)
-	backoff := c.RetryBackoff
+	wait := retry.Backoff(c.RetryBackoff, c.MaxRetryBackoff)
 	for {
 		err := sub.Run(ctx, r.handle)
 		if err == nil || ctx.Err() != nil {
@@ -274,15 +294,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		// start-up (the database unreachable, a connection lost): a
 		// database outage must not end the relay any more than a broker
 		// outage does.
+		backoff := wait.NextBackOff()
 		r.log.Warn("strata: relay could not start; retrying", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(2*backoff, c.MaxRetryBackoff)
 	}
 }
 

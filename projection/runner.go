@@ -12,6 +12,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/failure"
+	"github.com/strata-go/strata/internal/retry"
 )
 
 // Runner runs projections: each reads the global log through its own
@@ -126,7 +127,7 @@ func (r *Runner) supervise(ctx context.Context, e *entry) error {
 		e.running--
 		e.mu.Unlock()
 	}()
-	backoff := r.cfg.RetryBackoff
+	wait := retry.Backoff(r.cfg.RetryBackoff, r.cfg.MaxRetryBackoff)
 	for {
 		sub, err := r.subscription(e, r.cfg.Owner, nil)
 		if err != nil {
@@ -146,17 +147,13 @@ func (r *Runner) supervise(ctx context.Context, e *entry) error {
 			return fmt.Errorf("projection %q: %w", e.p.Name, err)
 		}
 		if time.Since(started) > time.Minute {
-			backoff = r.cfg.RetryBackoff
+			wait.Reset()
 		}
+		backoff := wait.NextBackOff()
 		r.log.Warn("strata: projection failed; restarting", "projection", e.p.Name, "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(backoff*2, r.cfg.MaxRetryBackoff)
 	}
 }
 
