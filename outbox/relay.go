@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/failure"
+	"github.com/strata-go/strata/internal/instrument"
 	"github.com/strata-go/strata/internal/retry"
 	"github.com/strata-go/strata/internal/subdefault"
 	"github.com/strata-go/strata/telemetry"
@@ -170,7 +171,7 @@ type Relay struct {
 	health    Health
 
 	tracer trace.Tracer
-	in     *telemetry.Instruments
+	in     *instrument.Set
 	topics sync.Map // topic → *topicAttrs
 }
 
@@ -232,7 +233,7 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 		log = slog.Default()
 	}
 	return &Relay{store: store, pub: publisher, cfg: c, log: log.With("relay", c.Name), health: Health{Healthy: true},
-		tracer: telemetry.Tracer(c.TracerProvider), in: telemetry.NewInstruments(c.MeterProvider)}
+		tracer: telemetry.Tracer(c.TracerProvider), in: instrument.New(c.MeterProvider)}
 }
 
 // SubscriptionName returns the name of the relay's subscription, under
