@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/strata-go/strata/cli"
 	"github.com/strata-go/strata/eventstore"
@@ -41,6 +42,13 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		// What goleak.VerifyTestMain does, after the clean-up above.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak: goroutines left running after the tests:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
