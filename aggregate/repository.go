@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"math/rand/v2"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/retry"
 	"github.com/strata-go/strata/schema"
 )
 
@@ -228,7 +228,7 @@ func (r *Repository[T]) SaveTx(ctx context.Context, tx pgx.Tx, a T, opts ...Opts
 func (r *Repository[T]) Update(ctx context.Context, id string, fn func(T) error, opts ...Opts) error {
 	md := callMetadata(ctx, opts)
 	c := conn{store: r.store}
-	bound := r.cfg.RetryDelay
+	wait := retry.Full(r.cfg.RetryDelay, r.cfg.MaxRetryDelay)
 	for attempt := 1; ; attempt++ {
 		conflict, err := r.updateOnce(ctx, c, id, fn, md)
 		if !conflict {
@@ -237,14 +237,9 @@ func (r *Repository[T]) Update(ctx context.Context, id string, fn func(T) error,
 		if r.cfg.MaxRetries > 0 && attempt > r.cfg.MaxRetries {
 			return fmt.Errorf("aggregate: update %q: gave up after %d attempts: %w", r.StreamID(id), attempt, err)
 		}
-		t := time.NewTimer(rand.N(bound) + 1)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, wait.NextBackOff()) {
 			return fmt.Errorf("aggregate: update %q: %w after %d attempts; last: %w", r.StreamID(id), ctx.Err(), attempt, err)
-		case <-t.C:
 		}
-		bound = min(2*bound, r.cfg.MaxRetryDelay)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/strata-go/strata/cli"
 	"github.com/strata-go/strata/eventstore"
@@ -41,6 +42,13 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		// What goleak.VerifyTestMain does, after the clean-up above.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak: goroutines left running after the tests:", err)
+			code = 1
+		}
+	}
 	os.Exit(code)
 }
 
@@ -172,18 +180,6 @@ func ev(typ, data string) eventstore.NewEvent {
 	return eventstore.NewEvent{Type: typ, Data: []byte(data)}
 }
 
-// waitFor polls cond until a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // statusJSON is what `status --json` prints.
 type statusJSON struct {
 	Schema        string `json:"schema"`
@@ -278,7 +274,7 @@ func TestStatus(t *testing.T) {
 	stop := runSubscription(t, d.store, eventstore.SubscriptionConfig{Name: "projection:orders", PollInterval: 50 * time.Millisecond,
 		OnBatch: func(b eventstore.BatchInfo) { handled.Add(int64(b.Events)) }},
 		func(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error { return nil })
-	waitFor(t, "the subscription to handle 5 events", func() bool { return handled.Load() == 5 })
+	pgtest.WaitFor(t, "the subscription to handle 5 events", 30*time.Second, func() bool { return handled.Load() == 5 })
 	stop()
 	last := d.append("order-9", ev("OrderPlaced", `{}`), ev("OrderPaid", `{}`), ev("OrderShipped", `{}`))
 
@@ -583,7 +579,7 @@ func TestDeadLetters(t *testing.T) {
 			}
 			return nil
 		})
-	waitFor(t, "two dead letters", func() bool {
+	pgtest.WaitFor(t, "two dead letters", 30*time.Second, func() bool {
 		dl, err := d.store.DeadLetters(context.Background(), "mailer")
 		return err == nil && len(dl) == 2
 	})
@@ -657,7 +653,7 @@ func TestProjectionReset(t *testing.T) {
 	stop := runSubscription(t, d.store, eventstore.SubscriptionConfig{Name: "projection:orders", PollInterval: 50 * time.Millisecond,
 		OnBatch: func(b eventstore.BatchInfo) { handled.Add(int64(b.Events)) }},
 		func(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error { return nil })
-	waitFor(t, "six events handled", func() bool { return handled.Load() == 6 })
+	pgtest.WaitFor(t, "six events handled", 30*time.Second, func() bool { return handled.Load() == 6 })
 	stop()
 	st := parseStatus(t, want(t, d.strata("--json", "status"), cli.ExitOK))
 	end := st.Subscriptions[0].Checkpoint

@@ -15,6 +15,7 @@ import (
 
 	"github.com/strata-go/strata/cli"
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/schema"
 )
@@ -201,7 +202,7 @@ func TestEmbeddedProjectionRebuildAndReset(t *testing.T) {
 	}
 	// It replays what was readable when it began; wait for all 3,000 in
 	// case another transaction on the server held some back.
-	waitFor(t, "3000 events in the read model", func() bool {
+	pgtest.WaitFor(t, "3000 events in the read model", 30*time.Second, func() bool {
 		if total() == 3000 {
 			return true
 		}
@@ -352,7 +353,7 @@ func TestEmbeddedRebuildLarge(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- runner.Run(runCtx) }()
-	waitFor(t, "the live read model to hold every event", func() bool { _, total := digest(); return total == int64(n) })
+	pgtest.WaitFor(t, "the live read model to hold every event", 30*time.Second, func() bool { _, total := digest(); return total == int64(n) })
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/strata-go/strata/internal/retry"
 )
 
 // The resolution of an append whose connection was lost.
@@ -106,7 +108,7 @@ func (s *Store) resolveAppend(ctx context.Context, c *pgxpool.Conn, streamID str
 func (s *Store) resolve(ctx context.Context, pid uint32, wait bool, streamID string, ids [][16]byte) (AppendResult, bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ResolveTimeout)
 	defer cancel()
-	backoff := time.Millisecond
+	pace := retry.Backoff(time.Millisecond, 50*time.Millisecond)
 	var last error
 	for {
 		if wait {
@@ -123,13 +125,12 @@ func (s *Store) resolve(ctx context.Context, pid uint32, wait bool, streamID str
 			}
 			last = fmt.Errorf("look up event %s: %w", uuid.UUID(ids[0]), err)
 		}
-		if !sleep(ctx, backoff) {
+		if !retry.Sleep(ctx, pace.NextBackOff()) {
 			if last == nil {
 				last = fmt.Errorf("server process %d still running", pid)
 			}
 			return AppendResult{}, false, fmt.Errorf("%w (gave up after %s)", last, s.cfg.ResolveTimeout)
 		}
-		backoff = min(2*backoff, 50*time.Millisecond)
 	}
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/strata-go/strata/telemetry"
+	"github.com/strata-go/strata/internal/instrument"
 )
 
 // Handler handles a batch of events of one subscription partition, in log
@@ -208,7 +208,7 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 	safeHooks(&cfg, log)
 	tel := subscriptionTelemetry{in: s.tel.in}
 	if cfg.MeterProvider != nil {
-		tel.in = telemetry.NewInstruments(cfg.MeterProvider)
+		tel.in = instrument.New(cfg.MeterProvider)
 	}
 	return &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.sql.expand), tel: tel}, nil
 }

@@ -62,16 +62,9 @@ func (rm *readModel) count(t *testing.T) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitFor is the module's one polling wait (internal/pgtest), under the
+// name this package's tests call it by.
+var waitFor = pgtest.WaitFor
 
 func appendN(t *testing.T, s *eventstore.Store, streams, perStream int, typ string) {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/strata-go/strata/internal/instrument"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -23,7 +24,7 @@ type storeTelemetry struct {
 	mp     metric.MeterProvider
 	tp     trace.TracerProvider
 	tracer trace.Tracer
-	in     *telemetry.Instruments
+	in     *instrument.Set
 
 	mu   sync.RWMutex
 	cats map[string]*categoryAttrs
@@ -58,7 +59,7 @@ func newStoreTelemetry(c Config) *storeTelemetry {
 		mp:     mp,
 		tp:     tp,
 		tracer: telemetry.Tracer(tp),
-		in:     telemetry.NewInstruments(mp),
+		in:     instrument.New(mp),
 		cats:   map[string]*categoryAttrs{},
 	}
 }
@@ -163,13 +164,13 @@ func withTraceContext(ctx context.Context, events []NewEvent) []NewEvent {
 
 // subscriptionTelemetry holds a subscription's instruments.
 type subscriptionTelemetry struct {
-	in *telemetry.Instruments
+	in *instrument.Set
 }
 
 // partitionMetrics records one partition's measurements with attribute
 // sets made once.
 type partitionMetrics struct {
-	in        *telemetry.Instruments
+	in        *instrument.Set
 	add       []metric.AddOption
 	rec       []metric.RecordOption
 	transient [2][]metric.AddOption // errors, by transient false/true

@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/instrument"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -97,7 +98,7 @@ type Deduplicator struct {
 	contains string
 
 	tracer trace.Tracer
-	in     *telemetry.Instruments
+	in     *instrument.Set
 	attrs  [3][]metric.RecordOption // by outcome: ok, duplicate, error
 	counts [3][]metric.AddOption
 }
@@ -137,7 +138,7 @@ func NewDeduplicator(pool *pgxpool.Pool, cfg *DeduplicatorConfig) (*Deduplicator
 		cfg:      c,
 		lockSeed: "strata.processed_messages\x00" + c.Schema + "\x00" + c.Consumer + "\x00",
 		tracer:   telemetry.Tracer(c.TracerProvider),
-		in:       telemetry.NewInstruments(c.MeterProvider),
+		in:       instrument.New(c.MeterProvider),
 		// A delivery claims its message with a transaction-scoped advisory
 		// lock, which takes no transaction ID: a concurrent delivery of the
 		// same message waits here until the first one commits or rolls
@@ -185,8 +186,6 @@ func Deduplicate(pool *pgxpool.Pool, schema, consumer string) message.HandlerMid
 	}
 	return d.Middleware
 }
-
-type txKey struct{}
 
 // TxFromContext returns the transaction a Deduplicator opened for the
 // message being handled (use msg.Context()). Write the handler's effects

@@ -17,6 +17,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/failure"
+	"github.com/strata-go/strata/internal/instrument"
+	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/subdefault"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -29,22 +33,17 @@ const SubscriptionPrefix = "outbox:"
 // ErrPermanent marks an error that retrying will not cure: the message is
 // dead-lettered after Config.MaxAttempts instead of retried forever. Wrap
 // an error with Permanent to mark it; mapper errors are marked for you.
-var ErrPermanent = errors.New("outbox: permanent failure")
-
-type permanentError struct{ err error }
-
-func (e permanentError) Error() string        { return e.err.Error() }
-func (e permanentError) Unwrap() []error      { return []error{e.err, ErrPermanent} }
-func (e permanentError) Is(target error) bool { return target == ErrPermanent }
+// It is the module's one permanent-failure mark, so errors marked by
+// other Strata packages match it too.
+var ErrPermanent = failure.ErrPermanent
 
 // Permanent marks err as permanent (errors.Is(err, ErrPermanent) holds;
 // errors.Is and errors.As still see err). Permanent(nil) is nil.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return permanentError{err}
-}
+func Permanent(err error) error { return failure.Permanent(err) }
+
+// relayMaxRetryBackoff is Config.MaxRetryBackoff's default, a deliberate
+// exception to the subscription's (see the field).
+const relayMaxRetryBackoff = 5 * time.Second
 
 // Config configures a Relay. The zero value (or nil) means every default.
 type Config struct {
@@ -94,19 +93,27 @@ type Config struct {
 	// Default nil: only ErrPermanent errors are permanent.
 	Permanent func(error) bool
 	// MaxAttempts is how many times a permanently failing event is tried
-	// before it is dead-lettered. Default 5.
+	// before it is dead-lettered. Default: the subscription's
+	// (eventstore.SubscriptionConfig.MaxAttempts, 5).
 	MaxAttempts int
 	// RetryBackoff is the first wait after a failed publish; it doubles
-	// with each failure (±20% jitter) up to MaxRetryBackoff. Default 100ms.
+	// with each failure (±20% jitter) up to MaxRetryBackoff. Default: the
+	// subscription's (eventstore.SubscriptionConfig.RetryBackoff, 100ms).
 	RetryBackoff time.Duration
 	// MaxRetryBackoff caps the wait between attempts while the broker is
-	// down. Default 5s.
+	// down. Default 5s, shorter than the subscription's 30s on purpose: the
+	// subscription's cap spares a recovering Postgres the retries of every
+	// process at once, while a relay's retries go to the broker, one
+	// publish each, and the cap is how late the relay notices that the
+	// broker is back, so it bounds the publishing delay after an outage.
 	MaxRetryBackoff time.Duration
 	// LeaseTTL is how long a crashed relay process keeps its partitions
-	// before another takes over. Default 5s.
+	// before another takes over. Default: the subscription's
+	// (eventstore.SubscriptionConfig.LeaseTTL, 5s).
 	LeaseTTL time.Duration
 	// PollInterval is the longest wait between reads of an idle log when
-	// no notification arrives. Default 1s.
+	// no notification arrives. Default: the subscription's
+	// (eventstore.SubscriptionConfig.PollInterval, 1s).
 	PollInterval time.Duration
 	// Owner names this process in leases. Default "HOSTNAME:PID:RANDOM".
 	Owner string
@@ -164,7 +171,7 @@ type Relay struct {
 	health    Health
 
 	tracer trace.Tracer
-	in     *telemetry.Instruments
+	in     *instrument.Set
 	topics sync.Map // topic → *topicAttrs
 }
 
@@ -197,8 +204,14 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 	if c.Concurrency <= 0 {
 		c.Concurrency = 64
 	}
+	// Run's restart loop reads RetryBackoff itself; the other
+	// subscription fields stay zero, which the subscription reads as its
+	// default.
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = subdefault.RetryBackoff
+	}
 	if c.MaxRetryBackoff <= 0 {
-		c.MaxRetryBackoff = 5 * time.Second
+		c.MaxRetryBackoff = relayMaxRetryBackoff
 	}
 	if c.MeterProvider == nil && store != nil {
 		c.MeterProvider = store.MeterProvider()
@@ -220,7 +233,7 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 		log = slog.Default()
 	}
 	return &Relay{store: store, pub: publisher, cfg: c, log: log.With("relay", c.Name), health: Health{Healthy: true},
-		tracer: telemetry.Tracer(c.TracerProvider), in: telemetry.NewInstruments(c.MeterProvider)}
+		tracer: telemetry.Tracer(c.TracerProvider), in: instrument.New(c.MeterProvider)}
 }
 
 // SubscriptionName returns the name of the relay's subscription, under
@@ -257,7 +270,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		RetryBackoff:    c.RetryBackoff,
 		MaxRetryBackoff: c.MaxRetryBackoff,
 		OnFailure:       eventstore.Park,
-		Transient:       r.transient,
+		Transient:       failure.Rules{IsPermanent: c.Permanent, TransientByDefault: true}.Transient,
 		LeaseTTL:        c.LeaseTTL,
 		PollInterval:    c.PollInterval,
 		Owner:           c.Owner,
@@ -269,7 +282,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	r.running.Add(1)
 	defer r.running.Add(-1)
-	backoff := c.RetryBackoff
+	wait := retry.Backoff(c.RetryBackoff, c.MaxRetryBackoff)
 	for {
 		err := sub.Run(ctx, r.handle)
 		if err == nil || ctx.Err() != nil {
@@ -282,25 +295,12 @@ func (r *Relay) Run(ctx context.Context) error {
 		// start-up (the database unreachable, a connection lost): a
 		// database outage must not end the relay any more than a broker
 		// outage does.
+		backoff := wait.NextBackOff()
 		r.log.Warn("strata: relay could not start; retrying", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(2*backoff, c.MaxRetryBackoff)
 	}
-}
-
-// transient classifies a handler error for the subscription: everything
-// but permanent errors is retried forever.
-func (r *Relay) transient(err error) bool {
-	if errors.Is(err, ErrPermanent) {
-		return false
-	}
-	return r.cfg.Permanent == nil || !r.cfg.Permanent(err)
 }
 
 // outgoing is one message to publish, its topic and its event.

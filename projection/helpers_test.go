@@ -136,18 +136,6 @@ func diffRows(a, b map[string]row) string {
 	return s
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitModel waits until the read model equals the one computed from the
 // events (a gap-safe reader may be held back by other tests' open
 // transactions, so it polls until a deadline).

@@ -30,7 +30,7 @@ func TestHorizonAsTheApplicationRole(t *testing.T) {
 	r := projection.NewRunner(store, []projection.Projection{{Name: "held", Handler: projection.HandlerFunc(func(context.Context, pgx.Tx, eventstore.Event) error { return nil })}},
 		&projection.Config{PollInterval: 50 * time.Millisecond, HorizonAge: 100 * time.Millisecond, HealthMaxHorizonAge: time.Second})
 	runRunner(t, r)
-	waitFor(t, "the projection ready", 30*time.Second, func() bool { return r.Check(ctx, "held").State == telemetry.Ready })
+	pgtest.WaitFor(t, "the projection ready", 30*time.Second, func() bool { return r.Check(ctx, "held").State == telemetry.Ready })
 
 	// Another role (the superuser of the tests) holds a transaction ID.
 	conn, err := db.Pool.Acquire(ctx)
@@ -52,7 +52,7 @@ func TestHorizonAsTheApplicationRole(t *testing.T) {
 	}
 
 	var h *eventstore.HorizonHolder
-	waitFor(t, "the horizon reported", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "the horizon reported", 30*time.Second, func() bool {
 		h, err = store.Horizon(ctx, 300*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
@@ -65,7 +65,7 @@ func TestHorizonAsTheApplicationRole(t *testing.T) {
 		t.Fatalf("horizon as the application role: %+v (transaction %d held)", h, held)
 	}
 	var hl telemetry.Health
-	waitFor(t, "the projection failing", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "the projection failing", 30*time.Second, func() bool {
 		hl = r.Check(ctx, "held")
 		return hl.State == telemetry.Failing
 	})
@@ -91,5 +91,5 @@ func TestHorizonAsTheApplicationRole(t *testing.T) {
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the projection ready again (other tests' transactions on the server may hold it back)", 2*time.Minute, func() bool { hl = r.Check(ctx, "held"); return hl.State == telemetry.Ready })
+	pgtest.WaitFor(t, "the projection ready again (other tests' transactions on the server may hold it back)", 2*time.Minute, func() bool { hl = r.Check(ctx, "held"); return hl.State == telemetry.Ready })
 }

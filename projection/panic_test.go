@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/projection"
 )
 
@@ -39,7 +40,7 @@ func TestHandlerPanicIsAnError(t *testing.T) {
 	cfg := &projection.Config{MaxAttempts: 2, RetryBackoff: time.Millisecond, PollInterval: 20 * time.Millisecond}
 	r := projection.NewRunner(s, []projection.Projection{{Name: "panicky", Handler: panicky{tt}}}, cfg)
 	stop := runRunner(t, r)
-	waitFor(t, "the dead letter", 60*time.Second, func() bool {
+	pgtest.WaitFor(t, "the dead letter", 60*time.Second, func() bool {
 		dl, err := r.DeadLetters(context.Background(), "panicky")
 		return err == nil && len(dl) == 1
 	})
@@ -49,12 +50,12 @@ func TestHandlerPanicIsAnError(t *testing.T) {
 	}
 	want := expected(t, db.Pool, db.Schema)
 	delete(want, "bad-0")
-	waitFor(t, "the other events", 60*time.Second, func() bool { return equalRows(tt.read(t, db.Pool), want) })
+	pgtest.WaitFor(t, "the other events", 60*time.Second, func() bool { return equalRows(tt.read(t, db.Pool), want) })
 	// A retry runs the handler again: it panics again, the event stays.
 	if n, err := r.RetryDeadLetters(context.Background(), "panicky", ""); err != nil || n != 1 {
 		t.Fatalf("retry: %d %v", n, err)
 	}
-	waitFor(t, "the retry to fail", 60*time.Second, func() bool {
+	pgtest.WaitFor(t, "the retry to fail", 60*time.Second, func() bool {
 		dl, err := r.DeadLetters(context.Background(), "panicky")
 		return err == nil && len(dl) == 1 && dl[0].Attempts == 3 && !dl[0].RetryRequested
 	})

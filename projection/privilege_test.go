@@ -43,7 +43,7 @@ func TestRunnerAsApplicationRole(t *testing.T) {
 		return n
 	}
 	stop := runRunner(t, r)
-	waitFor(t, "the read model as the application role", time.Minute, func() bool { return count() == 10 })
+	pgtest.WaitFor(t, "the read model as the application role", time.Minute, func() bool { return count() == 10 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}

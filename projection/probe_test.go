@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/telemetry"
 )
@@ -66,7 +67,7 @@ func TestProbesAreBoundedOnABigLog(t *testing.T) {
 	})}}, &projection.Config{HealthMaxLag: 100})
 	runRunner(t, r)
 	name := projection.SubscriptionName("big", 1)
-	waitFor(t, "the projection running", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "the projection running", 30*time.Second, func() bool {
 		st, err := s.SubscriptionStatuses(ctx, name)
 		return err == nil && len(st) == 1 && st[0].Owner != ""
 	})

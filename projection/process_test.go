@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/projection"
 )
 
@@ -28,7 +29,7 @@ func TestSIGKILLAtRandomMomentsExactlyOnce(t *testing.T) {
 		c := startChild(t, cfg)
 		// Kill it at a random moment once it is at work (committing
 		// batches), so that kills land in the middle of batches.
-		waitFor(t, "the child to handle events", 30*time.Second, func() bool { return statusOf(t, r, "totals").EventsHandled > before })
+		pgtest.WaitFor(t, "the child to handle events", 30*time.Second, func() bool { return statusOf(t, r, "totals").EventsHandled > before })
 		time.Sleep(time.Duration(rand.IntN(200)) * time.Millisecond)
 		c.kill()
 		t.Logf("kill %d: %d events handled so far", i+1, statusOf(t, r, "totals").EventsHandled)
@@ -68,7 +69,7 @@ func TestThreeProcessesOneOwnerTakeover(t *testing.T) {
 		return st.Owners[0]
 	}
 	var first string
-	waitFor(t, "an owner", 30*time.Second, func() bool { first = owner(); return first != "" })
+	pgtest.WaitFor(t, "an owner", 30*time.Second, func() bool { first = owner(); return first != "" })
 	alive := []string{"A", "B", "C"}
 	for range 2 {
 		cur := owner()
@@ -80,12 +81,12 @@ func TestThreeProcessesOneOwnerTakeover(t *testing.T) {
 		killed := time.Now()
 		alive = slices.DeleteFunc(alive, func(o string) bool { return o == cur })
 		var next string
-		waitFor(t, "a takeover", 15*time.Second, func() bool {
+		pgtest.WaitFor(t, "a takeover", 15*time.Second, func() bool {
 			next = owner()
 			return next != "" && next != cur
 		})
 		took := time.Since(killed)
-		waitFor(t, "progress after takeover", 30*time.Second, func() bool { return statusOf(t, r, "totals").EventsHandled > handled })
+		pgtest.WaitFor(t, "progress after takeover", 30*time.Second, func() bool { return statusOf(t, r, "totals").EventsHandled > handled })
 		t.Logf("killed owner %s; %s took over after %v", cur, next, took)
 		if took > 8*time.Second {
 			t.Fatalf("takeover took %v with a 1s lease", took)
@@ -106,7 +107,7 @@ func TestPartitionsAcrossTwoProcessesSameReadModel(t *testing.T) {
 	for _, o := range []string{"A", "B"} {
 		startChild(t, childConfig{URL: db.URL, Schema: db.Schema, Name: "split", Table: "split", Owner: o, Partitions: 4, BatchSize: 20, LeaseTTL: time.Second})
 	}
-	waitFor(t, "both processes owning partitions", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "both processes owning partitions", 30*time.Second, func() bool {
 		st := statusOf(t, r, "split")
 		return slices.Equal(st.Owners, []string{"A", "B"})
 	})
@@ -118,7 +119,7 @@ func TestPartitionsAcrossTwoProcessesSameReadModel(t *testing.T) {
 	// machine may hand a partition over for a moment, so wait for the
 	// split rather than read it once.
 	var st projection.Status
-	waitFor(t, "both processes still owning partitions", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "both processes still owning partitions", 30*time.Second, func() bool {
 		st = statusOf(t, r, "split")
 		return slices.Equal(st.Owners, []string{"A", "B"})
 	})

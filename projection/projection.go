@@ -4,18 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/subdefault"
 )
 
 // Handler applies one event to a read model. tx is the transaction in which
@@ -123,24 +120,30 @@ func VersionOf(ctx context.Context) int {
 
 // Config configures a Runner. The zero value (or nil) means every default.
 type Config struct {
-	// BatchSize is the most events handled in one transaction. Default 500.
+	// BatchSize is the most events handled in one transaction. Default:
+	// the subscription's (eventstore.SubscriptionConfig.BatchSize, 500).
 	BatchSize int
 	// MaxAttempts is how many times an event is tried before the
-	// projection's OnFailure applies. Default 5.
+	// projection's OnFailure applies. Default: the subscription's
+	// (eventstore.SubscriptionConfig.MaxAttempts, 5).
 	MaxAttempts int
 	// RetryBackoff is the wait after a handler's first failure; it doubles
-	// with each attempt up to MaxRetryBackoff. Default 100ms.
+	// with each attempt, with jitter, up to MaxRetryBackoff. Default: the
+	// subscription's (eventstore.SubscriptionConfig.RetryBackoff, 100ms).
 	RetryBackoff time.Duration
 	// MaxRetryBackoff caps the wait between attempts, and between restarts
-	// of a projection whose database connection keeps failing. Default 10s.
+	// of a projection whose database connection keeps failing. Default: the
+	// subscription's (eventstore.SubscriptionConfig.MaxRetryBackoff, 30s).
 	MaxRetryBackoff time.Duration
 	// LeaseTTL is how long a process owns a projection partition without
 	// renewing its lease: another process takes over a dead owner's
-	// partitions after at most this long. Default 5s.
+	// partitions after at most this long. Default: the subscription's
+	// (eventstore.SubscriptionConfig.LeaseTTL, 5s).
 	LeaseTTL time.Duration
 	// PollInterval is the longest a projection waits between reads of an
 	// idle log when no notification arrives (notifications wake it at once).
-	// Default 1s.
+	// Default: the subscription's (eventstore.SubscriptionConfig.PollInterval,
+	// 1s).
 	PollInterval time.Duration
 	// Owner names this process in leases and Status. Default
 	// "HOSTNAME:PID:RANDOM", different for each projection.
@@ -202,23 +205,17 @@ func (c *Config) withDefaults() Config {
 	if c != nil {
 		cfg = *c
 	}
+	// The runner reads these three itself (the restart loop, Rebuild's
+	// batches); the other subscription fields stay zero, which the
+	// subscription reads as its default.
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 500
-	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 5
+		cfg.BatchSize = subdefault.BatchSize
 	}
 	if cfg.RetryBackoff <= 0 {
-		cfg.RetryBackoff = 100 * time.Millisecond
+		cfg.RetryBackoff = subdefault.RetryBackoff
 	}
 	if cfg.MaxRetryBackoff <= 0 {
-		cfg.MaxRetryBackoff = 10 * time.Second
-	}
-	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 5 * time.Second
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = time.Second
+		cfg.MaxRetryBackoff = subdefault.MaxRetryBackoff
 	}
 	if cfg.HorizonAge <= 0 {
 		cfg.HorizonAge = time.Second
@@ -258,28 +255,4 @@ func validate(ps []Projection) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// isConnectionError reports errors that come from losing or not reaching
-// the database rather than from the event: a restarted server, a broken
-// connection, a server shutting down.
-func isConnectionError(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// Class 08: connection exception; 57P01-57P03: admin shutdown,
-		// crash shutdown, cannot connect now.
-		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
-	}
-	var connErr *pgconn.ConnectError
-	var netErr net.Error
-	if errors.As(err, &connErr) || errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err) {
-		return true
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe") ||
-		strings.Contains(msg, "connection refused")
 }

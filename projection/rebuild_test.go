@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/projection"
 )
 
@@ -114,7 +115,7 @@ func TestRebuildProgressAndResume(t *testing.T) {
 	if err := r.Reset(ctx, "totals", eventstore.Position{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "replay after reset", 60*time.Second, func() bool { return handled.Load() >= 6000 })
+	pgtest.WaitFor(t, "replay after reset", 60*time.Second, func() bool { return handled.Load() >= 6000 })
 	waitModel(t, db.Pool, tt, db.Schema, 60*time.Second)
 }
 
@@ -185,7 +186,7 @@ func TestPostgresRestartRunnerRecovers(t *testing.T) {
 		&projection.Config{LeaseTTL: 2 * time.Second, PollInterval: 200 * time.Millisecond, MaxRetryBackoff: time.Second})
 	runRunner(t, r)
 	stopWriters := writers(s, 3, "acct", 2*time.Millisecond)
-	waitFor(t, "the runner at work", 30*time.Second, func() bool { return statusOf(t, r, "totals").EventsHandled > 200 })
+	pgtest.WaitFor(t, "the runner at work", 30*time.Second, func() bool { return statusOf(t, r, "totals").EventsHandled > 200 })
 	restartPostgres(t)
 	time.Sleep(2 * time.Second) // writers and runner keep going after the restart
 	stopWriters()

@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/failure"
+	"github.com/strata-go/strata/internal/retry"
 )
 
 // Runner runs projections: each reads the global log through its own
@@ -125,7 +127,7 @@ func (r *Runner) supervise(ctx context.Context, e *entry) error {
 		e.running--
 		e.mu.Unlock()
 	}()
-	backoff := r.cfg.RetryBackoff
+	wait := retry.Backoff(r.cfg.RetryBackoff, r.cfg.MaxRetryBackoff)
 	for {
 		sub, err := r.subscription(e, r.cfg.Owner, nil)
 		if err != nil {
@@ -145,17 +147,13 @@ func (r *Runner) supervise(ctx context.Context, e *entry) error {
 			return fmt.Errorf("projection %q: %w", e.p.Name, err)
 		}
 		if time.Since(started) > time.Minute {
-			backoff = r.cfg.RetryBackoff
+			wait.Reset()
 		}
+		backoff := wait.NextBackOff()
 		r.log.Warn("strata: projection failed; restarting", "projection", e.p.Name, "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, backoff) {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(backoff*2, r.cfg.MaxRetryBackoff)
 	}
 }
 
@@ -181,9 +179,7 @@ func (r *Runner) subscription(e *entry, owner string, onBatch func(eventstore.Ba
 		Owner:           owner,
 		Logger:          r.cfg.Logger,
 		MeterProvider:   r.cfg.MeterProvider,
-		Transient: func(err error) bool {
-			return isConnectionError(err) || (p.Transient != nil && p.Transient(err))
-		},
+		Transient:       failure.Rules{IsTransient: p.Transient}.Transient,
 	}
 	if p.BatchSize > 0 {
 		cfg.BatchSize = p.BatchSize

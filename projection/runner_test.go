@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/projection"
 )
 
@@ -63,7 +64,7 @@ func TestRunnerCatchUpThenLive(t *testing.T) {
 	stop := runRunner(t, r)
 	waitModel(t, db.Pool, all, db.Schema, 60*time.Second)
 	waitModel(t, db.Pool, bt.totals, db.Schema, 60*time.Second)
-	waitFor(t, "order totals", 60*time.Second, func() bool { return len(orders.read(t, db.Pool)) == 5 })
+	pgtest.WaitFor(t, "order totals", 60*time.Second, func() bool { return len(orders.read(t, db.Pool)) == 5 })
 
 	// Live: with a 30s poll interval only the notification delivers quickly.
 	appendSome(t, s, "order", 5, 2, "Tick")
@@ -72,7 +73,7 @@ func TestRunnerCatchUpThenLive(t *testing.T) {
 	// Every order stream, not only the first: appendSome writes order-0's
 	// events before the other streams', so order-0 alone says nothing about
 	// the rest, and the status below asserts no lag.
-	waitFor(t, "live order totals", 60*time.Second, func() bool {
+	pgtest.WaitFor(t, "live order totals", 60*time.Second, func() bool {
 		got := orders.read(t, db.Pool)
 		for k := range 5 {
 			if got[fmt.Sprintf("order-%d", k)].Events != 22 {
@@ -169,7 +170,7 @@ func TestPoisonEventParkedOthersContinue(t *testing.T) {
 		},
 	}})
 	runRunner(t, r)
-	waitFor(t, "parking", 60*time.Second, func() bool {
+	pgtest.WaitFor(t, "parking", 60*time.Second, func() bool {
 		dl, err := r.DeadLetters(ctx, "parks")
 		return err == nil && len(dl) == 2 && len(parkTotals.read(t, db.Pool)) == 3
 	})
@@ -180,25 +181,25 @@ func TestPoisonEventParkedOthersContinue(t *testing.T) {
 	if got := parkTotals.read(t, db.Pool); got["bad-1"].Events != 1 || got["good-1"].Events != 2 || got["good-2"].Events != 1 {
 		t.Fatalf("read model: %+v", got)
 	}
-	waitFor(t, "status with dead letters", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "status with dead letters", 30*time.Second, func() bool {
 		st := statusOf(t, r, "parks")
 		return st.DeadLetters == 2 && st.State == projection.StateRunning && st.Lag == 0
 	})
 	// The Batch metric is called after the parking commits: what the
 	// dead-letter table already shows may not have reached it yet.
-	waitFor(t, "the parked metric", 30*time.Second, func() bool { return parked.Load() >= 2 })
+	pgtest.WaitFor(t, "the parked metric", 30*time.Second, func() bool { return parked.Load() >= 2 })
 	if errorsSeen.Load() < 3 || parked.Load() != 2 {
 		t.Fatalf("metrics: %d errors, %d parked", errorsSeen.Load(), parked.Load())
 	}
 	// Stop policy: the projection stops, shows failing with the error, and
 	// the others keep going (new events reach them).
-	waitFor(t, "stopped projection", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "stopped projection", 30*time.Second, func() bool {
 		st := statusOf(t, r, "stops")
 		return st.State == projection.StateFailing && st.StoppedHere != nil && strings.Contains(st.LastError, "cannot handle Poison")
 	})
 	appendSome(t, s, "good", 3, 1, "Tick")
 	waitModel(t, db.Pool, liveTotals, db.Schema, 60*time.Second)
-	waitFor(t, "parks goes on", 60*time.Second, func() bool { return parkTotals.read(t, db.Pool)["good-0"].Events == 1 })
+	pgtest.WaitFor(t, "parks goes on", 60*time.Second, func() bool { return parkTotals.read(t, db.Pool)["good-0"].Events == 1 })
 
 	fixed.Store(true)
 	if n, err := r.RetryDeadLetters(ctx, "parks", ""); err != nil || n != 2 {
@@ -263,7 +264,7 @@ func TestLateCommitThroughProjection(t *testing.T) {
 	// open transaction holding it (with parallel tests it may be another
 	// one, older than ours), and nothing has been applied past it.
 	var st projection.Status
-	waitFor(t, "status naming the horizon holder", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "status naming the horizon holder", 30*time.Second, func() bool {
 		st = statusOf(t, r, "applied")
 		return st.Lag >= 2 && st.HeldBy != nil
 	})
@@ -274,11 +275,11 @@ func TestLateCommitThroughProjection(t *testing.T) {
 	if err := early.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the three events", 60*time.Second, func() bool { return len(applied()) >= 3 })
+	pgtest.WaitFor(t, "the three events", 60*time.Second, func() bool { return len(applied()) >= 3 })
 	if got := applied(); strings.Join(got, ",") != "a-1,b-1,c-1" {
 		t.Fatalf("applied %v, want a-1,b-1,c-1", got)
 	}
-	waitFor(t, "no lag", 30*time.Second, func() bool { st := statusOf(t, r, "applied"); return st.Lag == 0 && st.HeldBy == nil })
+	pgtest.WaitFor(t, "no lag", 30*time.Second, func() bool { st := statusOf(t, r, "applied"); return st.Lag == 0 && st.HeldBy == nil })
 }
 
 // Zero-downtime rebuild: version 2 of a projection is built from the start
@@ -307,7 +308,7 @@ func TestNewVersionBuildsBesideOld(t *testing.T) {
 	stopWriters := writers(s, 2, "order", 5*time.Millisecond)
 	next := projection.NewRunner(s, []projection.Projection{{Name: "summary", Version: 2, Handler: handler(2)}}, &projection.Config{PollInterval: 50 * time.Millisecond})
 	runRunner(t, next)
-	waitFor(t, "version 2 to catch up", 60*time.Second, func() bool {
+	pgtest.WaitFor(t, "version 2 to catch up", 60*time.Second, func() bool {
 		st := statusOf(t, next, "summary")
 		return st.Subscription == "projection:summary@v2" && st.EventsHandled >= 100
 	})

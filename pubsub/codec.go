@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/failure"
 )
 
 const (
@@ -113,6 +114,9 @@ func toEvent(topic string, msg *message.Message) (eventstore.NewEvent, error) {
 	return ev, nil
 }
 
+// errBadPayload is the one failure of a delivery that retrying cannot
+// cure; toMessage marks it permanent, so the subscription parks the
+// message after MaxAttempts.
 var errBadPayload = errors.New("pubsub: stored payload is not valid base64")
 
 // toMessage maps a stored event back to the message that was published.
@@ -120,12 +124,12 @@ func toMessage(e eventstore.Event) (*message.Message, error) {
 	payload := e.Data
 	if e.Type == EventTypeBytes {
 		if len(e.Data) < 2 || e.Data[0] != '"' || e.Data[len(e.Data)-1] != '"' {
-			return nil, fmt.Errorf("%w: event %s", errBadPayload, e.ID)
+			return nil, failure.Permanent(fmt.Errorf("%w: event %s", errBadPayload, e.ID))
 		}
 		var err error
 		payload, err = base64.StdEncoding.AppendDecode(nil, e.Data[1:len(e.Data)-1])
 		if err != nil {
-			return nil, fmt.Errorf("%w: event %s: %v", errBadPayload, e.ID, err)
+			return nil, failure.Permanent(fmt.Errorf("%w: event %s: %v", errBadPayload, e.ID, err))
 		}
 	}
 	id := e.ID.String() // events not written by a Publisher

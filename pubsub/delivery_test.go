@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/pubsub"
 )
 
@@ -420,7 +421,7 @@ func TestRouterRetryPoisonQueue(t *testing.T) {
 	}
 	// The router acked the poisoned message: the group's checkpoint is past
 	// all five.
-	waitFor(t, "checkpoint past all messages", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "checkpoint past all messages", 30*time.Second, func() bool {
 		st, err := s.SubscriptionStatuses(context.Background(), pubsub.SubscriptionName(pubsub.DefaultPrefix, "", "work"))
 		return err == nil && len(st) == 1 && st[0].EventsHandled == 5
 	})

@@ -78,8 +78,9 @@
 // consumer works (eventstore.SubscriptionConfig.HandleOutsideTx).
 //
 // A database error (the checkpoint cannot be stored after an ack, say) is
-// not the message's fault: the message comes again, with backoff
-// (up to 5s), for as long as the database is away, and an outage parks
+// not the message's fault: the message comes again, with the
+// subscription's backoff (eventstore.SubscriptionConfig.MaxRetryBackoff,
+// up to 30s), for as long as the database is away, and an outage parks
 // nothing. A nacked message comes again as long as it is nacked (bound it
 // with Watermill's Retry and PoisonQueue middleware). Only a stored event
 // that cannot be turned back into a message (a corrupt base64 payload) is

@@ -98,7 +98,7 @@ func TestDatabaseErrorsParkNothing(t *testing.T) {
 		if err := db.Pool.QueryRow(ctxT(t), `SELECT pg_terminate_backend($1)`, pid).Scan(&ok); err != nil || !ok {
 			t.Fatalf("terminate %d: %v %v", pid, ok, err)
 		}
-		waitFor(t, "the terminated backend to exit", 30*time.Second, func() bool {
+		pgtest.WaitFor(t, "the terminated backend to exit", 30*time.Second, func() bool {
 			var n int
 			err := db.Pool.QueryRow(ctxT(t), `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`, pid).Scan(&n)
 			return err == nil && n == 0

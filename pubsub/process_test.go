@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/pubsub"
 )
 
@@ -206,7 +207,7 @@ func TestConsumerGroupAcrossProcesses(t *testing.T) {
 	env := childEnvFor(s, db.URL, "shared", 10, parts, 0, 10*time.Second)
 	a, b := startChild(t, env...), startChild(t, env...)
 	name := pubsub.SubscriptionName(pubsub.DefaultPrefix, "workers", "shared")
-	waitFor(t, "both processes to own half the partitions", 60*time.Second, func() bool {
+	pgtest.WaitFor(t, "both processes to own half the partitions", 60*time.Second, func() bool {
 		st, err := s.SubscriptionStatuses(context.Background(), name)
 		if err != nil || len(st) != parts {
 			return false

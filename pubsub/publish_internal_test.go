@@ -137,17 +137,6 @@ func returned(t *testing.T, what string, ch <-chan error, d time.Duration) error
 	}
 }
 
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func msgWith(ctx context.Context, id string) *message.Message {
 	m := message.NewMessage(id, []byte(`"`+id+`"`))
 	m.SetContext(ctx)
@@ -203,11 +192,11 @@ func TestCoalescedPublishesOfOneUUID(t *testing.T) {
 	stream := StreamID(DefaultPrefix, topic, "")
 	b.lockStreams()
 	first := publishAsync(b.pub, topic, msgWith(bg, "first"))
-	poll(t, "the first append to wait for the lock", func() bool { return len(b.waiting()) == 1 })
+	pgtest.WaitFor(t, "the first append to wait for the lock", 30*time.Second, func() bool { return len(b.waiting()) == 1 })
 	one := publishAsync(b.pub, topic, msgWith(bg, "m"))
-	poll(t, "the second call to queue", func() bool { return b.pending(stream) == 1 })
+	pgtest.WaitFor(t, "the second call to queue", 30*time.Second, func() bool { return b.pending(stream) == 1 })
 	two := publishAsync(b.pub, topic, msgWith(bg, "m"), msgWith(bg, "other"))
-	poll(t, "the third call to queue", func() bool { return b.pending(stream) == 2 })
+	pgtest.WaitFor(t, "the third call to queue", 30*time.Second, func() bool { return b.pending(stream) == 2 })
 	b.unlock()
 	for i, ch := range []<-chan error{first, one, two} {
 		if err := returned(t, "Publish", ch, 30*time.Second); err != nil {
@@ -234,14 +223,14 @@ func TestPublishGivesUpWhenItsContextEnds(t *testing.T) {
 	leadCtx, cancelLead := context.WithCancel(bg)
 	defer cancelLead()
 	lead := publishAsync(b.pub, topic, msgWith(leadCtx, "lead"))
-	poll(t, "the first append to wait for the lock", func() bool { return len(b.waiting()) == 1 })
+	pgtest.WaitFor(t, "the first append to wait for the lock", 30*time.Second, func() bool { return len(b.waiting()) == 1 })
 	leadPID := b.waiting()[0]
 	queuedCtx, cancelQueued := context.WithCancel(bg)
 	defer cancelQueued()
 	queued := publishAsync(b.pub, topic, msgWith(queuedCtx, "queued"))
-	poll(t, "a call to queue", func() bool { return b.pending(stream) == 1 })
+	pgtest.WaitFor(t, "a call to queue", 30*time.Second, func() bool { return b.pending(stream) == 1 })
 	patient := publishAsync(b.pub, topic, msgWith(bg, "patient"))
-	poll(t, "another call to queue", func() bool { return b.pending(stream) == 2 })
+	pgtest.WaitFor(t, "another call to queue", 30*time.Second, func() bool { return b.pending(stream) == 2 })
 	deadlineCtx, cancelDeadline := context.WithTimeout(bg, 200*time.Millisecond)
 	defer cancelDeadline()
 	deadlined := publishAsync(b.pub, topic, msgWith(deadlineCtx, "deadlined"))
@@ -271,7 +260,7 @@ func TestPublishGivesUpWhenItsContextEnds(t *testing.T) {
 	// request: its statement ends on the server without writing. Were it
 	// still waiting, it would write once the lock is released, and Publish
 	// would have returned an error for a stored message.
-	poll(t, "the cancelled append's backend to end", func() bool { return b.backendGone(leadPID) })
+	pgtest.WaitFor(t, "the cancelled append's backend to end", 30*time.Second, func() bool { return b.backendGone(leadPID) })
 	b.unlock()
 	if err := returned(t, "a patient Publish", patient, 30*time.Second); err != nil {
 		t.Fatalf("patient publish: %v", err)
@@ -293,10 +282,10 @@ func TestCloseEndsBlockedPublishes(t *testing.T) {
 	b.lockStreams()
 
 	lead := publishAsync(b.pub, topic, msgWith(bg, "lead"))
-	poll(t, "the first append to wait for the lock", func() bool { return len(b.waiting()) == 1 })
+	pgtest.WaitFor(t, "the first append to wait for the lock", 30*time.Second, func() bool { return len(b.waiting()) == 1 })
 	leadPID := b.waiting()[0]
 	queued := publishAsync(b.pub, topic, msgWith(bg, "queued"))
-	poll(t, "a call to queue", func() bool { return b.pending(stream) == 1 })
+	pgtest.WaitFor(t, "a call to queue", 30*time.Second, func() bool { return b.pending(stream) == 1 })
 	// And one in the caller's transaction, on another topic.
 	tx, err := b.store.Pool().Begin(bg)
 	if err != nil {
@@ -304,7 +293,7 @@ func TestCloseEndsBlockedPublishes(t *testing.T) {
 	}
 	defer func() { _ = tx.Rollback(bg) }()
 	inTx := publishAsync(b.pub, "closing-tx", msgWith(ContextWithTx(bg, tx), "in-tx"))
-	poll(t, "the append in a tx to wait for the lock", func() bool { return len(b.waiting()) == 2 })
+	pgtest.WaitFor(t, "the append in a tx to wait for the lock", 30*time.Second, func() bool { return len(b.waiting()) == 2 })
 
 	closed := make(chan error, 1)
 	go func() { closed <- b.pub.Close() }()
@@ -320,7 +309,7 @@ func TestCloseEndsBlockedPublishes(t *testing.T) {
 		t.Fatalf("publish after Close: %v", err)
 	}
 	_ = tx.Rollback(bg)
-	poll(t, "the cancelled append's backend to end", func() bool { return b.backendGone(leadPID) })
+	pgtest.WaitFor(t, "the cancelled append's backend to end", 30*time.Second, func() bool { return b.backendGone(leadPID) })
 	b.unlock()
 	for _, topic := range []string{topic, "closing-tx"} {
 		if got := b.stored(topic); len(got) != 0 {

@@ -79,8 +79,6 @@ func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, er
 	return &Publisher{store: store.WithValidator(nil), cfg: c, queues: map[string]*streamQueue{}, closing: closing, closeCancel: cancel}, nil
 }
 
-type txKey struct{}
-
 // ContextWithTx returns a context carrying tx. A message whose context
 // (message.Message.SetContext) carries a tx is appended in that tx: it is
 // published exactly when tx commits, together with whatever else tx

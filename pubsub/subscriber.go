@@ -13,6 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/failure"
+	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/subdefault"
 )
 
 // SubscriberConfig configures a Subscriber. The zero value (or nil) means
@@ -130,12 +133,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		// answers, never counted toward MaxAttempts, so an outage parks
 		// nothing. Only a message that cannot be delivered (a stored
 		// payload that does not decode) is parked after MaxAttempts.
-		Transient:       func(err error) bool { return !errors.Is(err, errBadPayload) },
-		MaxRetryBackoff: 5 * time.Second,
-		PollInterval:    cfg.PollInterval,
-		LeaseTTL:        cfg.LeaseTTL,
-		Owner:           cfg.Owner,
-		Logger:          cfg.Logger,
+		Transient:    failure.Rules{TransientByDefault: true}.Transient,
+		PollInterval: cfg.PollInterval,
+		LeaseTTL:     cfg.LeaseTTL,
+		Owner:        cfg.Owner,
+		Logger:       cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: subscribe to %q: %w", topic, err)
@@ -166,7 +168,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		if log == nil {
 			log = s.store.Logger()
 		}
-		backoff := 100 * time.Millisecond
+		wait := retry.Backoff(subdefault.RetryBackoff, subdefault.MaxRetryBackoff)
 		for {
 			err := sub.Run(ctx, d.handle)
 			if ctx.Err() != nil {
@@ -174,13 +176,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			}
 			// Run gives up only when the database keeps failing at start
 			// (or under the Stop policy, which is not used): start again.
+			backoff := wait.NextBackOff()
 			log.Warn("strata: pubsub subscription stopped; restarting", "topic", topic, "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
+			if !retry.Sleep(ctx, backoff) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, 5*time.Second)
 		}
 	}()
 	return out, nil

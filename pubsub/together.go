@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/retry"
 )
 
 // Publishing to several streams at once.
@@ -110,7 +111,7 @@ func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []s
 		}
 	}
 	log := p.store.Logger()
-	backoff := time.Millisecond
+	pace := retry.Backoff(time.Millisecond, 50*time.Millisecond)
 	var last error
 	for {
 		ended, err := endBackend(ctx, p.store.Pool(), pid)
@@ -136,9 +137,8 @@ func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []s
 		case <-ctx.Done():
 			log.WarnContext(ctx, "pubsub: publish outcome unknown after a lost connection", "stream", streams[0].stream, "error", cause, "resolve_error", last)
 			return &eventstore.AmbiguousError{StreamID: streams[0].stream, EventIDs: ids, Err: cause, Resolve: fmt.Errorf("%w (gave up after %s)", last, resolveTimeout)}
-		case <-time.After(backoff):
+		case <-time.After(pace.NextBackOff()):
 		}
-		backoff = min(2*backoff, 50*time.Millisecond)
 	}
 }
 

@@ -71,7 +71,7 @@ func TestCoalescedPublishKeepsEachTrace(t *testing.T) {
 	started.Add(1)
 	finished.Add(callers)
 	go publish(0)
-	waitFor(t, "the first append to wait on the lock", 30*time.Second, func() bool {
+	pgtest.WaitFor(t, "the first append to wait on the lock", 30*time.Second, func() bool {
 		var n int
 		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%' || $1 || '%'`, db.Schema).Scan(&n); err != nil {
 			t.Fatal(err)

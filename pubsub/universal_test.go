@@ -46,6 +46,13 @@ func TestUniversal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Not every test of the suite closes what it was given: closing
+		// at the test's end stops its subscriptions before the store's
+		// schema is dropped (Close is idempotent).
+		t.Cleanup(func() {
+			_ = sub.Close()
+			_ = pub.Close()
+		})
 		return pub, sub
 	}
 	tests.TestPubSub(t, tests.Features{

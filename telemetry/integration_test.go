@@ -37,18 +37,6 @@ import (
 	"github.com/strata-go/strata/telemetry"
 )
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // run runs f in a goroutine until the test ends; an error other than the
 // end of its context fails the test.
 func run(t *testing.T, name string, f func(ctx context.Context) error) {
@@ -120,7 +108,7 @@ func TestOneTrace(t *testing.T) {
 	var payment eventstore.Event
 	// The relay reads the log gap-safely: any open transaction on the
 	// server (other packages' tests too) may hold it back for a while.
-	waitFor(t, 60*time.Second, "the payment event", func() bool {
+	pgtest.WaitFor(t, "the payment event", 60*time.Second, func() bool {
 		for e, err := range store.ReadStream(t.Context(), "payment-1", 0) {
 			if err == nil {
 				payment = e
@@ -148,7 +136,7 @@ func TestOneTrace(t *testing.T) {
 		{telemetry.SpanAppend, "order-1"}, {telemetry.SpanRelayPublish, "order-1"},
 		{telemetry.SpanConsume, "order-1"}, {telemetry.SpanAppend, "payment-1"},
 	}
-	waitFor(t, 30*time.Second, "the spans of the chain", func() bool {
+	pgtest.WaitFor(t, "the spans of the chain", 30*time.Second, func() bool {
 		byName = map[string][]tracetest.SpanStub{}
 		for _, s := range exp.GetSpans() {
 			byName[s.Name] = append(byName[s.Name], s)
@@ -412,8 +400,8 @@ func TestMetrics(t *testing.T) {
 	subAttrs := []attribute.KeyValue{attribute.String(telemetry.AttrSubscription, "metrics"), attribute.Int(telemetry.AttrPartition, 0)}
 
 	// Stuck on OrderPaid: OrderPaid and Bad are behind.
-	waitFor(t, 60*time.Second, "the handler to block", blocked.Load)
-	waitFor(t, 60*time.Second, "a lag of 2 events", func() bool {
+	pgtest.WaitFor(t, "the handler to block", 60*time.Second, blocked.Load)
+	pgtest.WaitFor(t, "a lag of 2 events", 60*time.Second, func() bool {
 		ms = collect(t, reader)
 		lag, ok := gauge[int64](ms, telemetry.MetricSubscriptionLag, subAttrs...)
 		secs, _ := gauge[float64](ms, telemetry.MetricSubscriptionLagSeconds, subAttrs...)
@@ -424,7 +412,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	close(release)
-	waitFor(t, 60*time.Second, "the subscription to catch up", func() bool {
+	pgtest.WaitFor(t, "the subscription to catch up", 60*time.Second, func() bool {
 		ms = collect(t, reader)
 		lag, ok := gauge[int64](ms, telemetry.MetricSubscriptionLag, subAttrs...)
 		secs, _ := gauge[float64](ms, telemetry.MetricSubscriptionLagSeconds, subAttrs...)
@@ -486,7 +474,7 @@ func TestRelayTelemetry(t *testing.T) {
 	}
 	run(t, "relay", relay.Run)
 	var h telemetry.Health
-	waitFor(t, 60*time.Second, "the relay to report failing publishes", func() bool {
+	pgtest.WaitFor(t, "the relay to report failing publishes", 60*time.Second, func() bool {
 		h = relay.Check(ctx)
 		return h.State == telemetry.Failing && strings.Contains(h.Reason, "broker unreachable")
 	})
@@ -499,12 +487,12 @@ func TestRelayTelemetry(t *testing.T) {
 	}
 
 	pub.failing.Store(false)
-	waitFor(t, 60*time.Second, "the relay to be ready", func() bool { return relay.Check(ctx).State == telemetry.Ready })
+	pgtest.WaitFor(t, "the relay to be ready", 60*time.Second, func() bool { return relay.Check(ctx).State == telemetry.Ready })
 	if n := sum(collect(t, reader), telemetry.MetricRelayPublished, relayAttrs...); n != 1 {
 		t.Errorf("%s: %d, want 1", telemetry.MetricRelayPublished, n)
 	}
 	var sc metricdata.Metrics
-	waitFor(t, 60*time.Second, "the relay's subscription metrics", func() bool {
+	pgtest.WaitFor(t, "the relay's subscription metrics", 60*time.Second, func() bool {
 		var ok bool
 		sc, ok = collect(t, reader)[telemetry.MetricSubscriptionEvents]
 		return ok && sum(map[string]metricdata.Metrics{"x": sc}, "x", attribute.String(telemetry.AttrSubscription, relay.SubscriptionName())) == 1
@@ -577,7 +565,7 @@ func TestHealthEndpoint(t *testing.T) {
 	}
 	var code int
 	var rep telemetry.HealthReport
-	waitFor(t, 60*time.Second, "ready", func() bool {
+	pgtest.WaitFor(t, "ready", 60*time.Second, func() bool {
 		code, rep = get()
 		return code == 200 && rep.State == telemetry.Ready && handled.Load() == 1
 	})
@@ -586,7 +574,7 @@ func TestHealthEndpoint(t *testing.T) {
 	if _, err := store.Append(ctx, "order-2", eventstore.NoStream, newEvent("Slow", `{}`), newEvent("OrderPlaced", `{}`), newEvent("OrderPlaced", `{}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "lagging", func() bool {
+	pgtest.WaitFor(t, "lagging", 60*time.Second, func() bool {
 		code, rep = get()
 		return code == 200 && rep.State == telemetry.Lagging
 	})
@@ -594,7 +582,7 @@ func TestHealthEndpoint(t *testing.T) {
 		t.Errorf("lagging projection: %+v", h)
 	}
 	close(release)
-	waitFor(t, 60*time.Second, "ready again", func() bool {
+	pgtest.WaitFor(t, "ready again", 60*time.Second, func() bool {
 		code, rep = get()
 		return code == 200 && rep.State == telemetry.Ready
 	})
@@ -603,7 +591,7 @@ func TestHealthEndpoint(t *testing.T) {
 	if _, err := store.Append(ctx, "order-3", eventstore.NoStream, newEvent("Poison", `{}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 60*time.Second, "failing", func() bool {
+	pgtest.WaitFor(t, "failing", 60*time.Second, func() bool {
 		code, rep = get()
 		return code == 503 && rep.State == telemetry.Failing
 	})
@@ -654,9 +642,9 @@ func TestWorkersLogThroughStoreLogger(t *testing.T) {
 	}
 	run(t, "relay", relay.Run)
 	run(t, "runner", func(ctx context.Context) error { _ = runner.Run(ctx); return nil })
-	waitFor(t, 60*time.Second, "the relay to fail", func() bool { return !relay.Health().Healthy })
+	pgtest.WaitFor(t, "the relay to fail", 60*time.Second, func() bool { return !relay.Health().Healthy })
 	pub.failing.Store(false)
-	waitFor(t, 60*time.Second, "both workers' records in the store's log", func() bool {
+	pgtest.WaitFor(t, "both workers' records in the store's log", 60*time.Second, func() bool {
 		s := buf.String()
 		return strings.Contains(s, "relay publishing again") && strings.Contains(s, "relay=relay") && strings.Contains(s, "projection stopped")
 	})

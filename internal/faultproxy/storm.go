@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
+
+	"github.com/strata-go/strata/internal/retry"
 )
 
 // Storm is a schedule of random faults on a set of proxies, for tests
@@ -67,26 +69,16 @@ func (s Storm) Run(ctx context.Context, proxies ...*Proxy) (st StormStats) {
 		<-ctx.Done()
 		return st
 	}
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		}
-	}
 	for {
 		gap := s.Interval/2 + rand.N(s.Interval+1)
-		if !wait(gap) {
+		if !retry.Sleep(ctx, gap) {
 			return st
 		}
 		p := proxies[rand.IntN(len(proxies))]
 		if s.Blackhole > 0 && rand.IntN(2) == 0 {
 			st.Blackholes++
 			p.SetBlackhole(true)
-			ok := wait(s.Blackhole/4 + rand.N(s.Blackhole*3/4+1))
+			ok := retry.Sleep(ctx, s.Blackhole/4+rand.N(s.Blackhole*3/4+1))
 			p.SetBlackhole(false)
 			p.CutAll()
 			if !ok {

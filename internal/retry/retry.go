@@ -9,6 +9,11 @@
 //     failed together do not retry in lockstep). Reset starts over at
 //     initial. It is github.com/cenkalti/backoff/v5's ExponentialBackOff,
 //     not safe for concurrent use.
+//   - Full(initial, max) is Backoff with full jitter: each wait is drawn
+//     uniformly between zero and a bound that starts at initial and
+//     doubles up to max (for retries where many callers contend for one
+//     thing, such as a stream's version, and the spread matters more than
+//     the mean).
 //   - Jitter moves a single wait within the same ±20%.
 //   - Sleep waits d or until ctx ends, and reports whether it waited the
 //     whole d.
@@ -37,6 +42,23 @@ func Backoff(initial, max time.Duration) *backoff.ExponentialBackOff {
 		RandomizationFactor: Spread,
 		Multiplier:          2,
 		MaxInterval:         max,
+	}
+	b.Reset()
+	return b
+}
+
+// Full returns the backoff with full jitter from initial to limit. A
+// randomization factor of 1 spreads each wait over [0, 2×nominal]: half
+// the bounds give waits up to the bounds. An initial below two
+// nanoseconds is taken as two (half of it must not be zero, which would
+// stay zero), a limit below initial as initial.
+func Full(initial, limit time.Duration) *backoff.ExponentialBackOff {
+	initial = max(initial, 2)
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     initial / 2,
+		RandomizationFactor: 1,
+		Multiplier:          2,
+		MaxInterval:         max(limit, initial) / 2,
 	}
 	b.Reset()
 	return b

@@ -40,3 +40,30 @@ func TestJitterStaysWithinSpread(t *testing.T) {
 		}
 	}
 }
+
+// Full's waits stay within [0, bound], the bound doubling from initial to
+// max, and spread over that range.
+func TestFullStaysWithinBoundsAndSpreads(t *testing.T) {
+	const initial, limit = time.Millisecond, 100 * time.Millisecond
+	var low bool
+	for range 200 {
+		b := Full(initial, limit)
+		bound := initial
+		for range 12 {
+			d := b.NextBackOff()
+			if d < 0 || d > bound+1 {
+				t.Fatalf("wait %v outside [0, %v]", d, bound)
+			}
+			if d < bound/4 {
+				low = true
+			}
+			bound = min(2*bound, limit)
+		}
+	}
+	if !low {
+		t.Fatal("no wait below a quarter of its bound: not full jitter")
+	}
+	if d := Full(0, 0).NextBackOff(); d < 0 || d > 3 {
+		t.Fatalf("Full(0, 0) waits %v", d)
+	}
+}
