@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/strata-go/strata/internal/instrument"
+	"github.com/strata-go/strata/internal/subdefault"
 )
 
 // Handler handles a batch of events of one subscription partition, in log
@@ -217,25 +218,25 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 // field's doc comment).
 func (cfg *SubscriptionConfig) setDefaults() {
 	if cfg.Partitions <= 0 {
-		cfg.Partitions = 1
+		cfg.Partitions = subdefault.Partitions
 	}
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 500
+		cfg.BatchSize = subdefault.BatchSize
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 5
+		cfg.MaxAttempts = subdefault.MaxAttempts
 	}
 	if cfg.RetryBackoff <= 0 {
-		cfg.RetryBackoff = 100 * time.Millisecond
+		cfg.RetryBackoff = subdefault.RetryBackoff
 	}
 	if cfg.MaxRetryBackoff <= 0 {
-		cfg.MaxRetryBackoff = 30 * time.Second
+		cfg.MaxRetryBackoff = subdefault.MaxRetryBackoff
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 5 * time.Second
+		cfg.LeaseTTL = subdefault.LeaseTTL
 	}
 	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = time.Second
+		cfg.PollInterval = subdefault.PollInterval
 	}
 	if cfg.Owner == "" {
 		cfg.Owner = defaultOwner()
