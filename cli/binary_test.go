@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	if code == 0 {
 		// What goleak.VerifyTestMain does, after the clean-up above.
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(pgtest.LeakOptions()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak: goroutines left running after the tests:", err)
 			code = 1
 		}

@@ -426,3 +426,34 @@ func TestRouterRetryPoisonQueue(t *testing.T) {
 		return err == nil && len(st) == 1 && st[0].EventsHandled == 5
 	})
 }
+
+// TestAckThenCloseRecordsTheAck: a message acked right before Close is
+// recorded as handled (a clean stop does not deliver it again), however the
+// ack and the end of the subscription race in the Subscriber.
+func TestAckThenCloseRecordsTheAck(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	pub, _ := newPubSub(t, s, nil)
+	if err := pub.Publish("ack-close", message.NewMessage(watermill.NewUUID(), []byte(`1`))); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		group := fmt.Sprint("g", i)
+		sub, err := pubsub.NewSubscriber(s, &pubsub.SubscriberConfig{ConsumerGroup: group})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := sub.Subscribe(ctxT(t), "ack-close")
+		if err != nil {
+			t.Fatal(err)
+		}
+		receive(t, ch, 30*time.Second).Ack()
+		if err := sub.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.SubscriptionStatuses(ctxT(t), pubsub.SubscriptionName(pubsub.DefaultPrefix, group, "ack-close"))
+		if err != nil || len(st) != 1 || st[0].EventsHandled != 1 {
+			t.Fatalf("round %d: status %+v %v; want the acked message handled", i, st, err)
+		}
+	}
+}

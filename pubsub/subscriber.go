@@ -250,7 +250,15 @@ func (d *delivery) deliver(ctx context.Context, msg *message.Message) (bool, err
 	case <-msg.Nacked():
 		return false, nil
 	case <-ctx.Done():
-		return false, ctx.Err()
+		// An ack that came with the end of the subscription (Close right
+		// after Ack: select picks either) still counts, so that a clean
+		// stop records what was acked and does not deliver it again.
+		select {
+		case <-msg.Acked():
+			return true, nil
+		default:
+			return false, ctx.Err()
+		}
 	}
 }
 
