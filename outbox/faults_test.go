@@ -136,7 +136,7 @@ func TestRelayUnderFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	recovered := time.Now()
-	r.waitFor(t, total, 60*time.Second)
+	waitReceived(t, r, direct, relay, total, 60*time.Second)
 	r.check(t)
 	waitEffects(t, fx, total, 30*time.Second)
 	fx.check(t, total)
@@ -153,6 +153,29 @@ func TestRelayUnderFaults(t *testing.T) {
 	t.Logf("%d events; faults for %v: %d connections cut (%d CutAll, %d blackholes, over Postgres and NATS, %d on NATS); "+
 		"%d deliveries (%d redeliveries), each effect once; all received %v after the faults",
 		total, d, st.Cuts, st.CutAlls, st.Blackholes, natsProxy.Cuts(), raw, raw-total, time.Since(recovered).Round(time.Millisecond))
+}
+
+// waitReceived is r.waitFor that says, every few seconds, how far the
+// relay got and which transaction holds the log's readers back, if any.
+func waitReceived(t *testing.T, r *received, s *eventstore.Store, relay *outbox.Relay, n int, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	next := time.Now().Add(3 * time.Second)
+	for r.distinct() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d distinct messages of %d within %v", r.distinct(), n, d)
+		}
+		if time.Now().After(next) {
+			next = time.Now().Add(3 * time.Second)
+			h, err := s.Horizon(context.Background(), time.Second)
+			st, _ := s.SubscriptionStatuses(context.Background(), relay.SubscriptionName())
+			t.Logf("received %d of %d; relay %+v; the horizon's holder: %+v (%v)", r.distinct(), n, st, h, err)
+		}
+		select {
+		case <-r.changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // waitEffects polls until n effects have committed (the consumer commits
@@ -312,34 +335,15 @@ func TestDeduplicatorUnderFaults(t *testing.T) {
 		republished, time.Since(recovered).Round(time.Millisecond))
 }
 
-// waitNoneHeld waits until no server process of this test's proxied
-// connections (application name strata-faults-<schema>) holds a
-// transaction ID, a snapshot or an advisory lock: once the test's work is
-// done, one that does belongs to a connection the client lost, and holds
-// a message's lock and the cluster's gap-safe readers. (A transaction
-// held right after its BEGIN holds none of these.)
+// waitNoneHeld fails t if a server process of this test's proxied
+// connections (application name strata-faults-<schema>) still holds a
+// transaction ID, a snapshot or an advisory lock after d: once the test's
+// work is done, one that does belongs to a connection the client lost,
+// and holds a message's lock and the cluster's gap-safe readers.
 func waitNoneHeld(t *testing.T, db *pgtest.DB, d time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		var n int
-		if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-			WHERE application_name = $1 AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL
-				OR pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory'))`, "strata-faults-"+db.Schema).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			var what []string
-			rows, _ := db.Pool.Query(context.Background(), `SELECT state || ': ' || left(query, 60) FROM pg_stat_activity
-				WHERE application_name = $1 AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL
-				OR pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory'))`, "strata-faults-"+db.Schema)
-			what, _ = pgx.CollectRows(rows, pgx.RowTo[string])
-			t.Fatalf("%d server processes of lost connections still in a transaction %v after the work was done: %q", n, d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := faultproxy.WaitNoneHeld(context.Background(), db.Pool, "strata-faults-"+db.Schema, d); err != nil {
+		t.Fatal(err)
 	}
 }
 

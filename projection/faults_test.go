@@ -109,6 +109,11 @@ func TestRunnerUnderFaults(t *testing.T) {
 		"%d redeliveries refused, %d other handler errors; caught up %v after the faults",
 		appended, d, st.Cuts, st.CutAlls, st.Blackholes, refused.Load(), connErrs.Load(), time.Since(recovered).Round(time.Millisecond))
 
+	// No server process of a lost connection is left in a transaction,
+	// holding the cluster's gap-safe readers.
+	if err := faultproxy.WaitNoneHeld(ctx, db.Pool, "strata-faults-"+db.Schema, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if dl, err := r.DeadLetters(ctx, "faults"); err != nil || len(dl) != 0 {
 		t.Fatalf("dead letters after faults: %v, %v; want none", dl, err)
 	}
