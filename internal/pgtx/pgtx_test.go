@@ -57,6 +57,32 @@ func state(t *testing.T, db *pgtest.DB, pid uint32) string {
 	return s
 }
 
+// beginWithRow begins a transaction on pool that inserted a row (so holds
+// a transaction ID and the row's lock); it is rolled back at the end of
+// the test if still open.
+func beginWithRow(t *testing.T, pool *pgxpool.Pool, db *pgtest.DB, opts pgtx.Options) *pgtx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pgtx.Begin(ctx, pool, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, `INSERT INTO `+table(db)+` VALUES ($1)`, 1); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// gone fails t if the server process pid is still listed after call
+// returned.
+func gone(t *testing.T, db *pgtest.DB, pid uint32, call string) {
+	t.Helper()
+	if s := state(t, db, pid); s != "" {
+		t.Fatalf("server process %d of the lost connection still listed (%s) after %s returned", pid, s, call)
+	}
+}
+
 // holdNext arms p to cut the next statement of the given message types
 // after forwarding it, leaving the server's side of the connection open.
 func holdNext(p *faultproxy.Proxy, types string) {
@@ -85,9 +111,7 @@ func TestRunEndsHeldProcess(t *testing.T) {
 	if err == nil {
 		t.Fatal("Run returned nil after its connection was cut")
 	}
-	if s := state(t, db, pid); s != "" {
-		t.Fatalf("server process %d of the lost connection still listed (%s) after Run returned", pid, s)
-	}
+	gone(t, db, pid, "Run")
 	// Nothing waits on the lost transaction's lock.
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -103,13 +127,7 @@ func TestCommitCutEndsProcess(t *testing.T) {
 	t.Parallel()
 	pool, p, db := proxied(t, 4)
 	ctx := context.Background()
-	tx, err := pgtx.Begin(ctx, pool, pgtx.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO `+table(db)+` VALUES ($1)`, 1); err != nil {
-		t.Fatal(err)
-	}
+	tx := beginWithRow(t, pool, db, pgtx.Options{})
 	holdNext(p, "Q")
 	if err := tx.Commit(ctx); err == nil {
 		t.Fatal("Commit returned nil after its connection was cut")
@@ -137,9 +155,7 @@ func TestBeginCutEndsProcess(t *testing.T) {
 	if _, err := pgtx.Begin(ctx, pool, pgtx.Options{}); err == nil {
 		t.Fatal("Begin returned nil after its connection was cut")
 	}
-	if s := state(t, db, pid); s != "" {
-		t.Fatalf("server process %d of the lost connection still listed (%s) after Begin returned", pid, s)
-	}
+	gone(t, db, pid, "Begin")
 }
 
 // TestEndRetriesThroughOutage: the connection is lost in an outage that
@@ -167,9 +183,7 @@ func TestEndRetriesThroughOutage(t *testing.T) {
 	if err == nil {
 		t.Fatal("Run returned nil after its connection was cut")
 	}
-	if s := state(t, db, pid); s != "" {
-		t.Fatalf("server process %d still listed (%s) after Run returned", pid, s)
-	}
+	gone(t, db, pid, "Run")
 	if d := time.Since(start); d < 700*time.Millisecond {
 		t.Fatalf("Run returned after %v, before the outage ended", d)
 	}
@@ -181,13 +195,7 @@ func TestEndInBackground(t *testing.T) {
 	t.Parallel()
 	pool, p, db := proxied(t, 4)
 	ctx := context.Background()
-	tx, err := pgtx.Begin(ctx, pool, pgtx.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `INSERT INTO `+table(db)+` VALUES ($1)`, 1); err != nil {
-		t.Fatal(err)
-	}
+	tx := beginWithRow(t, pool, db, pgtx.Options{})
 	pool.Reset()
 	p.SetRefuse(true)
 	holdNext(p, "E")
@@ -222,14 +230,7 @@ func TestIdleTimeout(t *testing.T) {
 	t.Parallel()
 	pool, _, db := proxied(t, 4)
 	ctx := context.Background()
-	tx, err := pgtx.Begin(ctx, pool, pgtx.Options{IdleTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `INSERT INTO `+table(db)+` VALUES ($1)`, 1); err != nil {
-		t.Fatal(err)
-	}
+	tx := beginWithRow(t, pool, db, pgtx.Options{IdleTimeout: 200 * time.Millisecond})
 	deadline := time.Now().Add(10 * time.Second)
 	for state(t, db, tx.PID()) != "" {
 		if time.Now().After(deadline) {
@@ -239,7 +240,7 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	// The setting was the transaction's own: the pool's next transaction
 	// (on another connection, the first one is gone) has the server's.
-	err = pgtx.Run(ctx, pool, pgtx.Options{}, func(tx pgx.Tx) error {
+	err := pgtx.Run(ctx, pool, pgtx.Options{}, func(tx pgx.Tx) error {
 		var v string
 		if err := tx.QueryRow(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&v); err != nil {
 			return err
