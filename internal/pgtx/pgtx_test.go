@@ -140,6 +140,42 @@ func TestCommitCutEndsProcess(t *testing.T) {
 	}
 }
 
+// TestCommitInPartitionEndsProcess: COMMIT is sent into a network
+// partition; the caller's deadline passes, pgx closes the connection, and
+// that close is lost in the partition too: the server process, which
+// never got the COMMIT, waits idle in the transaction, half-open. Once
+// the network is back it is ended (in the background: the caller's
+// context had ended) and the transaction rolled back.
+func TestCommitInPartitionEndsProcess(t *testing.T) {
+	t.Parallel()
+	pool, p, db := proxied(t, 4)
+	ctx := context.Background()
+	tx := beginWithRow(t, pool, db, pgtx.Options{})
+	p.SetPartition(true)
+	p.SetRefuse(true)
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := tx.Commit(cctx); err == nil {
+		t.Fatal("Commit returned nil in a partition")
+	}
+	if s := state(t, db, tx.PID()); s != "idle in transaction" {
+		t.Fatalf("server process %d in the partition: state %q, want idle in transaction", tx.PID(), s)
+	}
+	p.SetPartition(false)
+	p.SetRefuse(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for state(t, db, tx.PID()) != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("server process %d of the half-open connection still listed 10s after the partition", tx.PID())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var n int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+table(db)).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows (%v), want 0: the COMMIT never reached the server", n, err)
+	}
+}
+
 // TestBeginCutEndsProcess: BEGIN reached the server, its answer did not.
 func TestBeginCutEndsProcess(t *testing.T) {
 	t.Parallel()
