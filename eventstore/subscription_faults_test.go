@@ -107,8 +107,7 @@ func connectionLost(err error) bool {
 
 // faultDuration is how long a fault test injects faults and how likely a
 // statement is cut: a few seconds in the normal suite and the fault-gated
-// run, 30 s with STRATA_LONG_FAULTS=1 (not in CI yet: the long storms still
-// find server processes left idle in a transaction; being chased).
+// run, 30 s with STRATA_LONG_FAULTS=1.
 func faultDuration() (time.Duration, float64) {
 	if os.Getenv("STRATA_LONG_FAULTS") == "1" {
 		return 30 * time.Second, 0.03

@@ -28,10 +28,7 @@ import (
 
 // faultRun is how long a fault test injects faults and how likely a
 // statement is cut: a few seconds in the normal suite (and the fault-gated
-// run), 30 s with STRATA_LONG_FAULTS=1. The long storm is not in CI yet:
-// its first runs found work left (TestRelayUnderFaults had 10,644 of
-// 12,384 events a minute after the faults stopped; TestDeduplicatorUnderFaults
-// one message of 7,277 without its effect), which is being chased.
+// run), 30 s with STRATA_LONG_FAULTS=1.
 func faultRun() (time.Duration, float64) {
 	if os.Getenv("STRATA_LONG_FAULTS") == "1" {
 		return 30 * time.Second, 0.03

@@ -23,8 +23,7 @@ import (
 
 // faultRun is how long a fault test injects faults and how hard: a few
 // seconds in the normal suite and the fault-gated run, 30 s with
-// STRATA_LONG_FAULTS=1 (not in CI yet: the long storms still find server
-// processes left idle in a transaction; being chased).
+// STRATA_LONG_FAULTS=1.
 func faultRun() (d time.Duration, cutP float64) {
 	if os.Getenv("STRATA_LONG_FAULTS") == "1" {
 		return 30 * time.Second, 0.03
