@@ -15,10 +15,11 @@ import (
 	"github.com/strata-go/strata/internal/pgtx"
 )
 
-// adminTx are the options of the administrative transactions that run no
-// caller code: besides ending the server process of a lost connection,
-// the server ends one whose client went silent for 10 s between two
-// statements (it needs microseconds), even if this process is gone too.
+// adminTx are the options of the administrative transactions (and
+// ReadLast's snapshot) that run no caller code: besides the server process
+// of a lost connection being ended, the server ends one whose client went
+// silent for 10 s between two statements (it needs microseconds), even if
+// this process is gone too.
 var adminTx = pgtx.Options{IdleTimeout: 10 * time.Second}
 
 // Head describes the end of the log.
@@ -543,7 +544,9 @@ func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error)
 	args := filterSQL(&b, []any{limit}, f)
 	b.WriteString(" ORDER BY transaction_id DESC, position DESC LIMIT $1")
 	var page Page
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	snapshot := adminTx
+	snapshot.IsoLevel, snapshot.AccessMode = pgx.RepeatableRead, pgx.ReadOnly
+	err := pgtx.Run(ctx, s.pool, snapshot, func(tx pgx.Tx) error {
 		var err error
 		if page.Events, err = collect(ctx, tx, b.String(), args...); err != nil {
 			return err

@@ -66,6 +66,10 @@ const DefaultEndWithin = 30 * time.Second
 
 // Options configure a transaction. The zero value is ready to use.
 type Options struct {
+	// IsoLevel and AccessMode are BEGIN's, as in pgx.TxOptions. Default:
+	// the server's (read committed, read write).
+	IsoLevel   pgx.TxIsoLevel
+	AccessMode pgx.TxAccessMode
 	// IdleTimeout, when positive, makes the server end the session if the
 	// transaction waits longer than this for its client's next statement
 	// (SET LOCAL idle_in_transaction_session_timeout, sent with BEGIN; it
@@ -86,13 +90,21 @@ func (o Options) endWithin() time.Duration {
 
 // txOptions is BEGIN, with the idle timeout in the same message if set.
 func (o Options) txOptions() pgx.TxOptions {
+	opts := pgx.TxOptions{IsoLevel: o.IsoLevel, AccessMode: o.AccessMode}
 	if o.IdleTimeout <= 0 {
-		return pgx.TxOptions{}
+		return opts
 	}
-	ms := max(o.IdleTimeout.Milliseconds(), 1)
+	begin := "BEGIN"
+	if o.IsoLevel != "" {
+		begin += " ISOLATION LEVEL " + string(o.IsoLevel)
+	}
+	if o.AccessMode != "" {
+		begin += " " + string(o.AccessMode)
+	}
 	// Two statements in one simple-protocol Query: one round trip, and
 	// the setting lives exactly as long as the transaction.
-	return pgx.TxOptions{BeginQuery: fmt.Sprintf("BEGIN; SET LOCAL idle_in_transaction_session_timeout = %d", ms)}
+	opts.BeginQuery = fmt.Sprintf("%s; SET LOCAL idle_in_transaction_session_timeout = %d", begin, max(o.IdleTimeout.Milliseconds(), 1))
+	return opts
 }
 
 // Tx is a transaction that ends its server process if its connection is

@@ -337,6 +337,31 @@ func TestRunCommitsAndRollsBack(t *testing.T) {
 	}
 }
 
+// TestOptionsBegin: the isolation level and access mode hold with and
+// without the idle timeout sent along with BEGIN.
+func TestOptionsBegin(t *testing.T) {
+	t.Parallel()
+	pool, _, _ := proxied(t, 2)
+	ctx := context.Background()
+	for _, idle := range []time.Duration{0, time.Minute} {
+		opts := pgtx.Options{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly, IdleTimeout: idle}
+		err := pgtx.Run(ctx, pool, opts, func(tx pgx.Tx) error {
+			var iso, ro, timeout string
+			if err := tx.QueryRow(ctx, `SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only'),
+				current_setting('idle_in_transaction_session_timeout')`).Scan(&iso, &ro, &timeout); err != nil {
+				return err
+			}
+			if iso != "repeatable read" || ro != "on" || (idle > 0) != (timeout == "1min") {
+				t.Errorf("idle timeout %v: isolation %q, read only %q, idle_in_transaction_session_timeout %q", idle, iso, ro, timeout)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkBegin measures what the idle timeout adds to a transaction:
 // BEGIN and COMMIT with and without the SET LOCAL sent along with BEGIN.
 func BenchmarkBegin(b *testing.B) {
