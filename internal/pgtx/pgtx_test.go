@@ -161,6 +161,10 @@ func TestCommitInPartitionEndsProcess(t *testing.T) {
 	if s := state(t, db, tx.PID()); s != "idle in transaction" {
 		t.Fatalf("server process %d in the partition: state %q, want idle in transaction", tx.PID(), s)
 	}
+	// pgx closes the lost connection in the background (a CancelRequest,
+	// refused, then a Terminate, lost): let the close happen in the
+	// partition.
+	time.Sleep(300 * time.Millisecond)
 	p.SetPartition(false)
 	p.SetRefuse(false)
 	deadline := time.Now().Add(10 * time.Second)
