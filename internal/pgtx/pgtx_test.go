@@ -83,6 +83,19 @@ func gone(t *testing.T, db *pgtest.DB, pid uint32, call string) {
 	}
 }
 
+// waitGone fails t if the server process pid is still listed 10 s from
+// now; what says when, for the message.
+func waitGone(t *testing.T, db *pgtest.DB, pid uint32, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for state(t, db, pid) != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("server process %d %s", pid, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // holdNext arms p to cut the next statement of the given message types
 // after forwarding it, leaving the server's side of the connection open.
 func holdNext(p *faultproxy.Proxy, types string) {
@@ -167,13 +180,7 @@ func TestCommitInPartitionEndsProcess(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	p.SetPartition(false)
 	p.SetRefuse(false)
-	deadline := time.Now().Add(10 * time.Second)
-	for state(t, db, tx.PID()) != "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("server process %d of the half-open connection still listed 10s after the partition", tx.PID())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitGone(t, db, tx.PID(), "of the half-open connection still listed 10s after the partition")
 	var n int
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+table(db)).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d rows (%v), want 0: the COMMIT never reached the server", n, err)
@@ -255,13 +262,7 @@ func TestEndInBackground(t *testing.T) {
 		t.Fatal("the process ended with the proxy refusing connections")
 	}
 	p.SetRefuse(false)
-	deadline := time.Now().Add(10 * time.Second)
-	for state(t, db, tx.PID()) != "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("server process %d still listed 10s after the outage", tx.PID())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitGone(t, db, tx.PID(), "still listed 10s after the outage")
 }
 
 // TestIdleTimeout: with IdleTimeout, a transaction whose client stops
@@ -271,13 +272,7 @@ func TestIdleTimeout(t *testing.T) {
 	pool, _, db := proxied(t, 4)
 	ctx := context.Background()
 	tx := beginWithRow(t, pool, db, pgtx.Options{IdleTimeout: 200 * time.Millisecond})
-	deadline := time.Now().Add(10 * time.Second)
-	for state(t, db, tx.PID()) != "" {
-		if time.Now().After(deadline) {
-			t.Fatalf("server process %d still listed 10s after its 200ms idle timeout", tx.PID())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitGone(t, db, tx.PID(), "still listed 10s after its 200ms idle timeout")
 	// The setting was the transaction's own: the pool's next transaction
 	// (on another connection, the first one is gone) has the server's.
 	err := pgtx.Run(ctx, pool, pgtx.Options{}, func(tx pgx.Tx) error {
