@@ -11,7 +11,16 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/strata-go/strata/internal/pgtx"
 )
+
+// adminTx are the options of the administrative transactions (and
+// ReadLast's snapshot) that run no caller code: besides the server process
+// of a lost connection being ended, the server ends one whose client went
+// silent for 10 s between two statements (it needs microseconds), even if
+// this process is gone too.
+var adminTx = pgtx.Options{IdleTimeout: 10 * time.Second}
 
 // Head describes the end of the log.
 type Head struct {
@@ -358,7 +367,8 @@ func (s *Store) ResetSubscription(ctx context.Context, name string, to Position,
 		return err
 	}
 	var past *PastHeadError
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	// fn is the caller's code: no idle timeout (see internal/pgtx).
+	err := pgtx.Run(ctx, s.pool, pgtx.Options{}, func(tx pgx.Tx) error {
 		if !to.IsZero() {
 			var head Position
 			var htx int64
@@ -412,7 +422,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, name string) error {
 	if err := checkNames("delete subscription", name); err != nil {
 		return err
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgtx.Run(ctx, s.pool, adminTx, func(tx pgx.Tx) error {
 		for _, q := range []string{
 			`DELETE FROM ` + s.schema + `.subscriptions WHERE name = $1`,
 			`DELETE FROM ` + s.schema + `.subscription_members WHERE name = $1`,
@@ -496,7 +506,7 @@ func (s *Store) RetryDeadLetters(ctx context.Context, subscription, streamID str
 		return 0, err
 	}
 	var n int64
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgtx.Run(ctx, s.pool, adminTx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE `+s.schema+`.dead_letters SET retry_requested = true
 			WHERE subscription = $1 AND ($2 = '' OR stream_id = $2)`, subscription, streamID)
 		if err != nil {
@@ -534,7 +544,9 @@ func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error)
 	args := filterSQL(&b, []any{limit}, f)
 	b.WriteString(" ORDER BY transaction_id DESC, position DESC LIMIT $1")
 	var page Page
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	snapshot := adminTx
+	snapshot.IsoLevel, snapshot.AccessMode = pgx.RepeatableRead, pgx.ReadOnly
+	err := pgtx.Run(ctx, s.pool, snapshot, func(tx pgx.Tx) error {
 		var err error
 		if page.Events, err = collect(ctx, tx, b.String(), args...); err != nil {
 			return err

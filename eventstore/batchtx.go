@@ -3,12 +3,13 @@ package eventstore
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/strata-go/strata/internal/pgtx"
 )
 
 // errHandlerEndedTx is returned to a handler that commits or rolls back
@@ -24,9 +25,8 @@ var errHandlerEndedTx = errors.New("eventstore: a handler may not commit or roll
 type batchTx struct {
 	ctx  context.Context // for the uses that take no context (Conn, LargeObjects)
 	pool *pgxpool.Pool
-	tx   pgx.Tx // nil until used
-	err  error  // the error of BEGIN (or of first), returned by every later use
-	pid  uint32 // the server process of tx's connection
+	tx   *pgtx.Tx // nil until used
+	err  error    // the error of BEGIN (or of first), returned by every later use
 	// first runs right after BEGIN, before the handler's first statement:
 	// the checkpoint's fenced update, which locks the partition's row for
 	// the whole transaction (see worker.writeBatch).
@@ -38,9 +38,8 @@ var _ pgx.Tx = (*batchTx)(nil)
 // begin returns the transaction, beginning it on first use.
 func (t *batchTx) begin(ctx context.Context) (pgx.Tx, error) {
 	if t.tx == nil && t.err == nil {
-		tx, err := t.pool.Begin(ctx)
+		tx, err := pgtx.Begin(ctx, t.pool, pgtx.Options{})
 		if err == nil {
-			t.pid = tx.Conn().PgConn().PID()
 			if t.first != nil {
 				if err = t.first(ctx, tx); err != nil {
 					t.tx = tx
@@ -65,30 +64,16 @@ func (t *batchTx) started() bool { return t.tx != nil }
 //
 // If the transaction's connection was lost, the server process behind it
 // may live on, idle in the transaction with its row locks and its
-// transaction ID: the client's side of a connection can break while the
-// server's stays open until a keepalive notices, hours later. The batch's
+// transaction ID, until a keepalive notices, hours later. The batch's
 // retry would wait on those locks, and every gap-safe reader of the log on
-// that transaction ID, for as long. So end terminates that process (as
-// Append's resolution does; see resolve.go), best effort, before the batch
-// is tried again.
+// that transaction ID, for as long. pgtx ends that process, whether the
+// loss shows at the rollback here or at the commit (writeBatch), before
+// the batch is tried again (see internal/pgtx).
 func (t *batchTx) end(ctx context.Context) {
-	if t.tx == nil {
-		return
+	if t.tx != nil {
+		_ = t.tx.Rollback(ctx)
 	}
-	// Rollback fails when the connection is lost (or was, under the
-	// handler); ErrTxClosed means a COMMIT was sent, which ends the
-	// transaction on the server whether or not its answer came back.
-	if err := t.tx.Rollback(ctx); err == nil || errors.Is(err, pgx.ErrTxClosed) {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_, _ = t.pool.Exec(ctx, terminateBackend, int32(t.pid))
 }
-
-// terminateBackend ends the server process of a lost connection of this
-// role (pg_terminate_backend is allowed on one's own role's processes).
-const terminateBackend = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = session_user`
 
 // Begin starts a savepoint in the batch's transaction.
 func (t *batchTx) Begin(ctx context.Context) (pgx.Tx, error) {
@@ -211,16 +196,7 @@ func (r errRows) TypeMap() *pgtype.Map                         { return nil }
 
 // inTx runs fn in a transaction on the store's pool and commits it, as
 // pgx.BeginFunc does, ending the server process of its connection if that
-// was lost (see batchTx.end).
+// was lost (see internal/pgtx).
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	t := &batchTx{ctx: ctx, pool: s.pool}
-	defer t.end(ctx)
-	tx, err := t.begin(ctx)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	return pgtx.Run(ctx, s.pool, pgtx.Options{}, fn)
 }

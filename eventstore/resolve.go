@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/strata-go/strata/internal/pgtx"
 	"github.com/strata-go/strata/internal/retry"
 )
 
@@ -25,7 +26,8 @@ import (
 //  1. While a backend with the lost connection's process ID and the same
 //     role is listed in pg_stat_activity, terminate it
 //     (pg_terminate_backend: allowed for backends of one's own role, so
-//     for the least-privileged application role too) and look again. A
+//     for the least-privileged application role too) and look again
+//     (internal/pgtx.End). A
 //     backend that has left pg_stat_activity has ended its transaction:
 //     committed (and visible to any later snapshot) or rolled back. After
 //     a server restart the backend is gone anyway.
@@ -108,48 +110,22 @@ func (s *Store) resolveAppend(ctx context.Context, c *pgxpool.Conn, streamID str
 func (s *Store) resolve(ctx context.Context, pid uint32, wait bool, streamID string, ids [][16]byte) (AppendResult, bool, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ResolveTimeout)
 	defer cancel()
-	pace := retry.Backoff(time.Millisecond, 50*time.Millisecond)
-	var last error
-	for {
-		if wait {
-			ended, err := s.backendEnded(ctx, pid)
-			if err != nil {
-				last = fmt.Errorf("wait for server process %d: %w", pid, err)
-			}
-			wait = !ended
+	if wait {
+		// Terminated and looked for until it is gone (see internal/pgtx).
+		if err := pgtx.End(ctx, s.pool, pid, s.cfg.ResolveTimeout); err != nil {
+			return AppendResult{}, false, fmt.Errorf("%w (gave up after %s)", err, s.cfg.ResolveTimeout)
 		}
-		if !wait {
-			res, stored, err := s.lookupAppend(ctx, streamID, ids)
-			if err == nil {
-				return res, stored, nil
-			}
-			last = fmt.Errorf("look up event %s: %w", uuid.UUID(ids[0]), err)
+	}
+	pace := retry.Backoff(time.Millisecond, 50*time.Millisecond)
+	for {
+		res, stored, err := s.lookupAppend(ctx, streamID, ids)
+		if err == nil {
+			return res, stored, nil
 		}
 		if !retry.Sleep(ctx, pace.NextBackOff()) {
-			if last == nil {
-				last = fmt.Errorf("server process %d still running", pid)
-			}
-			return AppendResult{}, false, fmt.Errorf("%w (gave up after %s)", last, s.cfg.ResolveTimeout)
+			return AppendResult{}, false, fmt.Errorf("look up event %s: %w (gave up after %s)", uuid.UUID(ids[0]), err, s.cfg.ResolveTimeout)
 		}
 	}
-}
-
-// backendEnded terminates the backend with process ID pid if it is still
-// listed, and reports whether it was not listed.
-func (s *Store) backendEnded(ctx context.Context, pid uint32) (bool, error) {
-	rows, err := s.pool.Query(ctx, terminateBackend, int32(pid))
-	if err != nil {
-		return false, err
-	}
-	listed := false
-	for rows.Next() {
-		listed = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return false, err
-	}
-	return !listed, nil
 }
 
 // lookupAppend reports whether the events with ids are stored, all of them

@@ -107,8 +107,7 @@ func connectionLost(err error) bool {
 
 // faultDuration is how long a fault test injects faults and how likely a
 // statement is cut: a few seconds in the normal suite and the fault-gated
-// run, 30 s with STRATA_LONG_FAULTS=1 (not in CI yet: the long storms still
-// find server processes left idle in a transaction; being chased).
+// run, 30 s with STRATA_LONG_FAULTS=1.
 func faultDuration() (time.Duration, float64) {
 	if os.Getenv("STRATA_LONG_FAULTS") == "1" {
 		return 30 * time.Second, 0.03
@@ -130,7 +129,7 @@ func TestSubscriptionUnderFaults(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	direct := eventstore.New(db.Pool, &eventstore.Config{Schema: db.Schema})
-	s, p, _ := proxiedStore(t, db, 8)
+	s, p, app := proxiedStore(t, db, 8)
 	rm := newReadModel(t, db)
 
 	var refused atomic.Int64
@@ -186,6 +185,11 @@ func TestSubscriptionUnderFaults(t *testing.T) {
 	}
 	if bad != 0 {
 		t.Fatalf("%d streams of the read model differ from the log", bad)
+	}
+	// No server process of a lost connection is left in a transaction,
+	// holding the cluster's gap-safe readers.
+	if err := faultproxy.WaitNoneHeld(context.Background(), db.Pool, app, 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	if dl, err := direct.DeadLetters(context.Background(), "faults"); err != nil || len(dl) != 0 {
 		t.Fatalf("dead letters after faults: %v, %v; want none", dl, err)

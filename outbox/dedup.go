@@ -14,7 +14,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/instrument"
+	"github.com/strata-go/strata/internal/pgtx"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -248,7 +248,12 @@ func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		if why := checkID(id); why != "" {
 			err = fmt.Errorf("outbox: deduplicator %q: message ID %.64q %s: %w", d.cfg.Consumer, id, why, ErrInvalidMessageID)
 		} else {
-			err = d.inTx(ctx, func(tx pgx.Tx) error {
+			// If the transaction's connection is lost, pgtx ends the server
+			// process behind it, which would otherwise hold the message's
+			// advisory lock, and every redelivery of it, until a keepalive
+			// notices, hours later. The handler is caller code: no idle
+			// timeout.
+			err = pgtx.Run(ctx, d.pool, pgtx.Options{}, func(tx pgx.Tx) error {
 				stored, found, err := d.claim(ctx, tx, id)
 				if err != nil {
 					return err
@@ -295,51 +300,6 @@ func (d *Deduplicator) Middleware(h message.HandlerFunc) message.HandlerFunc {
 		}
 		return out, nil
 	}
-}
-
-// inTx runs fn in a transaction on d.pool and commits it, as
-// pgx.BeginFunc does. If the transaction's connection is lost, the server
-// process behind it may live on, idle in the transaction with the
-// message's advisory lock and the handler's writes: the client's side of
-// a connection can break while the server's stays open until a keepalive
-// notices, hours later. Every redelivery of the message would wait on
-// that lock for as long. So inTx ends that process (pg_terminate_backend,
-// allowed on one's own role's processes), best effort, before it returns.
-func (d *Deduplicator) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	tx, err := d.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	pid := tx.Conn().PgConn().PID()
-	done := false
-	defer func() {
-		// Rollback fails only when the connection is lost.
-		if !done {
-			if err := tx.Rollback(ctx); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-				d.endBackend(ctx, pid)
-			}
-		}
-	}()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	done = true
-	if err := tx.Commit(ctx); err != nil {
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) {
-			d.endBackend(ctx, pid)
-		}
-		return err
-	}
-	return nil
-}
-
-// endBackend terminates the server process pid if it is one of this
-// role's, as inTx needs.
-func (d *Deduplicator) endBackend(ctx context.Context, pid uint32) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_, _ = d.pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = session_user`, int32(pid))
 }
 
 // claim takes the message's advisory lock in tx and then looks its record

@@ -23,8 +23,7 @@ import (
 
 // faultRun is how long a fault test injects faults and how hard: a few
 // seconds in the normal suite and the fault-gated run, 30 s with
-// STRATA_LONG_FAULTS=1 (not in CI yet: the long storms still find server
-// processes left idle in a transaction; being chased).
+// STRATA_LONG_FAULTS=1.
 func faultRun() (d time.Duration, cutP float64) {
 	if os.Getenv("STRATA_LONG_FAULTS") == "1" {
 		return 30 * time.Second, 0.03
@@ -109,6 +108,11 @@ func TestRunnerUnderFaults(t *testing.T) {
 		"%d redeliveries refused, %d other handler errors; caught up %v after the faults",
 		appended, d, st.Cuts, st.CutAlls, st.Blackholes, refused.Load(), connErrs.Load(), time.Since(recovered).Round(time.Millisecond))
 
+	// No server process of a lost connection is left in a transaction,
+	// holding the cluster's gap-safe readers.
+	if err := faultproxy.WaitNoneHeld(ctx, db.Pool, "strata-faults-"+db.Schema, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	if dl, err := r.DeadLetters(ctx, "faults"); err != nil || len(dl) != 0 {
 		t.Fatalf("dead letters after faults: %v, %v; want none", dl, err)
 	}

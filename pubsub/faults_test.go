@@ -47,6 +47,8 @@ func TestPubSubUnderFaults(t *testing.T) {
 	// partition it would not arrive either.
 	p.SetDropCancels(true)
 	cfg.MaxConns = 10
+	app := "strata-faults-" + db.Schema
+	cfg.ConnConfig.RuntimeParams["application_name"] = app
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -205,6 +207,11 @@ func TestPubSubUnderFaults(t *testing.T) {
 			t.Fatalf("%d stored messages never delivered 60s after the faults stopped", missing)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// No server process of a lost connection is left in a transaction,
+	// holding the cluster's gap-safe readers.
+	if err := faultproxy.WaitNoneHeld(ctx, db.Pool, app, 10*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	var parked int
 	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{db.Schema, "dead_letters"}.Sanitize()).Scan(&parked); err != nil {

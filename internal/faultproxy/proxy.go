@@ -27,9 +27,11 @@
 //     is closed (UpstreamHold: the backend may still be running the
 //     statement while the client learns it lost its connection).
 //   - Blackhole drops every byte in both directions while it is on; the
-//     connections stay open. Latency delays every chunk it forwards.
-//     Refuse closes new connections as soon as they are accepted. CutAll
-//     cuts every open connection at once (both sides closed).
+//     connections stay open. Partition is Blackhole where a client's
+//     close does not reach the server either (a half-open connection).
+//     Latency delays every chunk it forwards. Refuse closes new
+//     connections as soon as they are accepted. CutAll cuts every open
+//     connection at once (both sides closed).
 //     DropCancels closes connections that carry a CancelRequest without
 //     forwarding it: pgx sends one when it loses a connection, and in a
 //     real partition it would not get through either.
@@ -102,6 +104,7 @@ type Proxy struct {
 	cutsLeft  int
 	latency   time.Duration
 	blackhole bool
+	partition bool
 	refuse    bool
 	noCancel  bool
 	closed    bool
@@ -160,6 +163,20 @@ func (p *Proxy) SetLatency(d time.Duration) {
 func (p *Proxy) SetBlackhole(on bool) {
 	p.mu.Lock()
 	p.blackhole = on
+	p.mu.Unlock()
+}
+
+// SetPartition drops every byte in both directions while on, as
+// SetBlackhole does, and also keeps a client's close of its connection
+// from the server: the server's side stays open (a half-open connection,
+// its output discarded) until the server closes it, CutAll or Close. This
+// is a real partition: a client that gives up on a connection meanwhile
+// (a context deadline) sends a FIN the server never gets, and the server
+// process waits for the client's next message until a keepalive notices,
+// hours later.
+func (p *Proxy) SetPartition(on bool) {
+	p.mu.Lock()
+	p.partition = on
 	p.mu.Unlock()
 }
 
@@ -249,7 +266,13 @@ func (p *Proxy) accept() {
 func (p *Proxy) state() (latency time.Duration, blackhole bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.latency, p.blackhole
+	return p.latency, p.blackhole || p.partition
+}
+
+func (p *Proxy) partitioned() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.partition
 }
 
 func (p *Proxy) dropCancels() bool {
@@ -412,6 +435,10 @@ func (c *conn) clientToServer() {
 			// The client went away: so does the server's side, unless a
 			// cut holds it.
 			c.mu.Lock()
+			if !c.cut && c.p.partitioned() {
+				// The FIN is lost in the partition.
+				c.cut, c.upstream = true, UpstreamHold
+			}
 			hold := c.cut && c.upstream != UpstreamClose
 			c.mu.Unlock()
 			c.client.Close()

@@ -255,6 +255,37 @@ func TestRefuseBlackholeLatencyCutAll(t *testing.T) {
 	}
 }
 
+// TestPartitionHoldsServerSide: a client that gives up on its connection
+// in a partition leaves the server's side open (half-open); the server
+// process lives on after the partition, until the proxy closes.
+func TestPartitionHoldsServerSide(t *testing.T) {
+	p, cfg, db := proxied(t)
+	ctx := context.Background()
+	c := connect(t, cfg)
+	pid := c.PgConn().PID()
+	p.SetPartition(true)
+	pctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err := c.PgConn().Exec(pctx, `SELECT 1`).ReadAll()
+	cancel()
+	if err == nil {
+		t.Fatal("partition: the query was answered")
+	}
+	// The client gives up on the socket at once (pgx would first try a
+	// CancelRequest and a Terminate, for up to 15 s).
+	_ = c.PgConn().Conn().Close()
+	time.Sleep(200 * time.Millisecond)
+	p.SetPartition(false)
+	time.Sleep(100 * time.Millisecond)
+	if !backendListed(t, db, pid) {
+		t.Fatal("partition: the client's close reached the server")
+	}
+	if _, err := connect(t, cfg).Exec(ctx, `SELECT 1`); err != nil {
+		t.Fatalf("after the partition, a new connection: %v", err)
+	}
+	p.Close()
+	waitGone(t, db, pid)
+}
+
 // TestDropCancels: a CancelRequest does not get through while cancels are
 // dropped, and does again after.
 func TestDropCancels(t *testing.T) {
