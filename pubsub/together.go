@@ -9,9 +9,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtx"
 	"github.com/strata-go/strata/internal/retry"
 )
 
@@ -70,31 +70,25 @@ func (p *Publisher) appendTogether(ctx context.Context, streams []streamEvents) 
 // without an answer from the server: the outcome is unknown, and pid is
 // the server process that knows it.
 func (p *Publisher) writeTogether(ctx context.Context, streams []streamEvents) (pid uint32, lostCommit bool, err error) {
-	pool := p.store.Pool()
-	tx, err := pool.Begin(ctx)
+	// pgtx ends the server process of a connection lost on the way.
+	tx, err := pgtx.Begin(ctx, p.store.Pool(), pgtx.Options{})
 	if err != nil {
 		return 0, false, err
 	}
-	pid = tx.Conn().PgConn().PID()
 	for _, s := range streams {
 		for chunk := range slices.Chunk(s.events, p.cfg.MaxBatch) {
 			if err := p.appendInTx(ctx, tx, s.stream, chunk); err != nil {
-				if rbErr := tx.Rollback(context.WithoutCancel(ctx)); rbErr != nil {
-					// The connection is lost: its server process may be
-					// left idle in the transaction, holding back every
-					// gap-safe reader. End it.
-					go endBackend(context.WithoutCancel(ctx), pool, pid)
-				}
-				return pid, false, fmt.Errorf("stream %q: %w", s.stream, err)
+				_ = tx.Rollback(ctx)
+				return tx.PID(), false, fmt.Errorf("stream %q: %w", s.stream, err)
 			}
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		var pgErr *pgconn.PgError
 		answered := errors.As(err, &pgErr) && pgErr.Severity != "FATAL" && pgErr.Severity != "PANIC"
-		return pid, !answered, err
+		return tx.PID(), !answered, err
 	}
-	return pid, false, nil
+	return tx.PID(), false, nil
 }
 
 // resolveTogether learns the outcome of a transaction whose COMMIT failed
@@ -111,18 +105,17 @@ func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []s
 		}
 	}
 	log := p.store.Logger()
+	pool := p.store.Pool()
 	pace := retry.Backoff(time.Millisecond, 50*time.Millisecond)
 	var last error
 	for {
-		ended, err := endBackend(ctx, p.store.Pool(), pid)
-		switch {
-		case err != nil:
-			last = fmt.Errorf("wait for server process %d: %w", pid, err)
-		case !ended:
-			last = fmt.Errorf("server process %d still running", pid)
-		default:
+		// Once the process is gone, its transaction is over: the look-up's
+		// snapshot sees it committed or not at all.
+		if err := pgtx.End(ctx, pool, pid, resolveTimeout); err != nil {
+			last = err
+		} else {
 			var n int
-			err := p.store.Pool().QueryRow(ctx, `SELECT count(*) FROM `+p.store.Table("events")+` WHERE event_id = ANY($1)`, ids).Scan(&n)
+			err := pool.QueryRow(ctx, `SELECT count(*) FROM `+p.store.Table("events")+` WHERE event_id = ANY($1)`, ids).Scan(&n)
 			if err == nil {
 				stored := n == len(ids)
 				log.InfoContext(ctx, "pubsub: publish outcome resolved after a lost connection", "stream", streams[0].stream, "stored", stored, "error", cause)
@@ -140,21 +133,4 @@ func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []s
 		case <-time.After(pace.NextBackOff()):
 		}
 	}
-}
-
-// endBackend terminates the server process pid if it is still listed (a
-// process of the pool's own role), and reports whether it was not.
-func endBackend(ctx context.Context, pool *pgxpool.Pool, pid uint32) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-	defer cancel()
-	rows, err := pool.Query(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND usename = session_user`, int32(pid))
-	if err != nil {
-		return false, err
-	}
-	listed := false
-	for rows.Next() {
-		listed = true
-	}
-	rows.Close()
-	return !listed, rows.Err()
 }
