@@ -109,14 +109,13 @@ func TestPubSubUnderFaults(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() {
 			for i := 0; pctx.Err() == nil; i++ {
-				// One stream per call: a call across streams is not
-				// atomic (TestPublishAcrossStreamsAllOrNothing).
-				msgs := make([]*message.Message, 1+rand.IntN(2))
+				// One to three messages, each to a random partition: a
+				// call across streams is one transaction, all or nothing.
+				msgs := make([]*message.Message, 1+rand.IntN(3))
 				c := call{}
-				key := fmt.Sprint(rand.IntN(4))
 				for k := range msgs {
 					msgs[k] = message.NewMessage(uuid.NewString(), fmt.Appendf(nil, `{"w":%d,"i":%d}`, w, i))
-					msgs[k].Metadata.Set("key", key)
+					msgs[k].Metadata.Set("key", fmt.Sprint(rand.IntN(4)))
 					c.ids = append(c.ids, msgs[k].UUID)
 				}
 				c.start = time.Now()
