@@ -5,9 +5,11 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/strata-go/strata/internal/sqltext"
 )
 
-// SQL is written one way in this package: every statement is one string
+// SQL is written one way in this package (the module's, internal/sqltext): every statement is one string
 // constant, whole, as it runs, next to the code that sends it, with a
 // comment saying why it has its shape and the index it relies on. What
 // differs between stores is written as a placeholder, filled in once per
@@ -44,14 +46,12 @@ type queries struct {
 // sqlExpander returns the replacer of the placeholders of the statements
 // of a store in schema whose wake-up channel is channel.
 func sqlExpander(schema, channel string) *strings.Replacer {
-	quoted := pgx.Identifier{schema}.Sanitize()
-	return strings.NewReplacer(
-		"{schema}", quoted,
+	return sqltext.Expander(schema,
 		"{event_columns}", eventColumns,
 		"{channel}", "'"+strings.ReplaceAll(channel, "'", "''")+"'",
 		// Of the quoted name, as ever: processes of every release take
 		// the same lock for a stream.
-		"{lock_seed}", strconv.FormatInt(appendLockSeed(quoted), 10),
+		"{lock_seed}", strconv.FormatInt(appendLockSeed(pgx.Identifier{schema}.Sanitize()), 10),
 	)
 }
 

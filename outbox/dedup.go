@@ -23,6 +23,7 @@ import (
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/instrument"
 	"github.com/strata-go/strata/internal/pgtx"
+	"github.com/strata-go/strata/internal/sqltext"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -132,7 +133,7 @@ func NewDeduplicator(pool *pgxpool.Pool, cfg *DeduplicatorConfig) (*Deduplicator
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	table := pgx.Identifier{c.Schema, "processed_messages"}.Sanitize()
+	sql := sqltext.Expander(c.Schema)
 	d := &Deduplicator{
 		pool:     pool,
 		cfg:      c,
@@ -145,17 +146,17 @@ func NewDeduplicator(pool *pgxpool.Pool, cfg *DeduplicatorConfig) (*Deduplicator
 		// back. Then lookup, a separate statement with a snapshot taken
 		// after the lock was granted, sees the first one's record.
 		lock:   `SELECT pg_advisory_xact_lock($1::bigint)`,
-		lookup: `SELECT outputs FROM ` + table + ` WHERE consumer = $1 AND message_id = $2`,
+		lookup: sql.Replace(`SELECT outputs FROM {schema}.processed_messages WHERE consumer = $1 AND message_id = $2`),
 		// Written last, after the handler, just before commit: the
 		// transaction gets its ID only for its own writes. The primary key
 		// still guards against a writer that did not take the lock.
-		insert: `INSERT INTO ` + table + ` (consumer, message_id, processed_at, outputs) VALUES ($1, $2, $3, $4)`,
+		insert: sql.Replace(`INSERT INTO {schema}.processed_messages (consumer, message_id, processed_at, outputs) VALUES ($1, $2, $3, $4)`),
 		// Bounded batches, oldest first (processed_messages_age_idx), each
 		// its own transaction: no single DELETE holds locks on, or bloats
 		// the WAL with, a consumer's whole history.
-		expire: `DELETE FROM ` + table + ` WHERE consumer = $1 AND processed_at < $2 AND message_id IN (
-			SELECT message_id FROM ` + table + ` WHERE consumer = $1 AND processed_at < $2 ORDER BY processed_at LIMIT $3)`,
-		contains: `SELECT EXISTS (SELECT 1 FROM ` + table + ` WHERE consumer = $1 AND message_id = $2)`,
+		expire: sql.Replace(`DELETE FROM {schema}.processed_messages WHERE consumer = $1 AND processed_at < $2 AND message_id IN (
+			SELECT message_id FROM {schema}.processed_messages WHERE consumer = $1 AND processed_at < $2 ORDER BY processed_at LIMIT $3)`),
+		contains: sql.Replace(`SELECT EXISTS (SELECT 1 FROM {schema}.processed_messages WHERE consumer = $1 AND message_id = $2)`),
 	}
 	for i, o := range consumeOutcomes {
 		set := attribute.NewSet(attribute.String(telemetry.AttrConsumer, c.Consumer), attribute.String(telemetry.AttrOutcome, o))

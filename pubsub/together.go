@@ -13,6 +13,7 @@ import (
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtx"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/sqltext"
 )
 
 // Publishing to several streams at once.
@@ -45,6 +46,10 @@ import (
 // resolveTimeout bounds the resolution of a lost COMMIT, as the store's
 // Config.ResolveTimeout does for an append.
 const resolveTimeout = 5 * time.Second
+
+// countStoredSQL counts which of the event IDs $1 are stored (events'
+// unique index on event_id).
+const countStoredSQL = `SELECT count(*) FROM {schema}.events WHERE event_id = ANY($1)`
 
 // streamEvents are the events of one Publish call for one stream.
 type streamEvents struct {
@@ -115,7 +120,7 @@ func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []s
 			last = err
 		} else {
 			var n int
-			err := pool.QueryRow(ctx, `SELECT count(*) FROM `+p.store.Table("events")+` WHERE event_id = ANY($1)`, ids).Scan(&n)
+			err := pool.QueryRow(ctx, sqltext.Expander(p.store.Schema()).Replace(countStoredSQL), ids).Scan(&n)
 			if err == nil {
 				stored := n == len(ids)
 				log.InfoContext(ctx, "pubsub: publish outcome resolved after a lost connection", "stream", streams[0].stream, "stored", stored, "error", cause)
