@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,6 +18,37 @@ import (
 // silent for 10 s between two statements (it needs microseconds), even if
 // this process is gone too.
 var adminTx = pgtx.Options{IdleTimeout: 10 * time.Second}
+
+// adminQueries are the statements of the operators' and tools' calls
+// (admin.go, head.go, status.go, deadletter_admin.go, readlast.go) with
+// their placeholders filled in.
+type adminQueries struct {
+	head, horizon                          string
+	statuses, probe                        string
+	lastEntry, reset, dropDeadLettersAfter string
+	deleteSubscription                     [3]string
+	listDeadLetters, retryDeadLetters      string
+	readLast, lastReadable, readCorrelated string
+}
+
+func buildAdminQueries(r *strings.Replacer) adminQueries {
+	return adminQueries{
+		head:                 r.Replace(headSQL),
+		horizon:              r.Replace(horizonSQL),
+		statuses:             r.Replace(subscriptionStatusesSQL),
+		probe:                r.Replace(probeSubscriptionSQL),
+		lastEntry:            r.Replace(lastEntrySQL),
+		reset:                r.Replace(resetSubscriptionSQL),
+		dropDeadLettersAfter: r.Replace(dropDeadLettersAfterSQL),
+		deleteSubscription: [3]string{r.Replace(deleteSubscriptionSQL),
+			r.Replace(deleteSubscriptionMembersSQL), r.Replace(deleteDeadLettersSQL)},
+		listDeadLetters:  r.Replace(listDeadLettersSQL),
+		retryDeadLetters: r.Replace(retryDeadLettersSQL),
+		readLast:         r.Replace(readLastSQL),
+		lastReadable:     r.Replace(lastReadableSQL),
+		readCorrelated:   r.Replace(readCorrelatedSQL),
+	}
+}
 
 // ErrPastHead is matched (errors.Is) by the *PastHeadError of a reset to a
 // position past the end of the log.
@@ -82,7 +114,7 @@ func (s *Store) ResetSubscription(ctx context.Context, name string, to Position,
 		if !to.IsZero() {
 			var head Position
 			var htx int64
-			err := tx.QueryRow(ctx, s.sql.expand.Replace(lastEntrySQL)).Scan(&htx, &head.Seq)
+			err := tx.QueryRow(ctx, s.sql.admin.lastEntry).Scan(&htx, &head.Seq)
 			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return err
 			}
@@ -95,7 +127,7 @@ func (s *Store) ResetSubscription(ctx context.Context, name string, to Position,
 		// First the rows: this waits for the partitions' batches in flight
 		// (each holds its row from its first statement) and fences the
 		// later ones, before fn clears anything.
-		tag, err := tx.Exec(ctx, s.sql.expand.Replace(resetSubscriptionSQL), name, int64(to.TxID), to.Seq)
+		tag, err := tx.Exec(ctx, s.sql.admin.reset, name, int64(to.TxID), to.Seq)
 		if err != nil {
 			return err
 		}
@@ -107,7 +139,7 @@ func (s *Store) ResetSubscription(ctx context.Context, name string, to Position,
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, s.sql.expand.Replace(dropDeadLettersAfterSQL), name, int64(to.TxID), to.Seq); err != nil {
+		if _, err := tx.Exec(ctx, s.sql.admin.dropDeadLettersAfter, name, int64(to.TxID), to.Seq); err != nil {
 			return err
 		}
 		return s.notify(ctx, tx)
@@ -137,8 +169,8 @@ func (s *Store) DeleteSubscription(ctx context.Context, name string) error {
 		return err
 	}
 	err := pgtx.Run(ctx, s.pool, adminTx, func(tx pgx.Tx) error {
-		for _, q := range []string{deleteSubscriptionSQL, deleteSubscriptionMembersSQL, deleteDeadLettersSQL} {
-			if _, err := tx.Exec(ctx, s.sql.expand.Replace(q), name); err != nil {
+		for _, q := range s.sql.admin.deleteSubscription {
+			if _, err := tx.Exec(ctx, q, name); err != nil {
 				return err
 			}
 		}

@@ -55,7 +55,7 @@ func (s *Store) DeadLetters(ctx context.Context, subscription string) ([]DeadLet
 	if err := checkNames("dead letters", subscription); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, s.sql.expand.Replace(listDeadLettersSQL), orNull(subscription))
+	rows, err := s.pool.Query(ctx, s.sql.admin.listDeadLetters, orNull(subscription))
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: dead letters: %w", err)
 	}
@@ -91,7 +91,7 @@ func (s *Store) RetryDeadLetters(ctx context.Context, subscription, streamID str
 	}
 	var n int64
 	err := pgtx.Run(ctx, s.pool, adminTx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, s.sql.expand.Replace(retryDeadLettersSQL), subscription, orNull(streamID))
+		tag, err := tx.Exec(ctx, s.sql.admin.retryDeadLetters, subscription, orNull(streamID))
 		if err != nil {
 			return err
 		}

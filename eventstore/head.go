@@ -54,7 +54,7 @@ func (s *Store) Head(ctx context.Context) (Head, error) {
 	var tx, seq *int64
 	var at *time.Time
 	var estEvents, estStreams float64
-	err := s.pool.QueryRow(ctx, s.sql.expand.Replace(headSQL), HeadCountLimit, s.cfg.Schema).
+	err := s.pool.QueryRow(ctx, s.sql.admin.head, HeadCountLimit, s.cfg.Schema).
 		Scan(&tx, &seq, &at, &h.Events, &h.Streams, &estEvents, &estStreams)
 	if err != nil {
 		return Head{}, fmt.Errorf("eventstore: head: %w", err)
@@ -172,7 +172,7 @@ func (s *Store) Horizon(ctx context.Context, minAge time.Duration) (*HorizonHold
 	var xmin, xmax int64
 	var oldest *time.Time
 	var now time.Time
-	err = s.pool.QueryRow(ctx, s.sql.expand.Replace(horizonSQL)).Scan(&xmin, &xmax, &now, &oldest)
+	err = s.pool.QueryRow(ctx, s.sql.admin.horizon).Scan(&xmin, &xmax, &now, &oldest)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: horizon: %w", err)
 	}

@@ -50,7 +50,7 @@ func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error)
 	snapshot := adminTx
 	snapshot.IsoLevel, snapshot.AccessMode = pgx.RepeatableRead, pgx.ReadOnly
 	err := pgtx.Run(ctx, s.pool, snapshot, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, s.sql.expand.Replace(readLastSQL), limit,
+		rows, err := tx.Query(ctx, s.sql.admin.readLast, limit,
 			nilIfEmpty(f.Categories), nilIfEmpty(f.Types), max(f.Partitions, 1), f.Partition)
 		if err != nil {
 			return err
@@ -59,7 +59,7 @@ func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error)
 			return err
 		}
 		var txID, pos int64
-		err = tx.QueryRow(ctx, s.sql.expand.Replace(lastReadableSQL)).Scan(&txID, &pos)
+		err = tx.QueryRow(ctx, s.sql.admin.lastReadable).Scan(&txID, &pos)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -91,7 +91,7 @@ func (s *Store) ReadCorrelated(ctx context.Context, correlationID string, limit 
 		return nil, fmt.Errorf("%w: read correlation %q: not valid UTF-8 or contains a NUL byte", ErrInvalidArgument, correlationID)
 	}
 	var events []Event
-	rows, err := s.pool.Query(ctx, s.sql.expand.Replace(readCorrelatedSQL), correlationID, limit)
+	rows, err := s.pool.Query(ctx, s.sql.admin.readCorrelated, correlationID, limit)
 	if err == nil {
 		err = scanEvents(rows, func(e Event) bool { events = append(events, e); return true })
 	}

@@ -75,7 +75,7 @@ func (s *Store) SubscriptionStatuses(ctx context.Context, name string) ([]Subscr
 	if err := checkNames("subscription status", name); err != nil {
 		return nil, err
 	}
-	return s.subscriptionStatuses(ctx, s.sql.expand.Replace(subscriptionStatusesSQL), orNull(name), statusesMaxLag)
+	return s.subscriptionStatuses(ctx, s.sql.admin.statuses, orNull(name), statusesMaxLag)
 }
 
 // statusesMaxLag is the most events SubscriptionStatuses counts per
@@ -129,7 +129,7 @@ func (s *Store) ProbeSubscription(ctx context.Context, name string, opts ProbeOp
 	if opts.MaxLag <= 0 {
 		opts.MaxLag = 10_000
 	}
-	return s.subscriptionStatuses(ctx, s.sql.expand.Replace(probeSubscriptionSQL), orNull(name), opts.MaxLag, orNull(opts.Owner))
+	return s.subscriptionStatuses(ctx, s.sql.admin.probe, orNull(name), opts.MaxLag, orNull(opts.Owner))
 }
 
 // subscriptionStatuses runs sql, subscriptionStatusesSQL or
