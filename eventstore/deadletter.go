@@ -14,7 +14,7 @@ import (
 // Park policy): recorded in dead_letters with the checkpoint moved past it,
 // in one statement. Later events of its stream are parked behind it in
 // their batch's transaction (worker.writeBatch), so a stream's order is
-// never broken while other streams go on. RetryDeadLetters (admin.go) marks
+// never broken while other streams go on. RetryDeadLetters (deadletter_admin.go) marks
 // dead letters for retry; the partition's worker runs them, stream by
 // stream in their original order, at its next sync.
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"iter"
 	"math"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -61,33 +60,6 @@ const logWindowSQL = `SELECT transaction_id AS wtx, position AS wpos, count(*) O
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 		ORDER BY transaction_id, position LIMIT $3) w
 	ORDER BY transaction_id DESC, position DESC LIMIT 1`
-
-// partitionExpr is the SQL that maps a stream to a partition: a hash of
-// the stream ID modulo n (as in readLogFilteredSQL). For admin.go's
-// statements, which are assembled.
-func partitionExpr(n string) string {
-	return "((hashtext(stream_id)::bigint & 2147483647) % " + n + ")"
-}
-
-// filterSQL appends f's conditions (" AND …") to b, numbering their
-// parameters after args, and returns args with theirs added. For
-// admin.go's ReadLast, which assembles its statement (readLogFilteredSQL
-// is the form of one whole statement).
-func filterSQL(b *strings.Builder, args []any, f Filter) []any {
-	if len(f.Categories) > 0 {
-		args = append(args, f.Categories)
-		fmt.Fprintf(b, " AND category = ANY($%d::text[])", len(args))
-	}
-	if len(f.Types) > 0 {
-		args = append(args, f.Types)
-		fmt.Fprintf(b, " AND event_type = ANY($%d::text[])", len(args))
-	}
-	if f.Partitions > 1 {
-		args = append(args, f.Partitions, f.Partition)
-		fmt.Fprintf(b, " AND %s = $%d", partitionExpr(fmt.Sprintf("$%d", len(args)-1)), len(args))
-	}
-	return args
-}
 
 // StreamVersion returns the current version of a stream, or
 // ErrStreamNotFound.

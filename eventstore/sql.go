@@ -41,6 +41,7 @@ type queries struct {
 	saveSnapshot    string
 	loadSnapshot    string
 	lookupAppend    string
+	admin           adminQueries // admin.go
 }
 
 // sqlExpander returns the replacer of the placeholders of the statements
@@ -68,5 +69,6 @@ func buildQueries(schema, channel string) queries {
 		saveSnapshot:    r.Replace(saveSnapshotSQL),
 		loadSnapshot:    r.Replace(loadSnapshotSQL),
 		lookupAppend:    r.Replace(lookupAppendSQL),
+		admin:           buildAdminQueries(r),
 	}
 }
