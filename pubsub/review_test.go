@@ -1,0 +1,117 @@
+package pubsub_test
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/faultproxy"
+	"github.com/strata-go/strata/internal/pgtest"
+	"github.com/strata-go/strata/pubsub"
+)
+
+// cutPublisher returns a Publisher whose pool goes through a fault proxy,
+// and the tracer that arms a cut of the next COMMIT.
+func cutPublisher(t *testing.T, db *pgtest.DB, cfg *pubsub.PublisherConfig) (*pubsub.Publisher, *commitCutter) {
+	t.Helper()
+	pcfg, p, err := faultproxy.PoolConfig(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	p.SetDropCancels(true)
+	cutter := &commitCutter{p: p}
+	pcfg.ConnConfig.Tracer = cutter
+	pool, err := pgxpool.NewWithConfig(ctxT(t), pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pub, err := pubsub.NewPublisher(eventstore.New(pool, &eventstore.Config{Schema: db.Schema, Logger: quiet}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pub.Close() })
+	return pub, cutter
+}
+
+// armCommitCut makes the next COMMIT run on the server and its answer be
+// lost: the transaction surely committed.
+func armCommitCut(c *commitCutter) {
+	c.cut = func() *faultproxy.Cut {
+		c.cut = nil
+		return &faultproxy.Cut{Types: "Q", Upstream: faultproxy.UpstreamAfterReply, Times: 1}
+	}
+}
+
+// TestReviewLostCommitRepeatedUUIDAcrossStreams: a Publish across streams
+// whose messages repeat a UUID (stored once, at its first place, as the
+// Publish doc says) loses the answer to its COMMIT after the server
+// committed. The transaction committed, so Publish must return nil.
+func TestReviewLostCommitRepeatedUUIDAcrossStreams(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	pub, cutter := cutPublisher(t, db, &pubsub.PublisherConfig{PartitionKey: byKey})
+	a := keyed("a", `1`)
+	b := keyed("b", `2`)
+	b.UUID = a.UUID // the same message, routed to another stream too
+	c := keyed("c", `3`)
+	armCommitCut(cutter)
+	err := pub.Publish("lost-commit-dup", a, b, c)
+	n := storedCount(t, db)
+	if n != 2 {
+		t.Fatalf("%d events stored, want 2 (the repeated UUID once)", n)
+	}
+	if err != nil {
+		t.Fatalf("Publish = %v, but its transaction committed (%d events stored)", err, n)
+	}
+}
+
+// TestReviewLostCommitRepeatedUUIDOverMaxBatch: the same with one stream
+// and more than MaxBatch messages, one UUID repeated.
+func TestReviewLostCommitRepeatedUUIDOverMaxBatch(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	pub, cutter := cutPublisher(t, db, &pubsub.PublisherConfig{MaxBatch: 2})
+	msgs := []*message.Message{keyed("", `1`), keyed("", `2`), keyed("", `3`)}
+	msgs[2].UUID = msgs[0].UUID
+	armCommitCut(cutter)
+	err := pub.Publish("lost-commit-dup", msgs...)
+	n := storedCount(t, db)
+	if n != 2 {
+		t.Fatalf("%d events stored, want 2 (the repeated UUID once)", n)
+	}
+	if err != nil {
+		t.Fatalf("Publish = %v, but its transaction committed (%d events stored)", err, n)
+	}
+}
+
+// TestReviewCloseDuringTogether: Close while a Publish across streams is
+// under way: nil with every message stored, or ErrClosed with none.
+func TestReviewCloseDuringTogether(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	pub, _ := cutPublisher(t, db, &pubsub.PublisherConfig{PartitionKey: byKey})
+	errs := make(chan error, 1)
+	go func() {
+		msgs := []*message.Message{keyed("a", `1`), keyed("b", `2`)}
+		errs <- pub.Publish("close-together", msgs...)
+	}()
+	time.Sleep(time.Millisecond)
+	_ = pub.Close()
+	err := <-errs
+	n := storedCount(t, db)
+	if (err == nil) != (n == 2) || (err != nil && n != 0) {
+		t.Fatalf("Publish = %v with %d events stored", err, n)
+	}
+	if err != nil && !errors.Is(err, pubsub.ErrClosed) {
+		t.Fatalf("Publish = %v, want ErrClosed", err)
+	}
+}
