@@ -2,8 +2,10 @@ package pubsub_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,5 +115,52 @@ func TestReviewCloseDuringTogether(t *testing.T) {
 	}
 	if err != nil && !errors.Is(err, pubsub.ErrClosed) {
 		t.Fatalf("Publish = %v, want ErrClosed", err)
+	}
+}
+
+// TestReviewTogetherRacesOtherPublishers: a Publish across streams takes
+// its transaction ID at its first stream and writes the next ones later;
+// meanwhile other Publish calls to those streams commit. Each Publish
+// without a tx is the Publisher's own transaction: it must not fail with
+// eventstore.ErrOutOfOrder (an error the caller can do nothing about but
+// call Publish again).
+func TestReviewTogetherRacesOtherPublishers(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	pub, err := pubsub.NewPublisher(s, &pubsub.PublisherConfig{PartitionKey: byKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	const rounds = 50
+	errs := make(chan error, 3*rounds)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range rounds {
+			errs <- pub.Publish("race", keyed("b", fmt.Sprint(i)))
+		}
+	})
+	wg.Go(func() { // the other way round: b first
+		for i := range rounds {
+			errs <- pub.Publish("race", keyed("b", fmt.Sprint(i)), keyed("a", fmt.Sprint(i)))
+		}
+	})
+	for i := range rounds {
+		errs <- pub.Publish("race", keyed("a", fmt.Sprint(i)), keyed("b", fmt.Sprint(i)))
+	}
+	wg.Wait()
+	close(errs)
+	failed := 0
+	var first error
+	for err := range errs {
+		if err != nil {
+			failed++
+			if first == nil || !errors.Is(err, eventstore.ErrOutOfOrder) {
+				first = err
+			}
+		}
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d Publish calls failed; first: %v (ErrOutOfOrder: %v)", failed, 3*rounds, first, errors.Is(first, eventstore.ErrOutOfOrder))
 	}
 }
