@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,5 +159,40 @@ func TestReviewTogetherRacesOtherPublishers(t *testing.T) {
 	}
 	if failed > 0 {
 		t.Fatalf("%d of %d Publish calls failed; first: %v (ErrOutOfOrder: %v)", failed, 3*rounds, first, errors.Is(first, eventstore.ErrOutOfOrder))
+	}
+}
+
+// TestReviewMixedFailureLeavesTxClean: one Publish, one message in the
+// caller's tx, the others (several streams) without; one of those the
+// store refuses. Publish returns an error, so none of its messages may
+// be published: the caller's tx, committed, must not carry the first
+// message either.
+func TestReviewMixedFailureLeavesTxClean(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	store := eventstore.New(db.Pool, &eventstore.Config{Schema: db.Schema, MaxEventSize: 1000})
+	pub, err := pubsub.NewPublisher(store, &pubsub.PublisherConfig{PartitionKey: byKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx := ctxT(t)
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	inTx := keyed("a", `1`)
+	inTx.SetContext(pubsub.ContextWithTx(ctx, tx))
+	huge := `"` + strings.Repeat("x", 2000) + `"`
+	err = pub.Publish("mixed", inTx, keyed("b", `2`), keyed("c", huge))
+	if err == nil {
+		t.Fatal("Publish of a message the store refuses = nil")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := storedCount(t, db); n != 0 {
+		t.Fatalf("Publish = %v, yet %d of its messages are stored once the caller's tx committed", err, n)
 	}
 }
