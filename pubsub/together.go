@@ -119,8 +119,18 @@ func (p *Publisher) writeTogether(ctx context.Context, streams []streamEvents) (
 	}
 	if err := tx.Commit(ctx); err != nil {
 		var pgErr *pgconn.PgError
-		answered := errors.As(err, &pgErr) && pgErr.Severity != "FATAL" && pgErr.Severity != "PANIC"
-		return tx.PID(), !answered, err
+		if !errors.As(err, &pgErr) {
+			return tx.PID(), true, err
+		}
+		// Severity is translated by the server's lc_messages; its
+		// untranslated form says whether the session ended (a COMMIT that
+		// waited for synchronous replication and was ended may have
+		// committed).
+		sev := pgErr.SeverityUnlocalized
+		if sev == "" {
+			sev = pgErr.Severity
+		}
+		return tx.PID(), sev == "FATAL" || sev == "PANIC", err
 	}
 	return tx.PID(), false, nil
 }
