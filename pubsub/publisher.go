@@ -116,7 +116,10 @@ func TxFromContext(ctx context.Context) (pgx.Tx, bool) {
 // committed, in which case it returns nil. The messages without a tx are
 // written all or nothing: in one append when they go to one stream and
 // number at most MaxBatch, otherwise (several streams by PartitionKey, or
-// more messages) in one transaction. When the connection is lost while
+// more messages) in one transaction. An error means that none of the
+// call's messages is published: those written in a caller's tx are rolled
+// back to before this call (a savepoint), so that the tx may still commit
+// its other writes. When the connection is lost while
 // that transaction commits, Publish finds out on another connection
 // whether it committed, as eventstore.Store.Append does, and returns an
 // error matching eventstore.ErrAmbiguous only if it cannot tell in time
@@ -179,24 +182,40 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		index[groupKey{stream, tx}] = g
 		groups = append(groups, g)
 	}
-	var own []*group // the groups without a tx, written together
+	// The messages of a caller's tx are written under a savepoint, kept
+	// (the tx's commit publishes them) unless this Publish fails: an
+	// error means that none of its messages is published, so then the
+	// savepoints roll back.
+	var own []*group   // the groups without a tx, written together
+	var undo []*undoTx // the savepoints in callers' txs
+	defer func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			if u := undo[i]; u.failed {
+				_ = u.sp.Rollback(context.WithoutCancel(u.ctx))
+			}
+		}
+	}()
+	fail := func(err error) error {
+		for _, u := range undo {
+			u.failed = true
+		}
+		return fmt.Errorf("pubsub: publish to %q: %w", topic, err)
+	}
 	for _, g := range groups {
 		if g.tx == nil {
 			own = append(own, g)
 			continue
 		}
-		for chunk := range slices.Chunk(g.events, p.cfg.MaxBatch) {
-			// Close cancels the append in the caller's tx too (the tx is
-			// then broken and rolls back: nothing is published).
-			ctx, stop := p.withClosing(g.ctx)
-			err := p.appendInTx(ctx, g.tx, g.stream, chunk)
-			stop()
-			if err != nil && p.closing.Err() != nil {
-				err = fmt.Errorf("%w: %w", ErrClosed, err)
-			}
-			if err != nil {
-				return fmt.Errorf("pubsub: publish to %q: %w", topic, err)
-			}
+		// Close cancels the append in the caller's tx too (the tx is
+		// then broken and rolls back: nothing is published).
+		ctx, stop := p.withClosing(g.ctx)
+		err := p.appendUndoable(ctx, g.tx, g.stream, g.events, &undo)
+		stop()
+		if err != nil && p.closing.Err() != nil {
+			err = fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		if err != nil {
+			return fail(err)
 		}
 	}
 	var err error
@@ -212,7 +231,30 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		err = p.appendTogether(own[0].ctx, streams)
 	}
 	if err != nil {
-		return fmt.Errorf("pubsub: publish to %q: %w", topic, err)
+		return fail(err)
+	}
+	return nil
+}
+
+// undoTx is a savepoint that a failed Publish rolls back.
+type undoTx struct {
+	ctx    context.Context
+	sp     pgx.Tx
+	failed bool
+}
+
+// appendUndoable appends events to stream in tx, MaxBatch at a time, under
+// a savepoint added to undo.
+func (p *Publisher) appendUndoable(ctx context.Context, tx pgx.Tx, stream string, events []eventstore.NewEvent, undo *[]*undoTx) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	*undo = append(*undo, &undoTx{ctx: ctx, sp: sp})
+	for chunk := range slices.Chunk(events, p.cfg.MaxBatch) {
+		if err := p.appendInTx(ctx, sp, stream, chunk); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,6 +39,13 @@ import (
 // for at most resolveTimeout; if it cannot finish by then, Publish returns
 // an *eventstore.AmbiguousError.
 //
+// The streams are written in the order of their IDs, so that two such
+// transactions never wait for each other's stream in a cycle. A stream
+// that a transaction with a later ID wrote and committed meanwhile makes
+// AppendTx refuse (eventstore.ErrOutOfOrder): as Append does, the whole
+// transaction then runs again (it wrote nothing), as it does after a
+// deadlock or a serialization failure, at most maxTogetherAttempts times.
+//
 // Any error from COMMIT other than one the server answered is taken as a
 // lost answer: pgx reports a connection lost after COMMIT was sent as
 // "conn closed", the error it also gives for a connection closed before
@@ -51,6 +59,10 @@ const resolveTimeout = 5 * time.Second
 // unique index on event_id).
 const countStoredSQL = `SELECT count(*) FROM {schema}.events WHERE event_id = ANY($1)`
 
+// maxTogetherAttempts bounds the runs of a transaction refused for the
+// log's order, a deadlock or a serialization failure.
+const maxTogetherAttempts = 20
+
 // streamEvents are the events of one Publish call for one stream.
 type streamEvents struct {
 	stream string
@@ -61,14 +73,36 @@ type streamEvents struct {
 func (p *Publisher) appendTogether(ctx context.Context, streams []streamEvents) error {
 	ctx, stop := p.withClosing(ctx)
 	defer stop()
-	pid, lostCommit, err := p.writeTogether(ctx, streams)
-	if lostCommit {
-		err = p.resolveTogether(ctx, pid, streams, err)
+	streams = slices.Clone(streams)
+	slices.SortFunc(streams, func(a, b streamEvents) int { return strings.Compare(a.stream, b.stream) })
+	pace := retry.Backoff(time.Millisecond, 100*time.Millisecond)
+	var err error
+	for attempt := 1; ; attempt++ {
+		var pid uint32
+		var lostCommit bool
+		pid, lostCommit, err = p.writeTogether(ctx, streams)
+		if lostCommit {
+			err = p.resolveTogether(ctx, pid, streams, err)
+			break
+		}
+		if !runAgain(err) || attempt == maxTogetherAttempts || !retry.Sleep(ctx, pace.NextBackOff()) {
+			break
+		}
 	}
 	if err != nil && p.closing.Err() != nil {
 		err = fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	return err
+}
+
+// runAgain reports whether err, from a transaction that wrote nothing,
+// asks for the transaction to run again.
+func runAgain(err error) bool {
+	if errors.Is(err, eventstore.ErrOutOfOrder) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // writeTogether runs the transaction. lostCommit reports that COMMIT failed
@@ -90,8 +124,18 @@ func (p *Publisher) writeTogether(ctx context.Context, streams []streamEvents) (
 	}
 	if err := tx.Commit(ctx); err != nil {
 		var pgErr *pgconn.PgError
-		answered := errors.As(err, &pgErr) && pgErr.Severity != "FATAL" && pgErr.Severity != "PANIC"
-		return tx.PID(), !answered, err
+		if !errors.As(err, &pgErr) {
+			return tx.PID(), true, err
+		}
+		// Severity is translated by the server's lc_messages; its
+		// untranslated form says whether the session ended (a COMMIT that
+		// waited for synchronous replication and was ended may have
+		// committed).
+		sev := pgErr.SeverityUnlocalized
+		if sev == "" {
+			sev = pgErr.Severity
+		}
+		return tx.PID(), sev == "FATAL" || sev == "PANIC", err
 	}
 	return tx.PID(), false, nil
 }
@@ -103,10 +147,15 @@ func (p *Publisher) writeTogether(ctx context.Context, streams []streamEvents) (
 func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []streamEvents, cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
 	defer cancel()
+	// Each ID once: a message repeated in the call is stored once.
 	var ids []uuid.UUID
+	seen := map[uuid.UUID]bool{}
 	for _, s := range streams {
 		for _, e := range s.events {
-			ids = append(ids, e.ID)
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				ids = append(ids, e.ID)
+			}
 		}
 	}
 	log := p.store.Logger()

@@ -25,9 +25,10 @@
 //     learn.
 //   - Ending is retried with the project's jittered exponential backoff
 //     (internal/retry, 2 ms up to 1 s between attempts, each attempt at
-//     most 3 s) until the process is confirmed gone or Options.EndWithin
-//     (default 30 s, counted from the loss) passes. The caller waits for
-//     it while its context lives; when the context ends first, the ending
+//     most 3 s) until the process is confirmed gone, Options.EndWithin
+//     (default 30 s, counted from the loss) passes, or the pool is closed
+//     (no attempt can succeed then). The caller waits for it while its
+//     context lives; when the context ends first, the ending
 //     goes on in the background, within the same bound, and the caller
 //     returns at once.
 //   - Only processes of the session's own role are ended
@@ -60,6 +61,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/strata-go/strata/internal/retry"
 )
@@ -240,6 +242,10 @@ func end(ctx context.Context, pool *pgxpool.Pool, pid uint32, within time.Durati
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		defer cancel()
 		rows, err := pool.Query(actx, terminate, int32(pid))
+		if errors.Is(err, puddle.ErrClosedPool) {
+			// No attempt can succeed any more.
+			return struct{}{}, backoff.Permanent(err)
+		}
 		if err != nil {
 			return struct{}{}, err
 		}
