@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/strata-go/strata/internal/subdefault"
 )
 
 // Limits that are not configurable: they keep keys inside Postgres' index
@@ -111,10 +113,10 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 	if c.Schema == "" {
 		c.Schema = "strata"
 	}
-	orDefault(&c.MaxEventSize, 1<<20)
-	orDefault(&c.MaxAppendEvents, 10_000)
-	orDefault(&c.ResolveTimeout, 5*time.Second)
-	orDefault(&c.ListenerPing, 10*time.Second)
+	subdefault.Or(&c.MaxEventSize, 1<<20)
+	subdefault.Or(&c.MaxAppendEvents, 10_000)
+	subdefault.Or(&c.ResolveTimeout, 5*time.Second)
+	subdefault.Or(&c.ListenerPing, 10*time.Second)
 	if c.NotifyInterval == 0 {
 		c.NotifyInterval = 2 * time.Millisecond
 	}
@@ -125,13 +127,6 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 	s.sql = buildQueries(c.Schema, s.Channel())
 	s.tel = newStoreTelemetry(c)
 	return s
-}
-
-// orDefault sets *v to def when it is zero or negative.
-func orDefault[T int | time.Duration](v *T, def T) {
-	if *v <= 0 {
-		*v = def
-	}
 }
 
 // WithValidator returns a Store on the same pool, schema and tables as s

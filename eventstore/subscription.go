@@ -217,27 +217,13 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 // setDefaults fills in the fields left at their zero value (see each
 // field's doc comment).
 func (cfg *SubscriptionConfig) setDefaults() {
-	if cfg.Partitions <= 0 {
-		cfg.Partitions = subdefault.Partitions
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = subdefault.BatchSize
-	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = subdefault.MaxAttempts
-	}
-	if cfg.RetryBackoff <= 0 {
-		cfg.RetryBackoff = subdefault.RetryBackoff
-	}
-	if cfg.MaxRetryBackoff <= 0 {
-		cfg.MaxRetryBackoff = subdefault.MaxRetryBackoff
-	}
-	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = subdefault.LeaseTTL
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = subdefault.PollInterval
-	}
+	subdefault.Or(&cfg.Partitions, subdefault.Partitions)
+	subdefault.Or(&cfg.BatchSize, subdefault.BatchSize)
+	subdefault.Or(&cfg.MaxAttempts, subdefault.MaxAttempts)
+	subdefault.Or(&cfg.RetryBackoff, subdefault.RetryBackoff)
+	subdefault.Or(&cfg.MaxRetryBackoff, subdefault.MaxRetryBackoff)
+	subdefault.Or(&cfg.LeaseTTL, subdefault.LeaseTTL)
+	subdefault.Or(&cfg.PollInterval, subdefault.PollInterval)
 	if cfg.Owner == "" {
 		cfg.Owner = defaultOwner()
 	}

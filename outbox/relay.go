@@ -198,33 +198,21 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 	if c.Mapper == nil {
 		c.Mapper = func(e eventstore.Event) (*message.Message, error) { return NewMessage(e), nil }
 	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 2000
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 64
-	}
+	subdefault.Or(&c.BatchSize, 2000)
+	subdefault.Or(&c.Concurrency, 64)
 	// Run's restart loop reads RetryBackoff itself; the other
 	// subscription fields stay zero, which the subscription reads as its
 	// default.
-	if c.RetryBackoff <= 0 {
-		c.RetryBackoff = subdefault.RetryBackoff
-	}
-	if c.MaxRetryBackoff <= 0 {
-		c.MaxRetryBackoff = relayMaxRetryBackoff
-	}
+	subdefault.Or(&c.RetryBackoff, subdefault.RetryBackoff)
+	subdefault.Or(&c.MaxRetryBackoff, relayMaxRetryBackoff)
 	if c.MeterProvider == nil && store != nil {
 		c.MeterProvider = store.MeterProvider()
 	}
 	if c.TracerProvider == nil && store != nil {
 		c.TracerProvider = store.TracerProvider()
 	}
-	if c.HealthMaxLag <= 0 {
-		c.HealthMaxLag = 10_000
-	}
-	if c.HealthMaxLagTime <= 0 {
-		c.HealthMaxLagTime = 30 * time.Second
-	}
+	subdefault.Or(&c.HealthMaxLag, 10_000)
+	subdefault.Or(&c.HealthMaxLagTime, 30*time.Second)
 	log := c.Logger
 	if log == nil && store != nil {
 		log = store.Logger()

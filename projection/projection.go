@@ -208,27 +208,13 @@ func (c *Config) withDefaults() Config {
 	// The runner reads these three itself (the restart loop, Rebuild's
 	// batches); the other subscription fields stay zero, which the
 	// subscription reads as its default.
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = subdefault.BatchSize
-	}
-	if cfg.RetryBackoff <= 0 {
-		cfg.RetryBackoff = subdefault.RetryBackoff
-	}
-	if cfg.MaxRetryBackoff <= 0 {
-		cfg.MaxRetryBackoff = subdefault.MaxRetryBackoff
-	}
-	if cfg.HorizonAge <= 0 {
-		cfg.HorizonAge = time.Second
-	}
-	if cfg.HealthMaxLag <= 0 {
-		cfg.HealthMaxLag = 10_000
-	}
-	if cfg.HealthMaxHorizonAge <= 0 {
-		cfg.HealthMaxHorizonAge = 5 * time.Minute
-	}
-	if cfg.HealthMaxLagTime <= 0 {
-		cfg.HealthMaxLagTime = 30 * time.Second
-	}
+	subdefault.Or(&cfg.BatchSize, subdefault.BatchSize)
+	subdefault.Or(&cfg.RetryBackoff, subdefault.RetryBackoff)
+	subdefault.Or(&cfg.MaxRetryBackoff, subdefault.MaxRetryBackoff)
+	subdefault.Or(&cfg.HorizonAge, time.Second)
+	subdefault.Or(&cfg.HealthMaxLag, 10_000)
+	subdefault.Or(&cfg.HealthMaxHorizonAge, 5*time.Minute)
+	subdefault.Or(&cfg.HealthMaxLagTime, 30*time.Second)
 	return cfg
 }
 

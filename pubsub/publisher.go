@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/subdefault"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -72,9 +73,7 @@ func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, er
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
 	}
-	if c.MaxBatch <= 0 {
-		c.MaxBatch = 1000
-	}
+	subdefault.Or(&c.MaxBatch, 1000)
 	closing, cancel := context.WithCancel(context.Background())
 	return &Publisher{store: store.WithValidator(nil), cfg: c, queues: map[string]*streamQueue{}, closing: closing, closeCancel: cancel}, nil
 }

@@ -87,15 +87,9 @@ func NewSubscriber(store *eventstore.Store, cfg *SubscriberConfig) (*Subscriber,
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
 	}
-	if c.Partitions <= 0 {
-		c.Partitions = 1
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 100
-	}
-	if c.NackResendSleep <= 0 {
-		c.NackResendSleep = 100 * time.Millisecond
-	}
+	subdefault.Or(&c.Partitions, 1)
+	subdefault.Or(&c.BatchSize, 100)
+	subdefault.Or(&c.NackResendSleep, 100*time.Millisecond)
 	return &Subscriber{store: store, cfg: c, closing: make(chan struct{})}, nil
 }
 

@@ -28,3 +28,11 @@ const (
 	// PollInterval is SubscriptionConfig.PollInterval's default.
 	PollInterval = time.Second
 )
+
+// Or sets *v to def when it is zero or negative: how every config of the
+// module reads a numeric field left unset.
+func Or[T int | int64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
