@@ -81,7 +81,7 @@ func (t *eventType) roundTrip() []error {
 			continue
 		}
 		p := reflect.New(t.goType)
-		if err := json.Unmarshal(data, p.Interface()); err != nil {
+		if err := unmarshal(data, p.Interface()); err != nil {
 			errs = append(errs, fmt.Errorf("schema: %q: %s does not unmarshal: %w", t.name, what, err))
 			continue
 		}
