@@ -160,8 +160,8 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 			return nil, nil, err
 		}
 	}
-	var doc any
-	if err := decodeJSON(e.Data, &doc); err != nil {
+	doc, err := parseDoc(e.Data)
+	if err != nil {
 		return nil, nil, invalidJSON(t.name, n, err)
 	}
 	m, ok := doc.(map[string]any)
@@ -279,9 +279,38 @@ func unmarshal(data []byte, v any) error { return gojson.Unmarshal(data, v) }
 
 // printDoc prints an upcast document as encoding/json's Marshal does
 // (FuzzDocCodec holds it to that), with go-json, which is faster at it.
-// Documents are parsed by decodeJSON: go-json's decoder with UseNumber
-// is no faster than encoding/json's.
 func printDoc(doc any) ([]byte, error) { return gojson.Marshal(doc) }
+
+// parseDoc parses the one JSON document in data as decodeJSON does
+// (FuzzDocCodec holds it to that), with go-json, which is faster at it; a
+// malformed document gets encoding/json's description of what is wrong.
+func parseDoc(data []byte) (any, error) {
+	d := gojson.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	if err == nil && !onlySpace(data[d.InputOffset():]) {
+		err = errors.New("data after the JSON document")
+	}
+	if err != nil {
+		var std any
+		if stdErr := decodeJSON(data, &std); stdErr != nil {
+			return nil, stdErr
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+// onlySpace reports whether b is JSON white space only.
+func onlySpace(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
 
 // decodeJSON parses one JSON document into v, with numbers as json.Number
 // as the validator expects, and refuses trailing data.

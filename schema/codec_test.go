@@ -119,8 +119,9 @@ var docSeeds = []string{
 	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
 }
 
-// FuzzDocCodec holds the printing of an upcast document to what
-// encoding/json prints, on documents parsed from the fuzzer's bytes.
+// FuzzDocCodec holds parseDoc, which reads the documents upcasters get, to
+// what a json.Decoder with UseNumber gives for the same bytes, and the
+// printing of an upcast document to what encoding/json prints.
 func FuzzDocCodec(f *testing.F) {
 	for _, s := range docSeeds {
 		f.Add([]byte(s))
@@ -139,11 +140,19 @@ func TestDocCodecSeeds(t *testing.T) {
 
 func checkDocCodec(t *testing.T, data []byte) {
 	t.Helper()
-	var doc any
-	if err := decodeJSON(data, &doc); err != nil {
+	var want any
+	wantErr := decodeJSON(data, &want)
+	got, err := parseDoc(data)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("%q: parseDoc error %v, encoding/json error %v", data, err, wantErr)
+	}
+	if err != nil {
 		return
 	}
-	checkPrint(t, doc)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: parseDoc gives %#v, encoding/json %#v", data, got, want)
+	}
+	checkPrint(t, got)
 }
 
 // checkPrint holds the printing of an upcast document to json.Marshal.
@@ -226,8 +235,8 @@ func TestFillSeeds(t *testing.T) {
 func checkFillWith(t *testing.T, data []byte, change func(any)) {
 	t.Helper()
 	checkUnmarshal(t, data)
-	var doc any
-	if err := decodeJSON(data, &doc); err != nil {
+	doc, err := parseDoc(data)
+	if err != nil {
 		return
 	}
 	change(doc)
@@ -262,6 +271,27 @@ func checkUnmarshal(t *testing.T, data []byte) {
 const benchDoc = `{"order_id":"order-7f3c2a91-4b6e-4d8a-9c1f-2e5b7a9d0c11","customer":"Ada Lovelace",` +
 	`"amount":1249.95,"items":[{"sku":"BOOK-ANALYTICAL-ENGINE","qty":1},{"sku":"PEN-FOUNTAIN-BLACK","qty":2},` +
 	`{"sku":"PAPER-A4-500","qty":4},{"sku":"INK-BOTTLE-BLUE","qty":3},{"sku":"NOTEBOOK-GRID","qty":5},{"sku":"STAMP-SET","qty":1}]}`
+
+func BenchmarkDocParse(b *testing.B) {
+	data := []byte(benchDoc)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseDoc(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDocParseBaselineDecoder(b *testing.B) {
+	data := []byte(benchDoc)
+	b.ReportAllocs()
+	for b.Loop() {
+		var v any
+		if err := decodeJSON(data, &v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
 
 func BenchmarkDocAppend(b *testing.B) {
 	var v any
