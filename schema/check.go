@@ -81,7 +81,7 @@ func (t *eventType) roundTrip() []error {
 			continue
 		}
 		p := reflect.New(t.goType)
-		if err := json.Unmarshal(data, p.Interface()); err != nil {
+		if err := unmarshal(data, p.Interface()); err != nil {
 			errs = append(errs, fmt.Errorf("schema: %q: %s does not unmarshal: %w", t.name, what, err))
 			continue
 		}
@@ -162,13 +162,11 @@ func (r *Registry) CheckEvents(ctx context.Context, events iter.Seq2[eventstore.
 
 // checkEvent decodes e strictly.
 func (r *Registry) checkEvent(e eventstore.Event) error {
-	buf := getDocBuf()
-	defer putDocBuf(buf)
-	t, data, doc, err := r.load().currentJSON(e, true, buf)
+	t, data, err := r.load().currentJSON(e, true)
 	if err != nil {
 		return err
 	}
-	if err := decodeInto(reflect.New(t.goType), data, doc); err != nil {
+	if err := unmarshal(data, reflect.New(t.goType).Interface()); err != nil {
 		return fmt.Errorf("schema: decode %q v%d into %s: %w", t.name, e.SchemaVersion, t.goType, err)
 	}
 	return nil

@@ -9,7 +9,8 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
+
+	gojson "github.com/goccy/go-json"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 
@@ -78,14 +79,12 @@ func (r *Registry) Encode(v any) (eventstore.NewEvent, error) {
 // upcasting; an error matching ErrNoUpcast when an upcaster is missing;
 // the upcaster's error, wrapped, when one fails.
 func (r *Registry) Decode(e eventstore.Event) (any, error) {
-	buf := getDocBuf()
-	defer putDocBuf(buf)
-	t, data, doc, err := r.load().currentJSON(e, false, buf)
+	t, data, err := r.load().currentJSON(e, false)
 	if err != nil {
 		return nil, err
 	}
 	p := reflect.New(t.goType)
-	if err := decodeInto(p, data, doc); err != nil {
+	if err := unmarshal(data, p.Interface()); err != nil {
 		return nil, fmt.Errorf("schema: decode %q v%d into %s: %w", t.name, e.SchemaVersion, t.goType, err)
 	}
 	return p.Elem().Interface(), nil
@@ -109,48 +108,31 @@ func DecodeAs[T any](reg *Registry, e eventstore.Event) (T, error) {
 		}
 		return out, nil
 	}
-	buf := getDocBuf()
-	defer putDocBuf(buf)
-	t, data, doc, err := reg.load().currentJSON(e, false, buf)
+	t, data, err := reg.load().currentJSON(e, false)
 	if err != nil {
 		return out, err
 	}
 	if t.goType != rt {
 		return out, fmt.Errorf("schema: decode %q: the event's Go type is %s, not %s", e.Type, t.goType, rt)
 	}
-	if err := decodeInto(reflect.ValueOf(&out), data, doc); err != nil {
+	if err := unmarshal(data, &out); err != nil {
 		return out, fmt.Errorf("schema: decode %q v%d into %s: %w", t.name, e.SchemaVersion, rt, err)
 	}
 	return out, nil
 }
 
-// decodeInto sets the zero value p points to from a payload in the
-// current version: straight from doc, the upcast document, when fill can
-// (which is what json.Unmarshal of data would give), else by
-// json.Unmarshal of data.
-func decodeInto(p reflect.Value, data []byte, doc any) error {
-	if doc != nil {
-		if fill(p.Elem(), doc) {
-			return nil
-		}
-		p.Elem().SetZero() // fill may have set part of it
-	}
-	return json.Unmarshal(data, p.Interface())
-}
-
 // currentJSON returns e's type and e's payload in the current version:
-// e.Data itself when e is current, or the upcast document, printed into
-// buf (whose bytes the caller must not use after putting buf back in the
-// pool), with the document itself. strict also validates e.Data against
-// its own version's schema, and a current event against the current
-// schema.
-func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*eventType, []byte, any, error) {
+// e.Data itself when e is current, or the upcast document, printed and
+// validated against the current schema. strict also validates e.Data
+// against its own version's schema, and a current event against the
+// current schema.
+func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte, error) {
 	t := s.byName[e.Type]
 	if t == nil {
-		return nil, nil, nil, &ValidationError{EventType: e.Type, Version: e.SchemaVersion, Err: ErrUnknownType}
+		return nil, nil, &ValidationError{EventType: e.Type, Version: e.SchemaVersion, Err: ErrUnknownType}
 	}
 	if t.goType == nil {
-		return nil, nil, nil, fmt.Errorf("schema: decode %q: %w: its schemas are registered but no Go type is (use schema.Register)", e.Type, ErrUnknownType)
+		return nil, nil, fmt.Errorf("schema: decode %q: %w: its schemas are registered but no Go type is (use schema.Register)", e.Type, ErrUnknownType)
 	}
 	n := e.SchemaVersion
 	if n == 0 {
@@ -158,79 +140,49 @@ func (s *state) currentJSON(e eventstore.Event, strict bool, buf *[]byte) (*even
 	}
 	v := t.versions[n]
 	if v == nil || n > t.current {
-		return nil, nil, nil, &ValidationError{EventType: e.Type, Version: n, Err: ErrUnknownVersion}
+		return nil, nil, &ValidationError{EventType: e.Type, Version: n, Err: ErrUnknownVersion}
 	}
 	if n == t.current {
 		if strict {
 			if err := v.check(t.name, e.Data); err != nil {
-				return nil, nil, nil, err
+				return nil, nil, err
 			}
 		}
-		return t, e.Data, nil, nil
+		return t, e.Data, nil
 	}
 	for i := n; i < t.current; i++ {
 		if t.upcasts[i] == nil {
-			return nil, nil, nil, fmt.Errorf("schema: decode %q v%d: %w: no upcaster from v%d to v%d", e.Type, n, ErrNoUpcast, i, i+1)
+			return nil, nil, fmt.Errorf("schema: decode %q v%d: %w: no upcaster from v%d to v%d", e.Type, n, ErrNoUpcast, i, i+1)
 		}
 	}
 	if strict {
 		if err := v.check(t.name, e.Data); err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 	}
 	doc, err := parseDoc(e.Data)
 	if err != nil {
-		// parseDoc only says "malformed": let encoding/json say where.
-		var d any
-		if jerr := decodeJSON(e.Data, &d); jerr != nil {
-			err = jerr
-		}
-		return nil, nil, nil, invalidJSON(t.name, n, err)
+		return nil, nil, invalidJSON(t.name, n, err)
 	}
 	m, ok := doc.(map[string]any)
 	if !ok {
-		return nil, nil, nil, &ValidationError{EventType: t.name, Version: n,
+		return nil, nil, &ValidationError{EventType: t.name, Version: n,
 			Failures: []Failure{{Reason: "is a JSON " + jsonKind(doc) + ", upcasters need an object"}}}
 	}
 	for i := n; i < t.current; i++ {
 		var err error
 		if m, err = runUpcast(t.upcasts[i], m); err != nil {
-			return nil, nil, nil, fmt.Errorf("schema: decode %q: upcast v%d to v%d: %w", t.name, i, i+1, err)
+			return nil, nil, fmt.Errorf("schema: decode %q: upcast v%d to v%d: %w", t.name, i, i+1, err)
 		}
 	}
-	// Printed and checked by the fast path in one pass.
-	cur := t.versions[t.current]
-	data, valid, err := appendDocChecked((*buf)[:0], m, cur.fast)
-	*buf = data[:0]
+	data, err := printDoc(m)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
+		return nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
 	}
-	if cur.fast == nil || !valid {
-		// The validator wants the document as encoding/json would give
-		// it for the printed bytes (an upcaster may have added Go ints,
-		// for example).
-		v, err := parseDoc(data)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
-		}
-		if err := cur.validateValue(t.name, v); err != nil {
-			return nil, nil, nil, err
-		}
+	if err := t.versions[t.current].check(t.name, data); err != nil {
+		return nil, nil, err
 	}
-	return t, data, m, nil
-}
-
-// docBufs holds the buffers upcast documents are printed into.
-var docBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-func getDocBuf() *[]byte { return docBufs.Get().(*[]byte) }
-
-// putDocBuf returns b to the pool unless it grew past 64 KiB, so that one
-// huge event does not pin its buffer for good.
-func putDocBuf(b *[]byte) {
-	if cap(*b) <= 64<<10 {
-		docBufs.Put(b)
-	}
+	return t, data, nil
 }
 
 // runUpcast calls fn, turning a panic into an error.
@@ -318,6 +270,46 @@ func jsonKind(v any) string {
 		return "array"
 	}
 	return "object"
+}
+
+// unmarshal decodes a payload in the current version into the value v
+// points to, as json.Unmarshal does (FuzzFill holds it to that), with
+// go-json, which is faster at it.
+func unmarshal(data []byte, v any) error { return gojson.Unmarshal(data, v) }
+
+// printDoc prints an upcast document as encoding/json's Marshal does
+// (FuzzDocCodec holds it to that), with go-json, which is faster at it.
+func printDoc(doc any) ([]byte, error) { return gojson.Marshal(doc) }
+
+// parseDoc parses the one JSON document in data as decodeJSON does
+// (FuzzDocCodec holds it to that), with go-json, which is faster at it; a
+// malformed document gets encoding/json's description of what is wrong.
+func parseDoc(data []byte) (any, error) {
+	d := gojson.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	if err == nil && !onlySpace(data[d.InputOffset():]) {
+		err = errors.New("data after the JSON document")
+	}
+	if err != nil {
+		var std any
+		if stdErr := decodeJSON(data, &std); stdErr != nil {
+			return nil, stdErr
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+// onlySpace reports whether b is JSON white space only.
+func onlySpace(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeJSON parses one JSON document into v, with numbers as json.Number
