@@ -18,6 +18,7 @@ import (
 //	{schema}         the configured schema, quoted as an identifier: {schema}.events
 //	{event_columns}  the columns of an event row, in the order rows.go declares them
 //	{channel}        the wake-up channel (Store.Channel), as a string literal
+//	{channel_name}   the same channel as an identifier, for LISTEN
 //	{lock_seed}      the seed of the streams' advisory lock keys (appendLockSeed)
 //
 // The expanded statements live in Store.sql (queries); a statement with
@@ -50,6 +51,7 @@ func sqlExpander(schema, channel string) *strings.Replacer {
 	return sqltext.Expander(schema,
 		"{event_columns}", eventColumns,
 		"{channel}", "'"+strings.ReplaceAll(channel, "'", "''")+"'",
+		"{channel_name}", pgx.Identifier{channel}.Sanitize(),
 		// Of the quoted name, as ever: processes of every release take
 		// the same lock for a stream.
 		"{lock_seed}", strconv.FormatInt(appendLockSeed(pgx.Identifier{schema}.Sanitize()), 10),

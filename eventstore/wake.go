@@ -138,7 +138,7 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.Channel()}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, s.sql.expand.Replace(`LISTEN {channel_name}`)); err != nil {
 		return err
 	}
 	connected()
