@@ -181,17 +181,24 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		index[groupKey{stream, tx}] = g
 		groups = append(groups, g)
 	}
-	// The messages of a caller's tx are written under a savepoint, kept
-	// (the tx's commit publishes them) unless this Publish fails: an
-	// error means that none of its messages is published, so then the
-	// savepoints roll back.
+	// The messages of a caller's tx are written under a savepoint,
+	// released (the tx's commit publishes them) once the whole Publish
+	// succeeded, and rolled back if it fails: an error means that none of
+	// its messages is published.
 	var own []*group   // the groups without a tx, written together
 	var undo []*undoTx // the savepoints in callers' txs
 	defer func() {
 		for i := len(undo) - 1; i >= 0; i-- {
-			if u := undo[i]; u.failed {
+			u := undo[i]
+			if u.failed {
 				_ = u.sp.Rollback(context.WithoutCancel(u.ctx))
+				continue
 			}
+			// Released once this Publish is known to succeed, so that a
+			// tx that publishes many times does not pile up open
+			// subtransactions (past 64 they slow every snapshot of the
+			// server). A failed release breaks the tx: its commit fails.
+			_ = u.sp.Commit(context.WithoutCancel(u.ctx))
 		}
 	}()
 	fail := func(err error) error {
