@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/strata-go/strata/internal/retry"
 )
 
 // coordinator is one Run of a subscription in this process: every
@@ -12,7 +14,9 @@ import (
 // the partitions (lease.go), runs one worker per partition it owns
 // (worker.go), stops the workers of partitions it lost or gives back, and
 // ends Run when a worker fails under the Stop policy or, with
-// StopWhenCaughtUp, when every partition has caught up.
+// StopWhenCaughtUp, when every partition has caught up, or, with StopAt,
+// when every partition, this process's or another's, has reached it
+// (stopat.go).
 //
 // Only the goroutine running run touches workers and caughtUp; workers
 // report through the exited and reached channels.
@@ -50,8 +54,27 @@ func newCoordinator(sub *Subscription, h Handler, cancel context.CancelCauseFunc
 func (c *coordinator) run(ctx context.Context) error {
 	tick := time.NewTicker(c.sub.cfg.LeaseTTL / 3)
 	defer tick.Stop()
+	var others <-chan time.Time // with StopAt: look at other processes' partitions
+	if !c.sub.cfg.StopAt.IsZero() {
+		t := time.NewTicker(c.sub.cfg.PollInterval)
+		defer t.Stop()
+		others = t.C
+	}
+	// A failed lease maintenance is tried again sooner than the next
+	// tick: from RetryBackoff, doubling up to the tick, with jitter.
+	wait := retry.Backoff(min(c.sub.cfg.RetryBackoff, c.sub.cfg.LeaseTTL/3), c.sub.cfg.LeaseTTL/3)
+	var again <-chan time.Time
+	maintain := true
 	for {
-		c.rebalance(ctx)
+		if maintain {
+			if c.rebalance(ctx) {
+				wait.Reset()
+				again = nil
+			} else {
+				again = time.After(wait.NextBackOff())
+			}
+		}
+		maintain = true
 		select {
 		case <-ctx.Done():
 			if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -68,10 +91,16 @@ func (c *coordinator) run(ctx context.Context) error {
 			}
 		case p := <-c.reached:
 			c.caughtUp[p] = true
-			if c.sub.cfg.StopWhenCaughtUp && len(c.caughtUp) == c.sub.cfg.Partitions {
-				return nil
-			}
 		case <-tick.C:
+		case <-again:
+		case <-others:
+			maintain = false // the leases wait for their own tick
+			if len(c.caughtUp) < c.sub.cfg.Partitions {
+				c.othersAtStop(ctx, c.caughtUp)
+			}
+		}
+		if (c.sub.cfg.StopWhenCaughtUp || !c.sub.cfg.StopAt.IsZero()) && len(c.caughtUp) == c.sub.cfg.Partitions {
+			return nil
 		}
 	}
 }
@@ -87,14 +116,15 @@ func (c *coordinator) stop(ctx context.Context) {
 // rebalance renews the leases and matches the workers to them: it stops
 // the workers of partitions no longer owned, hands surplus partitions
 // over, and starts workers for partitions claimed (or owned without one).
-func (c *coordinator) rebalance(ctx context.Context) {
+// It reports whether the leases could be maintained.
+func (c *coordinator) rebalance(ctx context.Context) bool {
 	sub := c.sub
 	claimed, owned, surplus, err := sub.maintain(ctx, len(c.workers))
 	if err != nil {
 		if ctx.Err() == nil {
 			sub.log.Warn("strata: lease maintenance failed", "err", err)
 		}
-		return
+		return false
 	}
 	for p, w := range c.workers {
 		if !owned[p] {
@@ -119,6 +149,7 @@ func (c *coordinator) rebalance(ctx context.Context) {
 			c.start(ctx, p, cp)
 		}
 	}
+	return true
 }
 
 // start runs a worker for partition p from checkpoint cp.

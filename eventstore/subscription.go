@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -110,6 +111,14 @@ type SubscriptionConfig struct {
 	// to the end of the readable log (for rebuilds and one-off catch-ups).
 	// Run must then own all partitions: it waits for their leases.
 	StopWhenCaughtUp bool
+	// StopAt, when set, makes Run return nil once every partition has
+	// handled every event at or before this position that it selects —
+	// whoever handled it: partitions leased by other processes count when
+	// their checkpoints show it. Unlike StopWhenCaughtUp, Run takes only its
+	// fair share of the partitions, and an open transaction that holds the
+	// readable end of the log before the position makes Run wait for it.
+	// Rebuilds stop at the log's head this way (see Store.Head).
+	StopAt Position
 	// HandleOutsideTx calls the handler with a nil tx, before the
 	// transaction that advances the checkpoint begins, so that no
 	// connection is held and no transaction is open while it runs. For
@@ -251,6 +260,11 @@ func (cfg *SubscriptionConfig) check() error {
 		return bad("%d partitions, more than %d", cfg.Partitions, MaxPartitions)
 	case cfg.LeaseTTL > 0 && cfg.LeaseTTL < time.Millisecond:
 		return bad("lease TTL %s is shorter than 1ms", cfg.LeaseTTL)
+	case cfg.StopWhenCaughtUp && !cfg.StopAt.IsZero():
+		return bad("StopWhenCaughtUp and StopAt are set together; choose one")
+	}
+	if err := checkPosition("subscription "+strconv.Quote(cfg.Name)+": StopAt", cfg.StopAt); err != nil {
+		return err
 	}
 	for _, c := range cfg.Categories {
 		if !validText(c) {
@@ -285,7 +299,7 @@ func (sub *Subscription) Owner() string { return sub.cfg.Owner }
 func (sub *Subscription) Register(ctx context.Context) error { return sub.register(ctx) }
 
 // Run handles the subscription's events with h until ctx is done (or,
-// with StopWhenCaughtUp, until caught up). It takes a fair share of the
+// with StopWhenCaughtUp or StopAt, until caught up). It takes a fair share of the
 // partitions (all of them when it runs alone), follows the log live, takes
 // over partitions whose owner stopped renewing its lease, and returns after
 // finishing or abandoning its current batches. Run returns nil when ctx

@@ -47,6 +47,7 @@ type worker struct {
 	parked   map[string]int64 // stream → id of its first dead letter
 	lastSync time.Time        // when sync last ran
 	ahead    chan prefetched  // the next page, read while a batch is handled
+	stop     stopState        // progress toward SubscriptionConfig.StopAt (stopat.go)
 }
 
 // checkInvariants makes every worker step check the state invariant and
@@ -57,7 +58,7 @@ var checkInvariants = false
 func newWorker(sub *Subscription, p int, cp checkpoint) *worker {
 	return &worker{sub: sub, p: p, cp: cp.Position, resets: cp.resets, readAt: cp.Position, stored: time.Now(),
 		filter:  Filter{Categories: sub.cfg.Categories, Types: sub.cfg.Types, Partitions: sub.cfg.Partitions, Partition: p},
-		metrics: sub.tel.partition(sub.cfg.Name, p)}
+		metrics: sub.tel.partition(sub.cfg.Name, p), stop: stopState{at: sub.cfg.StopAt}}
 }
 
 // checkInvariant returns an error describing how the worker's state breaks
@@ -107,7 +108,7 @@ func (w *worker) assertInvariant() {
 // run reads and handles the partition's events until ctx ends, the lease
 // is lost (nil) or the handler fails under the Stop policy (its
 // *HandlerError). It sends p on caughtUp the first time it reaches the end
-// of the log.
+// of the log, or, with SubscriptionConfig.StopAt, the stop position.
 func (w *worker) run(ctx context.Context, h Handler, wake <-chan struct{}, caughtUp chan<- int) error {
 	sub := w.sub
 	defer w.dropPrefetch()
@@ -155,6 +156,10 @@ func (w *worker) run(ctx context.Context, h Handler, wake <-chan struct{}, caugh
 				return w.exit(ctx, err)
 			}
 			w.assertInvariant()
+			if !reported && w.passedStop() {
+				reported = true
+				w.report(ctx, caughtUp)
+			}
 			continue
 		}
 		if page.Next != w.readAt {
@@ -182,10 +187,13 @@ func (w *worker) run(ctx context.Context, h Handler, wake <-chan struct{}, caugh
 			}
 		}
 		if !reported {
-			reported = true
-			select {
-			case caughtUp <- w.p:
-			case <-ctx.Done():
+			reached, again := w.reachedStop(ctx)
+			if again {
+				continue
+			}
+			if reached {
+				reported = true
+				w.report(ctx, caughtUp)
 			}
 		}
 		select {
@@ -197,6 +205,14 @@ func (w *worker) run(ctx context.Context, h Handler, wake <-chan struct{}, caugh
 		}
 	}
 	return nil
+}
+
+// report sends the worker's partition on caughtUp.
+func (w *worker) report(ctx context.Context, caughtUp chan<- int) {
+	select {
+	case caughtUp <- w.p:
+	case <-ctx.Done():
+	}
 }
 
 // prefetched is a page read ahead, from after.

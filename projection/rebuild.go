@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,129 +56,22 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 		return err
 	}
 	started := time.Now()
-	var handled atomic.Int64
-	poll := make(chan struct{}, 1)
-	batchSize := r.cfg.BatchSize
-	if e.p.BatchSize > 0 {
-		batchSize = e.p.BatchSize
-	}
-	var target eventstore.Position // set before the subscription runs
-	// reached[p] says this call's batches took partition p past target:
-	// when they took every partition there, the rebuild is done without
-	// asking the database.
-	var mu sync.Mutex
-	reached := make([]bool, e.p.Partitions)
-	onBatch := func(b eventstore.BatchInfo) {
-		handled.Add(int64(b.Events))
-		atTarget := !b.Last.Less(target)
-		if atTarget && b.Partition >= 0 && b.Partition < len(reached) {
-			mu.Lock()
-			reached[b.Partition] = true
-			mu.Unlock()
-		}
-		if b.Events+b.Parked < batchSize || atTarget {
-			// A short batch, or one that reached the target: this
-			// partition may have caught up.
-			select {
-			case poll <- struct{}{}:
-			default:
-			}
-		}
-	}
-	allReached := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return !slices.Contains(reached, false)
-	}
-	owner := r.cfg.Owner
-	if owner != "" {
-		owner += "/rebuild"
-	}
-	sub, err := r.subscription(e, owner, onBatch)
+	handledBefore := e.handled.Load()
+	plan, err := r.planRebuild(ctx, e)
 	if err != nil {
-		return err
-	}
-	if err := sub.Register(ctx); err != nil {
 		return fmt.Errorf("projection %q: rebuild: %w", name, err)
-	}
-	pool := r.store.Pool()
-	var total, targetTx int64
-	var since time.Time
-	resumed := true
-	// For a projection of the whole log in one partition, the head's count
-	// of events is the work to do, and the lag count below (a scan of the
-	// log, as long as the replay's first batches) is skipped.
-	whole := len(e.p.Types) == 0 && len(e.p.Categories) == 0 && e.p.Partitions <= 1
-	headEvents := int64(-1)
-	err = pool.QueryRow(ctx, r.sql.getRebuild, e.sub).Scan(&targetTx, &target.Seq, &total, &since)
-	if errors.Is(err, pgx.ErrNoRows) {
-		resumed = false
-		// The last committed event, readable or not yet: a rebuild that
-		// stopped at the readable end would leave out events committed
-		// before it began whenever an open transaction holds readers back.
-		head, err := r.store.Head(ctx)
-		if err != nil {
-			return fmt.Errorf("projection %q: rebuild: %w", name, err)
-		}
-		target = head.Position
-		if whole && !head.Estimated {
-			headEvents = head.Events
-		}
-		err = r.store.ResetSubscription(ctx, e.sub, eventstore.Position{}, func(ctx context.Context, tx pgx.Tx) error {
-			if err := r.reset(ctx, e, tx); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, r.sql.insertRebuild, e.sub, int64(target.TxID), target.Seq)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("projection %q: rebuild: %w", name, err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("projection %q: rebuild: %w", name, err)
-	} else {
-		target.TxID = uint64(targetTx)
-	}
-	if target.IsZero() {
-		// The log was empty: every partition is past it already.
-		for i := range reached {
-			reached[i] = true
-		}
-		poll <- struct{}{}
-	}
-
-	// What is left to do, from the partitions' lag, counted before the
-	// subscription starts so that none of its batches precedes the count.
-	// (Counting beside the subscription's start-up, with its first commit
-	// held back until the count, measured no faster on two cores.)
-	left := headEvents
-	if left < 0 {
-		parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
-		if err != nil {
-			return fmt.Errorf("projection %q: rebuild: %w", name, err)
-		}
-		left = sumLag(parts)
-	}
-	var doneBefore int64
-	if resumed {
-		doneBefore = max(0, total-left)
-	} else {
-		total = left
-		if _, err := pool.Exec(ctx, r.sql.setRebuildTotal, e.sub, total); err != nil {
-			return fmt.Errorf("projection %q: rebuild: %w", name, err)
-		}
 	}
 	report := func(finished bool) {
 		if progress == nil {
 			return
 		}
 		el := time.Since(started)
-		n := handled.Load()
-		done := max(doneBefore+n, total-left)
+		n := e.handled.Load() - handledBefore
+		done := plan.doneBefore + n
 		if finished {
-			done = max(done, total)
+			done = max(done, plan.total)
 		}
-		p := Progress{Projection: name, Done: done, Total: max(total, done), Elapsed: el, Resumed: resumed, Finished: finished}
+		p := Progress{Projection: name, Done: done, Total: max(plan.total, done), Elapsed: el, Resumed: plan.resumed, Finished: finished}
 		if s := el.Seconds(); s > 0 {
 			p.Rate = float64(n) / s
 		}
@@ -189,87 +79,128 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	}
 	report(false)
 
-	rctx, cancel := context.WithCancel(withVersion(ctx, e))
-	defer cancel()
-	h := r.handler(e)
-	runErr := make(chan error, 1)
-	running := true
-	go func() { runErr <- sub.Run(rctx, h) }()
-	stop := func() {
-		cancel()
-		if running {
-			<-runErr
-		}
+	owner := r.cfg.Owner
+	if owner != "" {
+		owner += "/rebuild"
 	}
-
-	statusTick := time.NewTicker(time.Second)
-	defer statusTick.Stop()
-	progressTick := time.NewTicker(200 * time.Millisecond)
-	defer progressTick.Stop()
-	wait := retry.Backoff(r.cfg.RetryBackoff, r.cfg.MaxRetryBackoff)
+	finished := make(chan error, 1)
+	if plan.target.IsZero() {
+		finished <- nil // the log was empty: nothing to replay
+	} else {
+		go func() { finished <- r.keepRunning(ctx, e, owner, plan.target) }()
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
-		case <-ctx.Done():
-			stop()
-			return fmt.Errorf("projection %q: rebuild interrupted (it resumes on the next Rebuild or Run): %w", name, ctx.Err())
-		case err := <-runErr:
-			running = false
-			var he *eventstore.HandlerError
-			if errors.As(err, &he) || errors.Is(err, eventstore.ErrPartitionsChanged) {
+		case err := <-finished:
+			if ctx.Err() != nil {
+				return fmt.Errorf("projection %q: rebuild interrupted (it resumes on the next Rebuild or Run): %w", name, ctx.Err())
+			}
+			if err != nil {
 				return fmt.Errorf("projection %q: rebuild: %w", name, err)
 			}
-			d := wait.NextBackOff()
-			r.log.Warn("strata: rebuild's subscription failed; restarting", "projection", name, "err", err, "retry_in", d)
-			if !retry.Sleep(ctx, d) {
-				continue // reported by the ctx.Done case
+			if err := r.endRebuild(ctx, e); err != nil {
+				return fmt.Errorf("projection %q: rebuild: %w", name, err)
 			}
-			running = true
-			go func() { runErr <- sub.Run(rctx, h) }()
-			continue
-		case <-progressTick.C:
+			report(true)
+			return nil
+		case <-tick.C:
 			report(false)
-			continue
-		case <-statusTick.C:
-		case <-poll:
 		}
-		if !allReached() {
-			parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
-			if err != nil {
-				// The database may be restarting; try at the next tick.
-				if ctx.Err() == nil {
-					r.log.Warn("strata: rebuild could not read its progress", "projection", name, "err", err)
-				}
-				continue
-			}
-			left = sumLag(parts)
-			if !caughtUp(parts, target) {
-				continue
-			}
-		}
-		if _, err := pool.Exec(ctx, r.sql.deleteRebuild, e.sub); err != nil {
-			if ctx.Err() == nil {
-				r.log.Warn("strata: rebuild caught up but could not clear its record; retrying", "projection", name, "err", err)
-			}
-			continue
-		}
-		stop()
-		report(true)
-		return nil
 	}
 }
 
-// caughtUp reports whether every partition has read past target or has
-// nothing left to read.
-func caughtUp(parts []eventstore.SubscriptionStatus, target eventstore.Position) bool {
-	if len(parts) == 0 {
-		return false
+// rebuildPlan is where a rebuild stops and how much it has to do.
+type rebuildPlan struct {
+	target     eventstore.Position // the log's head when the rebuild began
+	total      int64               // the events to replay, counted when it began
+	doneBefore int64               // of those, replayed before this call
+	resumed    bool                // an earlier call began the rebuild
+}
+
+// planRebuild finds the rebuild an earlier call began, or begins one: the
+// wipe of the read model, the move of the checkpoints to the start of the
+// log and the record of the target commit in one transaction. The count
+// of what is left is taken before the replay starts, so that none of its
+// batches precedes the count.
+func (r *Runner) planRebuild(ctx context.Context, e *entry) (rebuildPlan, error) {
+	sub, err := r.subscription(e, "", eventstore.Position{})
+	if err != nil {
+		return rebuildPlan{}, err
 	}
-	for _, p := range parts {
-		if p.Lag > 0 && p.Checkpoint.Less(target) {
-			return false
+	if err := sub.Register(ctx); err != nil {
+		return rebuildPlan{}, err
+	}
+	pool := r.store.Pool()
+	var plan rebuildPlan
+	var targetTx int64
+	var since time.Time
+	err = pool.QueryRow(ctx, r.sql.getRebuild, e.sub).Scan(&targetTx, &plan.target.Seq, &plan.total, &since)
+	switch {
+	case err == nil:
+		plan.resumed = true
+		plan.target.TxID = uint64(targetTx)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return rebuildPlan{}, err
+	default:
+		// The last committed event, readable or not yet: a rebuild that
+		// stopped at the readable end would leave out events committed
+		// before it began whenever an open transaction holds readers back.
+		head, err := r.store.Head(ctx)
+		if err != nil {
+			return rebuildPlan{}, err
+		}
+		plan.target = head.Position
+		err = r.store.ResetSubscription(ctx, e.sub, eventstore.Position{}, func(ctx context.Context, tx pgx.Tx) error {
+			if err := r.reset(ctx, e, tx); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, r.sql.insertRebuild, e.sub, int64(plan.target.TxID), plan.target.Seq)
+			return err
+		})
+		if err != nil {
+			return rebuildPlan{}, err
+		}
+		// For a projection of the whole log in one partition, the head's
+		// count is the work to do, and the lag count below (a scan of the
+		// log, as long as the replay's first batches) is skipped.
+		if len(e.p.Types) == 0 && len(e.p.Categories) == 0 && e.p.Partitions <= 1 && !head.Estimated {
+			plan.total = head.Events
+			_, err := pool.Exec(ctx, r.sql.setRebuildTotal, e.sub, plan.total)
+			return plan, err
 		}
 	}
-	return true
+	parts, err := r.store.SubscriptionStatuses(ctx, e.sub)
+	if err != nil {
+		return rebuildPlan{}, err
+	}
+	left := sumLag(parts)
+	if plan.resumed {
+		plan.doneBefore = max(0, plan.total-left)
+		return plan, nil
+	}
+	plan.total = left
+	_, err = pool.Exec(ctx, r.sql.setRebuildTotal, e.sub, plan.total)
+	return plan, err
+}
+
+// endRebuild clears the record of a finished rebuild, retrying with
+// backoff while the database is unreachable (the replay is done: giving up
+// here would leave the projection shown as rebuilding).
+func (r *Runner) endRebuild(ctx context.Context, e *entry) error {
+	wait := retry.Backoff(r.cfg.RetryBackoff, r.cfg.MaxRetryBackoff)
+	for {
+		_, err := r.store.Pool().Exec(ctx, r.sql.deleteRebuild, e.sub)
+		if err == nil {
+			return nil
+		}
+		d := wait.NextBackOff()
+		r.log.Warn("strata: rebuild caught up but could not clear its record; retrying", "projection", e.p.Name, "err", err, "retry_in", d)
+		if !retry.Sleep(ctx, d) {
+			return fmt.Errorf("caught up, but its record was not cleared (the next Rebuild or Run finishes it): %w", ctx.Err())
+		}
+	}
 }
 
 func sumLag(parts []eventstore.SubscriptionStatus) int64 {
@@ -292,7 +223,7 @@ func (r *Runner) Reset(ctx context.Context, name string, to eventstore.Position)
 	if err != nil {
 		return err
 	}
-	sub, err := r.subscription(e, "", nil)
+	sub, err := r.subscription(e, "", eventstore.Position{})
 	if err != nil {
 		return err
 	}

@@ -247,3 +247,44 @@ func TestRebuildEmptyLog(t *testing.T) {
 		t.Fatalf("status after rebuild: %+v", st)
 	}
 }
+
+// A Rebuild beside a Runner of the same process that owns the projection's
+// partition (so the Runner's subscription does the replay) reports real
+// progress: the events as they are handled, at a rate, and it returns soon
+// after the replay reaches the head rather than a status poll later.
+func TestRebuildProgressWhileRunnerOwnsIt(t *testing.T) {
+	t.Parallel()
+	s, db := newStore(t)
+	ctx := context.Background()
+	tt := newTotals(t, db.Pool, db.Schema, "totals")
+	bulkAppend(t, s, 3000, 10, "")
+	slow := projection.HandlerFunc(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+		time.Sleep(300 * time.Microsecond) // about a second of replay in all
+		return tt.Handle(ctx, tx, e)
+	})
+	r := projection.NewRunner(s, []projection.Projection{{Name: "totals", Handler: slow, Reset: tt.reset, BatchSize: 100}},
+		&projection.Config{PollInterval: 50 * time.Millisecond})
+	runRunner(t, r)
+	waitModel(t, db.Pool, tt, db.Schema, 60*time.Second)
+
+	var reports []projection.Progress
+	started := time.Now()
+	if err := r.Rebuild(ctx, "totals", func(p projection.Progress) { reports = append(reports, p) }); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(started)
+	waitModel(t, db.Pool, tt, db.Schema, time.Second)
+	last := reports[len(reports)-1]
+	if !last.Finished || last.Done != 3000 || last.Total != 3000 {
+		t.Fatalf("last report %+v", last)
+	}
+	var midway bool
+	for _, p := range reports[:len(reports)-1] {
+		if p.Done > 0 && p.Done < p.Total && p.Rate > 0 {
+			midway = true
+		}
+	}
+	if !midway {
+		t.Fatalf("no report showed the replay under way (after %s): %+v", took, reports)
+	}
+}

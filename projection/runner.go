@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,6 +35,8 @@ type Runner struct {
 type entry struct {
 	p   Projection
 	sub string // subscription name
+
+	handled atomic.Int64 // events handled in this process, by Run and Rebuild (progress)
 
 	mu      sync.Mutex
 	stopped error // the *eventstore.HandlerError that stopped it in this process
@@ -127,24 +130,36 @@ func (r *Runner) supervise(ctx context.Context, e *entry) error {
 		e.running--
 		e.mu.Unlock()
 	}()
+	err := r.keepRunning(ctx, e, r.cfg.Owner, eventstore.Position{})
+	if err != nil {
+		r.log.Error("strata: projection stopped", "projection", e.p.Name, "err", err)
+		e.mu.Lock()
+		e.stopped = err
+		e.mu.Unlock()
+		return fmt.Errorf("projection %q: %w", e.p.Name, err)
+	}
+	return nil
+}
+
+// keepRunning runs one projection's subscription, restarting it with
+// backoff after database failures, until ctx ends (nil), it reaches stopAt
+// if set (nil), or its handler stops it (the *eventstore.HandlerError, or
+// eventstore.ErrPartitionsChanged).
+func (r *Runner) keepRunning(ctx context.Context, e *entry, owner string, stopAt eventstore.Position) error {
 	wait := retry.Backoff(r.cfg.RetryBackoff, r.cfg.MaxRetryBackoff)
 	for {
-		sub, err := r.subscription(e, r.cfg.Owner, nil)
+		sub, err := r.subscription(e, owner, stopAt)
 		if err != nil {
 			return err
 		}
 		started := time.Now()
 		err = sub.Run(withVersion(ctx, e), r.handler(e))
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || err == nil {
 			return nil
 		}
 		var he *eventstore.HandlerError
 		if errors.As(err, &he) || errors.Is(err, eventstore.ErrPartitionsChanged) {
-			r.log.Error("strata: projection stopped", "projection", e.p.Name, "err", err)
-			e.mu.Lock()
-			e.stopped = err
-			e.mu.Unlock()
-			return fmt.Errorf("projection %q: %w", e.p.Name, err)
+			return err
 		}
 		if time.Since(started) > time.Minute {
 			wait.Reset()
@@ -161,8 +176,10 @@ func withVersion(ctx context.Context, e *entry) context.Context {
 	return context.WithValue(ctx, versionKey{}, e.p.Version)
 }
 
-// subscription builds the eventstore subscription of a projection.
-func (r *Runner) subscription(e *entry, owner string, onBatch func(eventstore.BatchInfo)) (*eventstore.Subscription, error) {
+// subscription builds the eventstore subscription of a projection, which
+// stops at stopAt unless it is zero. Every batch it handles counts in
+// e.handled.
+func (r *Runner) subscription(e *entry, owner string, stopAt eventstore.Position) (*eventstore.Subscription, error) {
 	p := e.p
 	cfg := eventstore.SubscriptionConfig{
 		Name:            e.sub,
@@ -180,6 +197,7 @@ func (r *Runner) subscription(e *entry, owner string, onBatch func(eventstore.Ba
 		Logger:          r.cfg.Logger,
 		MeterProvider:   r.cfg.MeterProvider,
 		Transient:       failure.Rules{IsTransient: p.Transient}.Transient,
+		StopAt:          stopAt,
 	}
 	if p.BatchSize > 0 {
 		cfg.BatchSize = p.BatchSize
@@ -188,18 +206,14 @@ func (r *Runner) subscription(e *entry, owner string, onBatch func(eventstore.Ba
 		cfg.MaxAttempts = p.MaxAttempts
 	}
 	m := r.cfg.Metrics.Batch
-	if m != nil || onBatch != nil {
-		cfg.OnBatch = func(b eventstore.BatchInfo) {
-			if onBatch != nil {
-				onBatch(b)
+	cfg.OnBatch = func(b eventstore.BatchInfo) {
+		e.handled.Add(int64(b.Events))
+		if m != nil {
+			bm := BatchMetrics{Projection: p.Name, Partition: b.Partition, Events: b.Events, Parked: b.Parked, Duration: b.Duration}
+			if b.Events > 0 && !b.LastRecordedAt.IsZero() {
+				bm.Lag = max(0, time.Since(b.LastRecordedAt))
 			}
-			if m != nil {
-				bm := BatchMetrics{Projection: p.Name, Partition: b.Partition, Events: b.Events, Parked: b.Parked, Duration: b.Duration}
-				if b.Events > 0 && !b.LastRecordedAt.IsZero() {
-					bm.Lag = max(0, time.Since(b.LastRecordedAt))
-				}
-				m(bm)
-			}
+			m(bm)
 		}
 	}
 	sub, err := r.store.Subscription(cfg)
