@@ -30,6 +30,8 @@ type coordinator struct {
 	caughtUp map[int]bool     // partitions that have reached the end of the log once
 	exited   chan struct{}    // a worker ended: look for closed done channels
 	reached  chan int         // a worker reached the end of the log
+	// maintain is sub.maintain (lease.go); tests wrap it to make it fail.
+	maintain func(ctx context.Context, running int) (claimed map[int]checkpoint, owned map[int]bool, surplus []int, err error)
 }
 
 // running is a partition's worker.
@@ -47,6 +49,7 @@ func newCoordinator(sub *Subscription, h Handler, cancel context.CancelCauseFunc
 		caughtUp: map[int]bool{},
 		exited:   make(chan struct{}, 1),
 		reached:  make(chan int, sub.cfg.Partitions),
+		maintain: sub.maintain,
 	}
 }
 
@@ -64,9 +67,9 @@ func (c *coordinator) run(ctx context.Context) error {
 	// tick: from RetryBackoff, doubling up to the tick, with jitter.
 	wait := retry.Backoff(min(c.sub.cfg.RetryBackoff, c.sub.cfg.LeaseTTL/3), c.sub.cfg.LeaseTTL/3)
 	var again <-chan time.Time
-	maintain := true
+	renew := true
 	for {
-		if maintain {
+		if renew {
 			if c.rebalance(ctx) {
 				wait.Reset()
 				again = nil
@@ -74,7 +77,7 @@ func (c *coordinator) run(ctx context.Context) error {
 				again = time.After(wait.NextBackOff())
 			}
 		}
-		maintain = true
+		renew = true
 		select {
 		case <-ctx.Done():
 			if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -94,7 +97,7 @@ func (c *coordinator) run(ctx context.Context) error {
 		case <-tick.C:
 		case <-again:
 		case <-others:
-			maintain = false // the leases wait for their own tick
+			renew = false // the leases wait for their own tick
 			if len(c.caughtUp) < c.sub.cfg.Partitions {
 				c.othersAtStop(ctx, c.caughtUp)
 			}
@@ -119,7 +122,7 @@ func (c *coordinator) stop(ctx context.Context) {
 // It reports whether the leases could be maintained.
 func (c *coordinator) rebalance(ctx context.Context) bool {
 	sub := c.sub
-	claimed, owned, surplus, err := sub.maintain(ctx, len(c.workers))
+	claimed, owned, surplus, err := c.maintain(ctx, len(c.workers))
 	if err != nil {
 		if ctx.Err() == nil {
 			sub.log.Warn("strata: lease maintenance failed", "err", err)
