@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -420,7 +421,7 @@ func TestEventsTailFollow(t *testing.T) {
 	cmd := exec.CommandContext(ctx, binary, "--database-url", d.url, "--schema", d.db.Schema, "--json",
 		"events", "tail", "--follow", "--category", "order", "--poll", "20ms")
 	cmd.Env = cmdEnv()
-	var stderr bytes.Buffer
+	var stderr lockedBuffer // read on a timeout while the process may still write
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -802,4 +803,23 @@ func TestStatusNamesHorizonHolder(t *testing.T) {
 	if st := parseStatus(t, want(t, d.strata("--json", "status", "--horizon-age", "1h"), cli.ExitOK)); st.Horizon != nil {
 		t.Fatalf("a holder younger than an hour was named: %s", *st.Horizon)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while another goroutine
+// (a child process's output copier) writes to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
