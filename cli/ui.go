@@ -89,7 +89,7 @@ browser.`,
 	f.BoolVar(&actions, "actions", false, "enable actions (retrying dead letters), each confirmed and logged")
 	f.StringVar(&username, "user", "", "require HTTP basic authentication as this user (password in STRATA_UI_PASSWORD)")
 	f.BoolVar(&noAuth, "no-auth", false, "allow a non-loopback --listen without authentication")
-	f.DurationVar(&sample, "sample", 10*time.Second, "how often to sample every subscription's lag for the charts")
+	f.DurationVar(&sample, "sample", 5*time.Second, "how often to sample every subscription's lag for the charts")
 	return cmd
 }
 

@@ -93,9 +93,15 @@ func (h *history) series(name string) []point {
 // again.
 const freshness = 2 * time.Second
 
-// current returns a snapshot no older than freshness (force: a new one).
+// current returns the snapshot the overview shows: while Run samples,
+// its last (unless two intervals passed without one: Run is stuck on a
+// slow query); otherwise one no older than freshness, sampling if need be.
 func (s *Server) current(ctx context.Context) (*snapshot, error) {
-	if snap := s.hist.latest(s.cfg.Now(), min(freshness, s.cfg.SampleInterval)); snap != nil {
+	maxAge := min(freshness, s.cfg.SampleInterval)
+	if s.running.Load() > 0 {
+		maxAge = 2 * s.cfg.SampleInterval
+	}
+	if snap := s.hist.latest(s.cfg.Now(), maxAge); snap != nil {
 		return snap, nil
 	}
 	return s.sample(ctx, false)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/strata-go/strata/eventstore"
@@ -43,15 +44,16 @@ type Config struct {
 	// request reaches ServeHTTP (http.StripPrefix). Default "/".
 	Prefix string
 	// SampleInterval is how often Run samples every subscription's lag for
-	// the charts. Default 10s.
+	// the charts. Default 5s.
 	SampleInterval time.Duration
 	// History is how much lag history is kept in memory and charted.
 	// Default 1h.
 	History time.Duration
 	// MaxLag is how many log entries after each partition's checkpoint are
 	// examined to count its lag (eventstore.ProbeOptions.MaxLag): a
-	// partition further behind shows an estimate from the positions.
-	// Default 1,000.
+	// partition further behind shows an estimate from the positions. A
+	// sample's cost grows with MaxLag times the partitions that are
+	// behind, and not with the log. Default 100.
 	MaxLag int64
 	// HorizonAge is how long a transaction must have held gap-safe readers
 	// back before the overview names it. Default 5s.
@@ -74,6 +76,8 @@ type Server struct {
 	csrf  string
 	cop   *http.CrossOriginProtection
 	hist  *history
+
+	running atomic.Int32 // how many Run calls are sampling
 }
 
 // New returns a Server reading store. cfg nil means every default.
@@ -92,13 +96,13 @@ func New(store *eventstore.Store, cfg *Config) *Server {
 		c.Prefix = "/" + c.Prefix
 	}
 	if c.SampleInterval <= 0 {
-		c.SampleInterval = 10 * time.Second
+		c.SampleInterval = 5 * time.Second
 	}
 	if c.History <= 0 {
 		c.History = time.Hour
 	}
 	if c.MaxLag <= 0 {
-		c.MaxLag = 1000
+		c.MaxLag = 100
 	}
 	if c.HorizonAge <= 0 {
 		c.HorizonAge = 5 * time.Second
@@ -139,9 +143,12 @@ func (s *Server) routes() {
 
 // Run samples every subscription's lag each Config.SampleInterval for the
 // overview's charts, until ctx ends; it returns nil then. Without Run, the
-// overview samples when it is requested (at most once per interval), so
-// its charts have a point per visit.
+// overview samples when it is requested (at most once every 2s), so its
+// charts have a point per visit. With Run, the overview shows Run's last
+// sample and sends no query.
 func (s *Server) Run(ctx context.Context) error {
+	s.running.Add(1)
+	defer s.running.Add(-1)
 	t := time.NewTicker(s.cfg.SampleInterval)
 	defer t.Stop()
 	for {

@@ -80,6 +80,8 @@ type shop struct {
 	// fraudFails makes the fraud check fail on order-1002's events (and
 	// so park them) while it is set.
 	fraudFails atomic.Bool
+	// start runs one more subscription until the test ends.
+	start func(eventstore.SubscriptionConfig, eventstore.Handler)
 }
 
 // newShop makes a fresh schema with orders placed, paid and notified, an
@@ -152,6 +154,7 @@ func (sh *shop) run(t *testing.T) {
 			}
 		})
 	}
+	sh.start = start
 	ok := func(context.Context, pgx.Tx, []eventstore.Event) error { return nil }
 	start(eventstore.SubscriptionConfig{Name: "projection:order_summary", Partitions: 4}, ok)
 	start(eventstore.SubscriptionConfig{Name: "outbox:relay", Categories: []string{"order", "payment"}}, ok)

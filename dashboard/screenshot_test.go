@@ -1,0 +1,54 @@
+package dashboard_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/strata-go/strata/dashboard"
+	"github.com/strata-go/strata/eventstore"
+)
+
+// TestScreenshots writes the README's pictures of the dashboard,
+// docs/dashboard-{overview,trace,stream}.png, from the shop's events: run
+// it with STRATA_UI_SCREENSHOTS=1. A slow search index falls behind while
+// orders come in and catches up after, so the lag charts have a shape.
+func TestScreenshots(t *testing.T) {
+	if os.Getenv("STRATA_UI_SCREENSHOTS") != "1" {
+		t.Skip("set STRATA_UI_SCREENSHOTS=1 to write docs/dashboard-*.png")
+	}
+	sh := newShop(t, 3)
+	waitParked(t, sh)
+	sh.start(eventstore.SubscriptionConfig{Name: "projection:search_index", BatchSize: 5, Partitions: 2},
+		func(ctx context.Context, _ pgx.Tx, events []eventstore.Event) error {
+			time.Sleep(time.Duration(len(events)) * 25 * time.Millisecond)
+			return nil
+		})
+	_, ts := serve(t, sh.store, &dashboard.Config{Registry: sh.reg, Actions: true, SampleInterval: 250 * time.Millisecond, History: 40 * time.Second})
+	for i := range 40 {
+		sh.placeOrder(t, 1010+i)
+		time.Sleep(300 * time.Millisecond)
+	}
+	time.Sleep(6 * time.Second)
+	ctx := browser(t)
+	shoot := func(name, path, ready string) {
+		step(t, ctx, "open "+path, chromedp.Navigate(ts.URL+path), chromedp.WaitVisible(chromedp.CSS(ready)))
+		c, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(c, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "docs", name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shoot("dashboard-overview.png", "/", "#subs")
+	shoot("dashboard-trace.png", "/trace?id=corr-1001", "#trace")
+	shoot("dashboard-stream.png", "/streams?id=order-1000", "#stream-id")
+}
