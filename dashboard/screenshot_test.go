@@ -9,9 +9,12 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/dashboard"
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
+	"github.com/strata-go/strata/migrations"
 )
 
 // TestScreenshots writes the README's pictures of the dashboard,
@@ -22,7 +25,18 @@ func TestScreenshots(t *testing.T) {
 	if os.Getenv("STRATA_UI_SCREENSHOTS") != "1" {
 		t.Skip("set STRATA_UI_SCREENSHOTS=1 to write docs/dashboard-*.png")
 	}
-	sh := newShop(t, 3)
+	// A private cluster: no other test's open transaction holds the
+	// readers back in the pictures.
+	c := pgtest.StartCluster(t)
+	pool, err := pgxpool.New(context.Background(), c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.Apply(context.Background(), pool, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	sh := newShopOn(t, &pgtest.DB{Pool: pool, Schema: "shop", URL: c.URL}, 3)
 	waitParked(t, sh)
 	sh.start(eventstore.SubscriptionConfig{Name: "projection:search_index", BatchSize: 5, Partitions: 2},
 		func(ctx context.Context, _ pgx.Tx, events []eventstore.Event) error {

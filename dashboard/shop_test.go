@@ -90,7 +90,12 @@ type shop struct {
 // group, and a fraud check that parks order-1002.
 func newShop(t *testing.T, orders int) *shop {
 	t.Helper()
-	db := pgtest.New(t)
+	return newShopOn(t, pgtest.New(t), orders)
+}
+
+// newShopOn is newShop on a schema made by the caller.
+func newShopOn(t *testing.T, db *pgtest.DB, orders int) *shop {
+	t.Helper()
 	sh := &shop{db: db, reg: shopRegistry(t)}
 	sh.store = eventstore.New(db.Pool, &eventstore.Config{Schema: db.Schema, Validator: sh.reg})
 	sh.fraudFails.Store(true)
