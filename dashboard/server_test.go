@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -116,3 +117,40 @@ func TestPagesRender(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestStreamPaging(t *testing.T) {
+	db := pgtest.New(t)
+	store := eventstore.New(db.Pool, &eventstore.Config{Schema: db.Schema})
+	var evs []eventstore.NewEvent
+	for i := 1; i <= 60; i++ {
+		evs = append(evs, eventstore.NewEvent{Type: "Ticked", Data: []byte(`{"i":` + strconv.Itoa(i) + `}`)})
+	}
+	if _, err := store.Append(context.Background(), "clock-1", eventstore.NoStream, evs...); err != nil {
+		t.Fatal(err)
+	}
+	_, ts := serve(t, store, nil)
+	versions := regexp.MustCompile(`data-version="(\d+)"`)
+	older := regexp.MustCompile(`id="older" href="/streams\?id=clock-1&amp;before=(\d+)"`)
+	path := "/streams?id=clock-1"
+	var pages [][]string
+	for range 5 {
+		resp, body := get(t, ts.Client(), ts.URL+path)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+		var vs []string
+		for _, m := range versions.FindAllStringSubmatch(body, -1) {
+			vs = append(vs, m[1])
+		}
+		pages = append(pages, vs)
+		m := older.FindStringSubmatch(body)
+		if m == nil {
+			break
+		}
+		path = "/streams?id=clock-1&before=" + m[1]
+	}
+	if len(pages) != 3 || len(pages[0]) != 25 || pages[0][0] != "60" || pages[0][24] != "36" ||
+		pages[1][0] != "35" || pages[1][24] != "11" || len(pages[2]) != 10 || pages[2][0] != "10" || pages[2][9] != "1" {
+		t.Errorf("pages of versions, newest first: %v", pages)
+	}
+}

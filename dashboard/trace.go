@@ -115,7 +115,7 @@ func layoutTrace(p *tracePage, events []eventstore.Event) {
 		n := byID[e.ID.String()]
 		n.Offset = e.RecordedAt.Sub(first)
 		cause, ok := byID[e.Metadata.CausationID]
-		if !ok || cause == n || cause.Event.Position == n.Event.Position {
+		if !ok || cause == n {
 			roots = append(roots, n)
 			continue
 		}
@@ -159,6 +159,14 @@ func layoutTrace(p *tracePage, events []eventstore.Event) {
 	}
 	for _, r := range roots {
 		walk(r, nil, 0, "", "")
+	}
+	// Events in a causation cycle (each naming another as its cause) are
+	// reached from no root: each such cycle is drawn from its first event.
+	for _, e := range events {
+		if n := byID[e.ID.String()]; !seen[n] {
+			n.HasCause = false
+			walk(n, nil, 0, "", "")
+		}
 	}
 	p.W = p.TimeX + p.TimeW + 60
 	p.H = 40 + len(p.Nodes)*traceRowH + 10
