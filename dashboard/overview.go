@@ -174,10 +174,10 @@ type chart struct {
 }
 
 // lagChart draws series over the window ending at now: x is time, y the
-// lag in events from 0 (bottom) to the largest in the window (top). At
+// lag in events from 0 (bottom) to the largest in the window, or 10 (top). At
 // most one point per horizontal pixel is kept (the largest lag there).
 func lagChart(series []point, now time.Time, window time.Duration) chart {
-	c := chart{W: 300, H: 48, Max: 1}
+	c := chart{W: 300, H: 48, Max: 10} // a lag of a few events stays near the bottom
 	for _, p := range series {
 		c.Max = max(c.Max, p.Lag)
 	}
