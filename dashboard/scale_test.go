@@ -31,7 +31,8 @@ import (
 // render in under a second, the sample included: its queries read the
 // subscriptions' rows and the head of the log, and count each
 // partition's lag over at most Config.MaxLag entries, so the log's size
-// does not enter its cost.
+// does not enter its cost. Under the race detector (which slows rendering
+// several times) the times are logged, not checked.
 func TestOverviewAtScale(t *testing.T) {
 	events := int64(50_000)
 	if s := os.Getenv("STRATA_UI_SCALE"); s != "" {
@@ -97,7 +98,7 @@ func TestOverviewAtScale(t *testing.T) {
 		median := r.took[len(r.took)/2]
 		t.Logf("overview of 100 subscriptions × 4 partitions over %d events, %s: min %s, median %s, max %s (%d requests; machine shared and loaded)",
 			events, r.what, r.took[0].Round(time.Millisecond), median.Round(time.Millisecond), r.took[len(r.took)-1].Round(time.Millisecond), len(r.took))
-		if median > time.Second {
+		if median > time.Second && !raceEnabled {
 			t.Errorf("the overview, %s, took %s (median), want under 1s", r.what, median)
 		}
 	}
