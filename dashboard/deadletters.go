@@ -15,7 +15,7 @@ type deadLettersPage struct {
 	page
 	Subscription string
 	DeadLetters  []eventstore.DeadLetter
-	Retried      string // the notice after a retry
+	Retried      string // the notice after a retry (made here: the page reflects no text from its URL)
 }
 
 func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
@@ -25,8 +25,11 @@ func (s *Server) deadLetters(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, statusOf(err), err)
 		return
 	}
-	s.render(w, r, "deadletters.html", deadLettersPage{page: s.page(r, "Dead letters"), Subscription: sub,
-		DeadLetters: dls, Retried: r.URL.Query().Get("retried")})
+	p := deadLettersPage{page: s.page(r, "Dead letters"), Subscription: sub, DeadLetters: dls}
+	if n, err := strconv.ParseInt(r.URL.Query().Get("retried"), 10, 64); err == nil && n >= 0 {
+		p.Retried = plural(n, "dead letter", "dead letters") + " marked for retry"
+	}
+	s.render(w, r, "deadletters.html", p)
 }
 
 // deadLetterPage is the data of deadletter.html.
@@ -142,7 +145,7 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("dashboard: dead letters marked for retry", "subscription", sub, "stream", stream, "marked", n,
 		"user", user(r), "remote", r.RemoteAddr)
-	q := url.Values{"subscription": {sub}, "retried": {plural(n, "dead letter", "dead letters") + " marked for retry"}}
+	q := url.Values{"subscription": {sub}, "retried": {strconv.FormatInt(n, 10)}}
 	http.Redirect(w, r, s.cfg.Prefix+"dead-letters?"+q.Encode(), http.StatusSeeOther)
 }
 
