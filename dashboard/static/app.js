@@ -63,7 +63,14 @@
       td.appendChild(a);
       td.appendChild(document.createTextNode("@" + e.version));
       tr.appendChild(td);
-      cell(tr, e.type + (e.schema_version > 1 ? "/v" + e.schema_version : ""));
+      var tt = document.createElement("td");
+      var ta = document.createElement("a");
+      ta.className = "type";
+      ta.href = prefix + "events?type=" + encodeURIComponent(e.type);
+      ta.textContent = e.type;
+      tt.appendChild(ta);
+      if (e.schema_version > 1) tt.appendChild(document.createTextNode("/v" + e.schema_version));
+      tr.appendChild(tt);
       cell(tr, e.data, "payload");
       tbody.insertBefore(tr, tbody.firstChild);
       while (tbody.rows.length > 1000) tbody.deleteRow(tbody.rows.length - 1);
