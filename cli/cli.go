@@ -284,6 +284,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 problems found (status, schema check),
 		s.deadLettersCmd(),
 		s.traceCmd(),
 		s.schemaCmd(),
+		s.uiCmd(),
 	)
 	return root
 }

@@ -46,6 +46,8 @@
 //	                              move a projection's (or any subscription's) checkpoint
 //	projection rebuild NAME       wipe and replay a read model with a progress bar (embedded only)
 //	schema check                  check the registry and decode every stored event (embedded only)
+//	ui [--listen ADDR] [--actions]
+//	                              the web dashboard (package dashboard): loopback, read-only by default
 //
 // Subscriptions are how everything reads the log: projections appear as
 // "projection:NAME", the outbox relay and Pub/Sub consumer groups under
