@@ -91,7 +91,9 @@ func (r *Runner) entry(name string) (*entry, error) {
 // are taken over after Config.LeaseTTL.
 //
 // A projection whose database connection fails is restarted with backoff,
-// for as long as ctx lasts. A projection under the eventstore.Stop policy
+// for as long as ctx lasts; one whose connection the database refuses for
+// its credentials or TLS (eventstore.ErrAuth) stops, as no retry can cure
+// that. A projection under the eventstore.Stop policy
 // that keeps failing on an event stops in this process (Status shows it
 // failing, with the error) while the others go on; Run returns early only
 // when every projection has stopped, with their errors joined.
@@ -139,7 +141,7 @@ func (r *Runner) supervise(ctx context.Context, e *entry) error {
 			return nil
 		}
 		var he *eventstore.HandlerError
-		if errors.As(err, &he) || errors.Is(err, eventstore.ErrPartitionsChanged) {
+		if errors.As(err, &he) || errors.Is(err, eventstore.ErrPartitionsChanged) || errors.Is(err, eventstore.ErrAuth) {
 			r.log.Error("strata: projection stopped", "projection", e.p.Name, "err", err)
 			e.mu.Lock()
 			e.stopped = err
