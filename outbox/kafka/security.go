@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"strings"
-	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
+
+	"github.com/strata-go/strata/internal/tlsprobe"
 )
 
 // The SASL mechanisms SASL.Mechanism may name (Sarama's names, as Kafka
@@ -133,34 +133,13 @@ func explain(err error, brokers []string, tlsCfg *tls.Config) error {
 		return err
 	}
 	for _, addr := range brokers {
-		conn, dialErr := net.DialTimeout("tcp", addr, 2*time.Second)
-		if dialErr != nil {
-			continue
+		held, tlsErr := tlsprobe.Handshake(addr, tlsCfg, nil)
+		if tlsErr != nil {
+			return fmt.Errorf("%w (the TLS handshake: %w)", err, tlsErr)
 		}
-		defer conn.Close()
-		if tlsCfg != nil {
-			c := tlsCfg.Clone()
-			if c.ServerName == "" {
-				c.ServerName, _, _ = net.SplitHostPort(addr)
-			}
-			tc := tls.Client(conn, c)
-			_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-			if hsErr := tc.Handshake(); hsErr != nil {
-				return fmt.Errorf("%w (the TLS handshake: %w)", err, hsErr)
-			}
-			// A broker that refuses the client's certificate says so
-			// after a TLS 1.3 handshake; one that accepts it waits for a
-			// request.
-			_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			var netErr net.Error
-			if _, rdErr := tc.Read(make([]byte, 1)); rdErr != nil && !(errors.As(rdErr, &netErr) && netErr.Timeout()) {
-				if strings.Contains(rdErr.Error(), "tls:") {
-					return fmt.Errorf("%w (the TLS handshake: %w)", err, rdErr)
-				}
-				continue
-			}
+		if held {
+			return fmt.Errorf("%w (%w)", err, errClosedDuringAuth)
 		}
-		return fmt.Errorf("%w (%w)", err, errClosedDuringAuth)
 	}
 	return err
 }

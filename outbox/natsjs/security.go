@@ -8,9 +8,10 @@ import (
 	"net"
 	neturl "net/url"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/strata-go/strata/internal/tlsprobe"
 )
 
 // securityOptions turns Config's TLS and credential fields into nats.go
@@ -63,13 +64,9 @@ func (c Config) String() string {
 		c.SubjectPerStream, c.AutoProvision, c.TLS != nil, c.User, pw, c.CredentialsFile, c.NKeySeedFile, len(c.NatsOptions), len(c.PublishOptions))
 }
 
-// probeTLS explains a first connection that failed without saying why.
-// Under TLS 1.3 a server that rejects the client's certificate says so
-// only after the client's handshake completed, and nats.go, writing its
-// CONNECT first, sees a broken pipe instead of the server's alert. The
-// probe repeats the handshake (after the server's plaintext INFO line)
-// and reads, so that the alert arrives: it returns the TLS error, or nil
-// when the handshake holds (then the first error stands).
+// probeTLS explains a first connection that failed without saying why
+// (see internal/tlsprobe): NATS sends its INFO line in plaintext before
+// TLS starts.
 func probeTLS(url string, cfg *tls.Config) error {
 	first, _, _ := strings.Cut(url, ",")
 	u, err := neturl.Parse(strings.TrimSpace(first))
@@ -80,34 +77,9 @@ func probeTLS(url string, cfg *tls.Config) error {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "4222")
 	}
-	conn, err := net.DialTimeout("tcp", host, 2*time.Second)
-	if err != nil {
-		return nil
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
-	r := bufio.NewReader(conn)
-	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "INFO") || r.Buffered() > 0 {
-		return nil
-	}
-	c := cfg.Clone()
-	if c.ServerName == "" {
-		c.ServerName = u.Hostname()
-	}
-	tc := tls.Client(conn, c)
-	if err := tc.Handshake(); err != nil {
-		return err
-	}
-	// A server that accepted the certificate waits for CONNECT: the read
-	// times out. One that did not sends its alert.
-	_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	_, err = tc.Read(make([]byte, 1))
-	var netErr net.Error
-	if err == nil || (errors.As(err, &netErr) && netErr.Timeout()) {
-		return nil
-	}
-	if strings.Contains(err.Error(), "tls:") {
-		return err
-	}
-	return nil
+	_, err = tlsprobe.Handshake(host, cfg, func(r *bufio.Reader) bool {
+		line, err := r.ReadString('\n')
+		return err == nil && strings.HasPrefix(line, "INFO")
+	})
+	return err
 }
