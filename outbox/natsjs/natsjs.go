@@ -16,6 +16,16 @@
 // must capture "order.>". Create them with the nats CLI or nats.go's
 // jetstream API (see the outbox package's tests), or set Config.AutoProvision.
 //
+// # TLS and credentials
+//
+//	pub, err := natsjs.NewPublisher("tls://nats.internal:4222", &natsjs.Config{
+//		TLS:  &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}},
+//		User: "relay", Password: password, // or NKeySeedFile, or CredentialsFile
+//	})
+//
+// A refused password or certificate is an error matching outbox.ErrAuth
+// from NewPublisher. Config prints without its password.
+//
 // # Consumers
 //
 // Use watermill-nats/v2's Subscriber (pkg/nats, JetStream enabled, with a

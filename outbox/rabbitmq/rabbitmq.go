@@ -16,6 +16,13 @@
 // amqp.NewDurablePubSubConfig's exchange settings instead, keeping
 // Publish.ConfirmDelivery on.
 //
+// # TLS and credentials
+//
+//	pub, err := rabbitmq.NewPublisher("amqps://relay:"+url.QueryEscape(pw)+"@mq.internal:5671/", &rabbitmq.Config{TLS: tlsCfg})
+//
+// A refused password or certificate is an error matching outbox.ErrAuth
+// from NewPublisher.
+//
 // # Consumers
 //
 // Subscribe with amqp.NewSubscriber(amqp.NewDurableQueueConfig(url), …)
