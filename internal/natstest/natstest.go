@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -104,6 +105,8 @@ func Start(tb testing.TB, cfg Config) *Server {
 	}
 	logFile := filepath.Join(dir, "server.log")
 	cmd := exec.Command(bin, "-c", confFile, "-l", logFile)
+	// A test binary killed outright takes its server with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("natstest: start nats-server: %v", err)
 	}
