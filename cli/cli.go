@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/migrations"
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/schema"
@@ -342,7 +343,7 @@ func (s *session) connect(ctx context.Context, migrating bool) (*eventstore.Stor
 		}
 		if err := pool.Ping(ctx); err != nil {
 			pool.Close()
-			return nil, fmt.Errorf("connect: %w", err)
+			return nil, fmt.Errorf("connect: %w", failure.Auth(err, nil))
 		}
 		s.pool, s.owned = pool, true
 	}

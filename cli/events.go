@@ -125,8 +125,9 @@ func (s *session) streamCmd() *cobra.Command {
 		Use:   "show STREAM_ID",
 		Short: "Print a stream's events in version order",
 		Long: `Print a stream's events in version order, each with its version, type,
-position, recording time, correlation and causation IDs, metadata and
-payload. Exits with 4 when the stream has no events.`,
+position, recording time, who appended it (the application's principal and
+the database role), correlation and causation IDs, metadata and payload.
+Exits with 4 when the stream has no events.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: s.run(func(ctx context.Context, args []string) error {
 			store, err := s.connect(ctx, false)
@@ -143,19 +144,28 @@ payload. Exits with 4 when the stream has no events.`,
 				}
 				events = append(events, e)
 			}
+			who, err := audits(ctx, store, events)
+			if err != nil {
+				return err
+			}
 			if s.json {
 				out := struct {
 					StreamID string      `json:"stream_id"`
 					Events   []jsonEvent `json:"events"`
 				}{StreamID: args[0], Events: []jsonEvent{}}
 				for _, e := range events {
-					out.Events = append(out.Events, toJSONEvent(e))
+					je := toJSONEvent(e)
+					je.Principal, je.DBRole = who[e.ID].Principal, who[e.ID].Role
+					out.Events = append(out.Events, je)
 				}
 				return writeJSON(s.out, out)
 			}
 			fmt.Fprintf(s.out, "Stream %s: %s\n", display(args[0]), plural(int64(len(events)), "event", "events"))
 			for _, e := range events {
 				fmt.Fprintf(s.out, "\nv%d  %s  %s  at %s  id %s\n", e.Version, typeName(e), e.Position, formatTime(e.RecordedAt), e.ID)
+				if w := auditLine(who[e.ID]); w != "" {
+					fmt.Fprintf(s.out, "  by          %s\n", w)
+				}
 				if c := e.Metadata.CorrelationID; c != "" {
 					fmt.Fprintf(s.out, "  correlation %s\n", display(c))
 				}

@@ -172,6 +172,10 @@ type jsonEvent struct {
 	CausationID   string            `json:"causation_id,omitempty"`
 	Metadata      map[string]string `json:"metadata,omitempty"`
 	RecordedAt    time.Time         `json:"recorded_at"`
+	// Principal and DBRole say who appended the event (see
+	// eventstore.Audit); absent when unknown.
+	Principal string `json:"principal,omitempty"`
+	DBRole    string `json:"db_role,omitempty"`
 }
 
 func toJSONEvent(e eventstore.Event) jsonEvent {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-go/strata/eventstore"
@@ -20,7 +21,8 @@ type traceNode struct {
 	AfterCauseMS *float64     `json:"after_cause_ms,omitempty"`
 	Caused       []*traceNode `json:"caused"`
 
-	ev eventstore.Event
+	ev  eventstore.Event
+	who eventstore.Audit
 }
 
 type traceReport struct {
@@ -40,7 +42,8 @@ func (s *session) traceCmd() *cobra.Command {
 		Long: `Print every event carrying the correlation ID as a tree: an event sits
 under the event its causation ID names; events whose cause is not an event of
 the trace (a command, a request) are roots, in log order. Each line shows the
-time since the trace's first event and since its cause. Exits with 4 when no
+time since the trace's first event and since its cause, and who appended the
+event (the application's principal and the database role). Exits with 4 when no
 event carries the ID.`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: s.run(func(ctx context.Context, args []string) error {
@@ -59,6 +62,11 @@ event carries the ID.`,
 				return notFound("no event has correlation ID %q", args[0])
 			}
 			rep := buildTrace(args[0], events, limit)
+			who, err := audits(ctx, store, events)
+			if err != nil {
+				return err
+			}
+			rep.setAudits(who)
 			if s.json {
 				return writeJSON(s.out, rep)
 			}
@@ -100,6 +108,21 @@ func buildTrace(id string, events []eventstore.Event, limit int) *traceReport {
 	return rep
 }
 
+// setAudits records who appended each event of the trace.
+func (rep *traceReport) setAudits(who map[uuid.UUID]eventstore.Audit) {
+	var walk func(n *traceNode)
+	walk = func(n *traceNode) {
+		n.who = who[n.ev.ID]
+		n.Event.Principal, n.Event.DBRole = n.who.Principal, n.who.Role
+		for _, c := range n.Caused {
+			walk(c)
+		}
+	}
+	for _, r := range rep.Roots {
+		walk(r)
+	}
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func minTime(a, b time.Time) time.Time {
@@ -131,6 +154,9 @@ func (s *session) printTrace(rep *traceReport) error {
 			timing += fmt.Sprintf(" (%s after its cause)", formatAge(time.Duration(*n.AfterCauseMS*float64(time.Millisecond))))
 		} else if c := e.Metadata.CausationID; c != "" {
 			timing += " (caused by " + display(c) + ")"
+		}
+		if n.who.Principal != "" {
+			timing += "  by " + auditLine(n.who)
 		}
 		fmt.Fprintf(s.out, "%s%s%s  %s@%d  %s\n", prefix, branch, typeName(e), display(e.StreamID), e.Version, timing)
 		child := prefix

@@ -83,6 +83,8 @@ type appendArgs struct {
 	meta     [][]byte
 	corr     []string
 	caus     []string
+	// principal is the context's WithPrincipal, for every event.
+	principal string
 }
 
 func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expected ExpectedVersion, events []NewEvent) (AppendResult, error) {
@@ -91,6 +93,9 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	}
 	a, err := s.prepare(streamID, expected, events)
 	if err != nil {
+		return AppendResult{}, err
+	}
+	if a.principal, err = principalOf(ctx, streamID); err != nil {
 		return AppendResult{}, err
 	}
 	// Append (its own transaction) takes the stream's advisory lock first,
@@ -149,6 +154,7 @@ func (s *Store) appendOnce(ctx context.Context, q querier, streamID string, expe
 	} else {
 		args = append(args, a.ids[0], a.types[0], a.versions[0], a.data[0], a.meta[0], a.corr[0], a.caus[0])
 	}
+	args = append(args, a.principal)
 	switch {
 	case expected == Any:
 		shape.kind, shape.lock = expectAny, !inTx

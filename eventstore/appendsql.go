@@ -43,8 +43,10 @@ import (
 // transaction; AppendTx returns an *OutOfOrderError.
 //
 // Parameters: $1 stream, $2 event count, $3 category, $4..$10 the events'
-// columns (scalars or arrays), $11 the expected version for Exactly. Empty
-// correlation and causation IDs are stored as NULL.
+// columns (scalars or arrays), $11 the principal (WithPrincipal; one for
+// all the events), $12 the expected version for Exactly. Empty
+// correlation and causation IDs and principals are stored as NULL; the
+// database role (db_role) is the column's default, session_user.
 //
 // The 32 statements (appendShape) are made by filling {xid}, {stream} and
 // {wake} of appendOneSQL or appendManySQL with the pieces below; each is
@@ -76,8 +78,8 @@ const (
 s AS (
 	{stream}{wake}
 )
-INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
-SELECT $4::uuid, $1, s.base + 1, $3, $5::text, $6::int4, $7::json, $8::json, nullif($9::text, ''), nullif($10::text, '')
+INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id, principal)
+SELECT $4::uuid, $1, s.base + 1, $3, $5::text, $6::int4, $7::json, $8::json, nullif($9::text, ''), nullif($10::text, ''), nullif($11::text, '')
 FROM s
 RETURNING 1::bigint, position, transaction_id, version`
 
@@ -88,8 +90,8 @@ s AS (
 	{stream}{wake}
 ),
 ins AS (
-	INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
-	SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, '')
+	INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id, principal)
+	SELECT e.id, $1, s.base + e.n, $3, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, ''), nullif($11::text, '')
 	FROM s, unnest($4::uuid[], $5::text[], $6::int4[], $7::json[], $8::json[], $9::text[], $10::text[])
 		WITH ORDINALITY AS e(id, type, sv, data, meta, corr, caus, n)
 	RETURNING position, transaction_id, version
@@ -124,7 +126,7 @@ var appendStreamSQL = [...]string{
 	WHERE stream_id = $1 AND last_tx <= x.xid
 	RETURNING version - $2 AS base`,
 	expectExactly: `UPDATE {schema}.streams SET version = version + $2, last_tx = x.xid, updated_at = now() FROM x
-	WHERE stream_id = $1 AND version = $11 AND last_tx <= x.xid
+	WHERE stream_id = $1 AND version = $12 AND last_tx <= x.xid
 	RETURNING version - $2 AS base`,
 }
 

@@ -85,7 +85,7 @@ type InvalidEventError struct {
 	// when the problem is not one event's (an empty stream ID, say).
 	Index int
 	// Field names what was wrong: "stream", "type", "data", "metadata",
-	// "expected version", "events" or "size".
+	// "expected version", "events", "size" or "principal".
 	Field string
 	// Reason says why, in words.
 	Reason string

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/internal/instrument"
 	"github.com/strata-go/strata/internal/subdefault"
 )
@@ -305,13 +306,14 @@ func (sub *Subscription) Register(ctx context.Context) error { return sub.regist
 // finishing or abandoning its current batches. Run returns nil when ctx
 // ends; a *HandlerError under the Stop policy; an error when it cannot
 // register the subscription at start-up (ErrPartitionsChanged, or the
-// database's error). Later database failures are logged and retried.
+// database's error: one matching ErrAuth when it refused the connection's
+// credentials or TLS). Later database failures are logged and retried.
 func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	if h == nil {
 		return errors.New("eventstore: subscription needs a handler")
 	}
 	if err := sub.register(ctx); err != nil {
-		return err
+		return failure.Auth(err, nil)
 	}
 	// The wake-up listener stays up for the whole Run, across the
 	// restarts of partition workers.

@@ -68,7 +68,7 @@ var columnGrants = []struct {
 	delete         bool
 }{
 	{table: "events",
-		insert: "event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id"},
+		insert: "event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id, principal"},
 	{table: "streams",
 		insert: "stream_id, category, version, last_tx",
 		update: "version, last_tx, updated_at"},

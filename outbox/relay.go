@@ -245,7 +245,9 @@ func (r *Relay) Health() Health {
 // backoff until the broker is back, and Health reports it meanwhile. Nor
 // does a database outage: Run starts again, with backoff, until it can
 // register its subscription, and returns an error only for a
-// subscription registered with another number of partitions.
+// subscription registered with another number of partitions, or when the
+// database refuses the connection's credentials or TLS (an error matching
+// eventstore.ErrAuth), which no retry can cure.
 func (r *Relay) Run(ctx context.Context) error {
 	c := &r.cfg
 	sub, err := r.store.Subscription(eventstore.SubscriptionConfig{
@@ -276,13 +278,14 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, eventstore.ErrPartitionsChanged) {
+		if errors.Is(err, eventstore.ErrPartitionsChanged) || errors.Is(err, eventstore.ErrAuth) {
 			return fmt.Errorf("outbox: relay %q: %w", c.Name, err)
 		}
 		// The subscription gives up only when it cannot register at
 		// start-up (the database unreachable, a connection lost): a
 		// database outage must not end the relay any more than a broker
-		// outage does.
+		// outage does. A refused password or certificate (ErrAuth) is no
+		// outage: retrying would only hide it.
 		backoff := wait.NextBackOff()
 		r.log.Warn("strata: relay could not start; retrying", "err", err, "retry_in", backoff)
 		if !retry.Sleep(ctx, backoff) {

@@ -94,7 +94,9 @@ func (r *Runner) entry(name string) (*entry, error) {
 // are taken over after Config.LeaseTTL.
 //
 // A projection whose database connection fails is restarted with backoff,
-// for as long as ctx lasts. A projection under the eventstore.Stop policy
+// for as long as ctx lasts; one whose connection the database refuses for
+// its credentials or TLS (eventstore.ErrAuth) stops, as no retry can cure
+// that. A projection under the eventstore.Stop policy
 // that keeps failing on an event stops in this process (Status shows it
 // failing, with the error) while the others go on; Run returns early only
 // when every projection has stopped, with their errors joined.
@@ -143,8 +145,9 @@ func (r *Runner) supervise(ctx context.Context, e *entry) error {
 
 // keepRunning runs one projection's subscription, restarting it with
 // backoff after database failures, until ctx ends (nil), it reaches stopAt
-// if set (nil), or its handler stops it (the *eventstore.HandlerError, or
-// eventstore.ErrPartitionsChanged).
+// if set (nil), or its handler stops it (the *eventstore.HandlerError),
+// or a retry cannot help (eventstore.ErrPartitionsChanged, or
+// eventstore.ErrAuth: the database refused the credentials or TLS).
 func (r *Runner) keepRunning(ctx context.Context, e *entry, owner string, stopAt eventstore.Position) error {
 	wait := retry.Backoff(r.cfg.RetryBackoff, r.cfg.MaxRetryBackoff)
 	for {
@@ -158,7 +161,7 @@ func (r *Runner) keepRunning(ctx context.Context, e *entry, owner string, stopAt
 			return nil
 		}
 		var he *eventstore.HandlerError
-		if errors.As(err, &he) || errors.Is(err, eventstore.ErrPartitionsChanged) {
+		if errors.As(err, &he) || errors.Is(err, eventstore.ErrPartitionsChanged) || errors.Is(err, eventstore.ErrAuth) {
 			return err
 		}
 		if time.Since(started) > time.Minute {

@@ -111,6 +111,10 @@ func SubscriptionName(prefix, group, topic string) string {
 //
 // Each delivered message's context carries ctx's values and is cancelled
 // once the message is acked or nacked, or the subscription ends.
+//
+// Subscribe registers the consumer group's subscription first: a database
+// that refuses the connection's credentials or TLS makes it return an
+// error matching eventstore.ErrAuth.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	if topic == "" {
 		return nil, errors.New("pubsub: subscribe: empty topic")
@@ -135,6 +139,15 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: subscribe to %q: %w", topic, err)
+	}
+	// A refused login or TLS handshake is reported here rather than
+	// retried in the background behind an open channel; any other failure
+	// to register (the database down) is retried by the subscription.
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	err = sub.Register(rctx)
+	rcancel()
+	if failure.IsAuth(err) {
+		return nil, fmt.Errorf("pubsub: subscribe to %q: %w", topic, failure.Auth(err, nil))
 	}
 	s.mu.Lock()
 	if s.closed {

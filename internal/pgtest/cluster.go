@@ -33,6 +33,34 @@ type Cluster struct {
 	bin, dir, data string
 	port           int
 	cred           *syscall.Credential // the postgres OS user when run as root
+	opts           string              // extra server options (-c ...)
+}
+
+// ClusterConfig configures a private cluster. The zero value (or nil) is
+// StartCluster's cluster.
+type ClusterConfig struct {
+	// SSL turns the server's TLS on with these files. Default nil: off.
+	SSL *ClusterSSL
+	// HBA replaces the lines of pg_hba.conf after the first, which always
+	// lets the superuser postgres in through the cluster's Unix socket
+	// (trust), so that URL keeps working. Default: trust for everyone on
+	// the socket and on 127.0.0.1.
+	HBA string
+	// Setup is SQL run as the superuser once the server is up (creating
+	// the roles HBA names, say).
+	Setup []string
+}
+
+// ClusterSSL names the PEM files of the server's TLS: its certificate and
+// key, and the CA whose client certificates it accepts. They are copied
+// into the cluster's directory (owned by the server's OS user, the key
+// with mode 0600, as PostgreSQL requires).
+type ClusterSSL struct {
+	// CertFile and KeyFile are the server's certificate and key.
+	CertFile, KeyFile string
+	// CAFile is the certificate authority for client certificates
+	// (ssl_ca_file); empty: none, so cert authentication cannot succeed.
+	CAFile string
 }
 
 // StartCluster starts a private cluster and stops and removes it when the
@@ -41,6 +69,18 @@ type Cluster struct {
 // user (Postgres refuses to run as root).
 func StartCluster(tb testing.TB) *Cluster {
 	tb.Helper()
+	return StartClusterWith(tb, nil)
+}
+
+// StartClusterWith starts a private cluster configured by cfg (nil: as
+// StartCluster). With cfg.HBA set, URL connects through the cluster's
+// Unix socket (the one way in HBA does not decide); Port and Host give
+// the TCP address for the connections HBA is about.
+func StartClusterWith(tb testing.TB, cfg *ClusterConfig) *Cluster {
+	tb.Helper()
+	if cfg == nil {
+		cfg = &ClusterConfig{}
+	}
 	bin := os.Getenv("STRATA_PG_BIN")
 	if bin == "" {
 		bin = BinDir
@@ -84,16 +124,75 @@ func StartCluster(tb testing.TB) *Cluster {
 	c.port = ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
+	if cfg.HBA != "" {
+		c.URL = fmt.Sprintf("postgres://postgres@/postgres?host=%s&port=%d&sslmode=disable", c.dir, c.port)
+		hba := "local all postgres trust\n" + cfg.HBA + "\n"
+		if err := c.writeFile(filepath.Join(c.data, "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if s := cfg.SSL; s != nil {
+		c.opts += " -c ssl=on"
+		for _, f := range []struct{ src, dst, opt string }{
+			{s.CertFile, "server.crt", "ssl_cert_file"},
+			{s.KeyFile, "server.key", "ssl_key_file"},
+			{s.CAFile, "ca.crt", "ssl_ca_file"},
+		} {
+			if f.src == "" {
+				continue
+			}
+			b, err := os.ReadFile(f.src)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			dst := filepath.Join(c.dir, f.dst)
+			if err := c.writeFile(dst, b, 0o600); err != nil {
+				tb.Fatal(err)
+			}
+			c.opts += fmt.Sprintf(" -c %s=%s", f.opt, dst)
+		}
+	}
 	if err := c.Start(); err != nil {
 		tb.Fatalf("pgtest: start the private cluster: %v", err)
 	}
+	if len(cfg.Setup) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, c.URL)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		for _, q := range cfg.Setup {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				tb.Fatalf("pgtest: cluster setup %q: %v", q, err)
+			}
+		}
+	}
 	return c
+}
+
+// Port is the cluster's TCP port on 127.0.0.1.
+func (c *Cluster) Port() int { return c.port }
+
+// Host is the cluster's TCP host: 127.0.0.1.
+func (c *Cluster) Host() string { return "127.0.0.1" }
+
+// writeFile writes a file the server's OS user owns.
+func (c *Cluster) writeFile(path string, b []byte, mode os.FileMode) error {
+	if err := os.WriteFile(path, b, mode); err != nil {
+		return err
+	}
+	if c.cred != nil {
+		return os.Chown(path, int(c.cred.Uid), int(c.cred.Gid))
+	}
+	return nil
 }
 
 // Start starts the cluster's server and waits until it accepts
 // connections.
 func (c *Cluster) Start() error {
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200", c.port, c.dir)
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_connections=200%s", c.port, c.dir, c.opts)
 	if err := c.pgctl("start", "-w", "-t", "120", "-l", filepath.Join(c.dir, "log"), "-o", opts); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
 		return fmt.Errorf("%w\n%s", err, log)

@@ -29,13 +29,16 @@
 package kafka
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/outbox"
 )
 
@@ -44,6 +47,13 @@ import (
 type Config struct {
 	// Sarama overrides the producer configuration. Default SaramaConfig().
 	Sarama *sarama.Config
+	// TLS, when set, encrypts the connections with it (Sarama's
+	// Net.TLS): the CA to trust, the client certificate if the brokers
+	// verify clients. Default nil: plaintext. See security.go.
+	TLS *tls.Config
+	// SASL, when set, authenticates the connections (Sarama's Net.SASL).
+	// Default nil: none.
+	SASL *SASL
 	// Logger is Watermill's logger. Default watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
@@ -84,17 +94,28 @@ func PublisherConfig(brokers []string, cfg *Config) wmkafka.PublisherConfig {
 	if c.Sarama == nil {
 		c.Sarama = SaramaConfig()
 	}
-	return wmkafka.PublisherConfig{Brokers: brokers, Marshaler: Marshaler(), OverwriteSaramaConfig: c.Sarama}
+	return wmkafka.PublisherConfig{Brokers: brokers, Marshaler: Marshaler(), OverwriteSaramaConfig: secured(c.Sarama, c.TLS, c.SASL)}
 }
 
 // NewPublisher connects to the Kafka brokers and returns a publisher whose
-// Publish returns once every message was acknowledged.
+// Publish returns once every message was acknowledged. Brokers that refuse
+// the SASL credentials or the TLS handshake, or whose certificate does not
+// verify, give an error matching outbox.ErrAuth.
 func NewPublisher(brokers []string, cfg *Config) (*wmkafka.Publisher, error) {
 	var logger watermill.LoggerAdapter = watermill.NopLogger{}
 	if cfg != nil && cfg.Logger != nil {
 		logger = cfg.Logger
 	}
-	return wmkafka.NewPublisher(PublisherConfig(brokers, cfg), logger)
+	if cfg != nil {
+		if err := checkSASL(cfg.SASL); err != nil {
+			return nil, err
+		}
+	}
+	pub, err := wmkafka.NewPublisher(PublisherConfig(brokers, cfg), logger)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", failure.Auth(explain(err, brokers, cfgTLS(cfg)), isAuth))
+	}
+	return pub, nil
 }
 
 // Permanent reports the Kafka errors that retrying a message cannot cure

@@ -16,6 +16,16 @@
 // must capture "order.>". Create them with the nats CLI or nats.go's
 // jetstream API (see the outbox package's tests), or set Config.AutoProvision.
 //
+// # TLS and credentials
+//
+//	pub, err := natsjs.NewPublisher("tls://nats.internal:4222", &natsjs.Config{
+//		TLS:  &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}},
+//		User: "relay", Password: password, // or NKeySeedFile, or CredentialsFile
+//	})
+//
+// A refused password or certificate is an error matching outbox.ErrAuth
+// from NewPublisher. Config prints without its password.
+//
 // # Consumers
 //
 // Use watermill-nats/v2's Subscriber (pkg/nats, JetStream enabled, with a
@@ -25,7 +35,9 @@
 package natsjs
 
 import (
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -34,6 +46,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 
+	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/outbox"
 )
 
@@ -49,9 +62,26 @@ type Config struct {
 	// topic on publish (costing a stream lookup per Publish call). Topics
 	// must then be valid stream names (no '.'). Default false.
 	AutoProvision bool
+	// TLS, when set, is the connection's TLS configuration (nats.Secure):
+	// the CA to trust (RootCAs), the client certificate (Certificates) if
+	// the server verifies clients. Default nil: TLS only if the URL's
+	// scheme is tls:// or the server requires it, verified against the
+	// system's roots.
+	TLS *tls.Config
+	// User and Password authenticate with a user of the server's
+	// authorization block (nats.UserInfo); credentials in the URL work
+	// too, but a URL is easier to leak into a log. Default: none.
+	User, Password string
+	// CredentialsFile is a decentralized-auth credentials file (a user JWT
+	// and its NKey seed, made by nsc; nats.UserCredentials). Default: none.
+	CredentialsFile string
+	// NKeySeedFile is a file holding a user's NKey seed ("SU…"), for a
+	// server whose authorization block lists that user's public NKey
+	// (nats.NkeyOptionFromSeed, read when connecting). Default: none.
+	NKeySeedFile string
 	// NatsOptions are passed to nats.Connect after the defaults, which
 	// reconnect forever every 250ms and keep 8 MB of publishes buffered
-	// while reconnecting.
+	// while reconnecting, and after the options of the fields above.
 	NatsOptions []nats.Option
 	// PublishOptions are passed to every JetStream publish (for example
 	// nats.AckWait). Default: none (nats.go's 5s ack wait).
@@ -67,7 +97,8 @@ func PublisherConfig(url string, cfg *Config) wmnats.PublisherConfig {
 	if cfg != nil {
 		c = *cfg
 	}
-	opts := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, c.NatsOptions...)
+	opts := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, securityOptions(c)...)
+	opts = append(opts, c.NatsOptions...)
 	pc := wmnats.PublisherConfig{
 		URL:         url,
 		NatsOptions: opts,
@@ -88,12 +119,25 @@ func PublisherConfig(url string, cfg *Config) wmnats.PublisherConfig {
 
 // NewPublisher connects to the NATS server at url and returns a JetStream
 // publisher whose Publish returns once JetStream acknowledged each message.
+// A server that refuses the credentials or the TLS handshake, or a server
+// certificate that does not verify, gives an error matching
+// outbox.ErrAuth at once (the first connection is not retried).
 func NewPublisher(url string, cfg *Config) (*wmnats.Publisher, error) {
 	var logger watermill.LoggerAdapter = watermill.NopLogger{}
 	if cfg != nil && cfg.Logger != nil {
 		logger = cfg.Logger
 	}
-	return wmnats.NewPublisher(PublisherConfig(url, cfg), logger)
+	pub, err := wmnats.NewPublisher(PublisherConfig(url, cfg), logger)
+	if err != nil {
+		err = failure.Auth(err, isAuth)
+		if !errors.Is(err, outbox.ErrAuth) && cfg != nil && cfg.TLS != nil {
+			if tlsErr := probeTLS(url, cfg.TLS); tlsErr != nil {
+				err = failure.Auth(fmt.Errorf("%w (the TLS handshake: %w)", err, tlsErr), nil)
+			}
+		}
+		return nil, fmt.Errorf("natsjs: %w", err)
+	}
+	return pub, nil
 }
 
 // Marshaler is watermill-nats's NATSMarshaler (UUID and metadata as

@@ -16,6 +16,13 @@
 // amqp.NewDurablePubSubConfig's exchange settings instead, keeping
 // Publish.ConfirmDelivery on.
 //
+// # TLS and credentials
+//
+//	pub, err := rabbitmq.NewPublisher("amqps://relay:"+url.QueryEscape(pw)+"@mq.internal:5671/", &rabbitmq.Config{TLS: tlsCfg})
+//
+// A refused password or certificate is an error matching outbox.ErrAuth
+// from NewPublisher.
+//
 // # Consumers
 //
 // Subscribe with amqp.NewSubscriber(amqp.NewDurableQueueConfig(url), …)
@@ -26,8 +33,18 @@
 package rabbitmq
 
 import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/strata-go/strata/internal/failure"
+	"github.com/strata-go/strata/internal/tlsprobe"
 )
 
 // Config configures the publisher. The zero value (or nil) means every
@@ -37,6 +54,13 @@ type Config struct {
 	// which bounds how many publishes wait for confirms at once. Match it
 	// to outbox.Config.Concurrency. Default 16.
 	ChannelPoolSize int
+	// TLS, when set, is the connection's TLS configuration (amqp.DialTLS),
+	// for an amqps:// URL: the CA to trust, the client certificate if the
+	// broker verifies peers. Default nil: amqps:// URLs verify against the
+	// system's roots, amqp:// ones are plaintext. The user and password
+	// are the URL's (amqps://user:password@host:5671/vhost); Strata never
+	// logs the URL.
+	TLS *tls.Config
 	// Logger is Watermill's logger. Default watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
@@ -54,15 +78,39 @@ func PublisherConfig(url string, cfg *Config) amqp.Config {
 	ac := amqp.NewDurableQueueConfig(url)
 	ac.Publish.ConfirmDelivery = true
 	ac.Publish.ChannelPoolSize = c.ChannelPoolSize
+	ac.Connection.TLSConfig = c.TLS
 	return ac
 }
 
 // NewPublisher connects to RabbitMQ at url and returns a publisher whose
-// Publish returns once the broker confirmed each message.
+// Publish returns once the broker confirmed each message. A broker that
+// refuses the credentials or the TLS handshake, or a broker certificate
+// that does not verify, gives an error matching outbox.ErrAuth at once
+// (the first connection is not retried).
 func NewPublisher(url string, cfg *Config) (*amqp.Publisher, error) {
 	var logger watermill.LoggerAdapter = watermill.NopLogger{}
 	if cfg != nil && cfg.Logger != nil {
 		logger = cfg.Logger
 	}
-	return amqp.NewPublisher(PublisherConfig(url, cfg), logger)
+	pub, err := amqp.NewPublisher(PublisherConfig(url, cfg), logger)
+	if err != nil {
+		err = failure.Auth(err, isAuth)
+		if !errors.Is(err, failure.ErrAuth) && cfg != nil && cfg.TLS != nil {
+			if u, perr := amqp091.ParseURI(url); perr == nil {
+				if _, tlsErr := tlsprobe.Handshake(net.JoinHostPort(u.Host, strconv.Itoa(u.Port)), cfg.TLS, nil); tlsErr != nil {
+					err = failure.Auth(fmt.Errorf("%w (the TLS handshake: %w)", err, tlsErr), nil)
+				}
+			}
+		}
+		return nil, fmt.Errorf("rabbitmq: %w", err)
+	}
+	return pub, nil
+}
+
+// isAuth reports RabbitMQ's refusals of a connection's credentials: a
+// wrong user or password, no shared SASL mechanism, a user without
+// access to the virtual host (all ACCESS_REFUSED, 403).
+func isAuth(err error) bool {
+	var amqpErr *amqp091.Error
+	return errors.As(err, &amqpErr) && amqpErr.Code == amqp091.AccessRefused
 }
