@@ -70,12 +70,13 @@
 // transaction, just before it commits. So the effects and the record
 // commit together, and a redelivered message has no second effect.
 //
-//	router.AddNoPublisherHandler("billing", "order", sub,
-//		outbox.Deduplicate(pool, "strata", "billing")(func(msg *message.Message) ([]*message.Message, error) {
-//			tx, _ := outbox.TxFromContext(msg.Context())
-//			_, err := tx.Exec(msg.Context(), `UPDATE invoices SET paid = true WHERE order_id = $1`, msg.Metadata.Get(outbox.MetaStream))
-//			return nil, err
-//		}))
+//	router.AddConsumerHandler("billing", "order", sub, func(msg *message.Message) error {
+//		tx, _ := outbox.TxFromContext(msg.Context())
+//		_, err := tx.Exec(msg.Context(), `UPDATE invoices SET paid = true WHERE order_id = $1`, msg.Metadata.Get(outbox.MetaStream))
+//		return err
+//	}).AddMiddleware(outbox.Deduplicate(pool, "strata", "billing"))
+//
+// (ExampleDeduplicate runs this against a real router.)
 //
 // The messages a handler returns are recorded with the ID (UUID, payload,
 // metadata). Watermill's router publishes them only after the transaction
