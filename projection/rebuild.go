@@ -25,7 +25,8 @@ type Progress struct {
 	// (grown to Done if more arrived meanwhile). Each partition's count is
 	// capped at 1,000,000 at the start; the cap is then lifted as Done grows.
 	Total int64
-	// Rate is the events handled per second by this call.
+	// Rate is the events replayed per second by this call, or by a Runner
+	// of the same projection in this process that holds its partitions.
 	Rate float64
 	// Elapsed is the time since this call began.
 	Elapsed time.Duration
@@ -71,8 +72,9 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	// asking the database.
 	var mu sync.Mutex
 	reached := make([]bool, e.p.Partitions)
+	// onBatch sees this call's own batches; counted (below) sees every
+	// batch this process commits for the projection, a Runner's too.
 	onBatch := func(b eventstore.BatchInfo) {
-		handled.Add(int64(b.Events))
 		atTarget := !b.Last.Less(target)
 		if atTarget && b.Partition >= 0 && b.Partition < len(reached) {
 			mu.Lock()
@@ -142,6 +144,22 @@ func (r *Runner) Rebuild(ctx context.Context, name string, progress func(Progres
 	} else {
 		target.TxID = uint64(targetTx)
 	}
+	// From the reset's commit on, every batch this process commits for
+	// the projection is part of the replay, whichever subscription (this
+	// call's, or a Runner's that holds the partition's lease) commits it:
+	// count it, and look at once whether the rebuild is done (the check
+	// reads the checkpoints, so a batch of before the reset, reported
+	// late, cannot end the rebuild early).
+	counted := func(b eventstore.BatchInfo) {
+		handled.Add(int64(b.Events))
+		if b.Events+b.Parked < batchSize || !b.Last.Less(target) {
+			select {
+			case poll <- struct{}{}:
+			default:
+			}
+		}
+	}
+	defer e.watch(counted)()
 	if target.IsZero() {
 		// The log was empty: every partition is past it already.
 		for i := range reached {

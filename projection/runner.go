@@ -38,6 +38,35 @@ type entry struct {
 	mu      sync.Mutex
 	stopped error // the *eventstore.HandlerError that stopped it in this process
 	running int   // supervise calls in progress (under mu)
+	// watchers see every batch committed by this process's subscriptions
+	// of the projection (Run's and Rebuild's): a Rebuild counts the
+	// events a Runner in the same process replays for it. Under mu.
+	watchers map[*func(eventstore.BatchInfo)]struct{}
+}
+
+// watch calls fn after each batch this process commits for the
+// projection, until the returned function is called.
+func (e *entry) watch(fn func(eventstore.BatchInfo)) (unwatch func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.watchers == nil {
+		e.watchers = map[*func(eventstore.BatchInfo)]struct{}{}
+	}
+	e.watchers[&fn] = struct{}{}
+	return func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.watchers, &fn)
+	}
+}
+
+// observe passes b to the watchers.
+func (e *entry) observe(b eventstore.BatchInfo) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for fn := range e.watchers {
+		(*fn)(b)
+	}
 }
 
 // NewRunner returns a Runner of the given projections on store. cfg may be
@@ -191,18 +220,17 @@ func (r *Runner) subscription(e *entry, owner string, onBatch func(eventstore.Ba
 		cfg.MaxAttempts = p.MaxAttempts
 	}
 	m := r.cfg.Metrics.Batch
-	if m != nil || onBatch != nil {
-		cfg.OnBatch = func(b eventstore.BatchInfo) {
-			if onBatch != nil {
-				onBatch(b)
+	cfg.OnBatch = func(b eventstore.BatchInfo) {
+		e.observe(b)
+		if onBatch != nil {
+			onBatch(b)
+		}
+		if m != nil {
+			bm := BatchMetrics{Projection: p.Name, Partition: b.Partition, Events: b.Events, Parked: b.Parked, Duration: b.Duration}
+			if b.Events > 0 && !b.LastRecordedAt.IsZero() {
+				bm.Lag = max(0, time.Since(b.LastRecordedAt))
 			}
-			if m != nil {
-				bm := BatchMetrics{Projection: p.Name, Partition: b.Partition, Events: b.Events, Parked: b.Parked, Duration: b.Duration}
-				if b.Events > 0 && !b.LastRecordedAt.IsZero() {
-					bm.Lag = max(0, time.Since(b.LastRecordedAt))
-				}
-				m(bm)
-			}
+			m(bm)
 		}
 	}
 	sub, err := r.store.Subscription(cfg)
