@@ -310,3 +310,16 @@ func TestTransfersBesideHandWritten(t *testing.T) {
 	}
 	t.Logf("20 goroutines × 25 transfers over 5 accounts, private cluster, shared 2-core machine:\n%s", strings.Join(report, "\n"))
 }
+
+func TestAggregateID(t *testing.T) {
+	e := newEnv(t)
+	repo := e.repo(nil)
+	for _, id := range []string{"42", "a-b", ""} {
+		if got, ok := repo.AggregateID(repo.StreamID(id)); !ok || got != id {
+			t.Errorf("AggregateID(StreamID(%q)) = %q, %v", id, got, ok)
+		}
+	}
+	if _, ok := repo.AggregateID("order-42"); ok {
+		t.Error("a stream of another category was accepted")
+	}
+}
