@@ -117,7 +117,7 @@ type xferResult struct {
 // runTransfers runs the workload with one transfer function.
 func runTransfers(t testing.TB, one func(ctx context.Context, from, to string, cents int64) (retries, deadlocks int, err error)) xferResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	var r xferResult
 	var wg sync.WaitGroup
@@ -304,6 +304,7 @@ func TestTransfersBesideHandWritten(t *testing.T) {
 			if kind == "unit of work" && (server != 0 || r.deadlocks != 0) {
 				t.Errorf("unit of work: %d deadlocks counted by the server, %d seen", server, r.deadlocks)
 			}
+			t.Logf("round %d %s: %v, %d retries, %d deadlocks (server)", round+1, kind, r.wall, r.retries, server)
 			report = append(report, fmt.Sprintf("round %d %-13s wall %7.2fs  retries/transfer %.2f  deadlocks (server) %d  committed %d refused %d",
 				round+1, kind, r.wall.Seconds(), float64(r.retries)/float64(xferWorkers*xferPerWorker), server, r.done, r.refused))
 		}
