@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -260,9 +261,10 @@ func TestUnitOfWorkTransfers(t *testing.T) {
 // lock ordering, and again, reporting wall time, retries per transfer and
 // the deadlocks the server counted (pg_stat_database) for each. The
 // hand-written version waits out deadlock_timeout (1s) for each deadlock,
-// so the run takes tens of seconds: it is gated with the long runs.
+// so the run takes minutes on a loaded machine: it is gated with the long
+// runs.
 //
-//	STRATA_FAULT_TESTS=1 go test -run TestTransfersBesideHandWritten -v ./aggregate/
+//	STRATA_FAULT_TESTS=1 STRATA_XFER_ROUNDS=2 go test -run TestTransfersBesideHandWritten -v -timeout 30m ./aggregate/
 func TestTransfersBesideHandWritten(t *testing.T) {
 	if os.Getenv("STRATA_FAULT_TESTS") != "1" {
 		t.Skip("set STRATA_FAULT_TESTS=1 for the comparison with the hand-written transfer (tens of seconds)")
@@ -280,8 +282,12 @@ func TestTransfersBesideHandWritten(t *testing.T) {
 		must(t, pool.QueryRow(ctx, `SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()`).Scan(&n))
 		return n
 	}
+	rounds := 1 // STRATA_XFER_ROUNDS=2 interleaves a second round of each
+	if n, err := strconv.Atoi(os.Getenv("STRATA_XFER_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
 	var report []string
-	for round := range 2 {
+	for round := range rounds {
 		for _, kind := range []string{"unit of work", "hand-written"} {
 			schemaName := fmt.Sprintf("xfer_%d_%s", round, strings.ReplaceAll(kind, " ", "_"))
 			schemaName = strings.ReplaceAll(schemaName, "-", "_")
