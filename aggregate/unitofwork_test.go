@@ -330,3 +330,102 @@ func TestAggregateID(t *testing.T) {
 		t.Error("a stream of another category was accepted")
 	}
 }
+
+// TestUnitOfWorkErrors: a function's error, a refused event and a panic
+// write nothing and are returned without a rerun; GetOrNew creates; a
+// stream tracked twice is refused; MaxAttempts ends a losing race with an
+// *AttemptsError matching the conflict.
+func TestUnitOfWorkErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	store := eventstore.New(e.db.Pool, &eventstore.Config{Schema: e.db.Schema, NotifyInterval: -1})
+	repo, reg := accountRepo(t, store)
+	store = store.WithValidator(reg)
+	ctx := context.Background()
+	openAccounts(t, ctx, repo)
+	runs := 0
+	uow := aggregate.NewUnitOfWork(store, nil)
+	mine := errors.New("mine")
+	err := uow.Run(ctx, func(ctx context.Context, s *aggregate.Session) error {
+		runs++
+		a, err := aggregate.Get(ctx, s, repo, "0")
+		must(t, err)
+		a.Raise(Withdrawn{Cents: 1})
+		return mine
+	})
+	if err != mine || runs != 1 {
+		t.Fatalf("fn's error: %v after %d runs", err, runs)
+	}
+	err = uow.Run(ctx, func(ctx context.Context, s *aggregate.Session) error {
+		a, err := aggregate.Get(ctx, s, repo, "0")
+		must(t, err)
+		b, err := aggregate.Get(ctx, s, repo, "1")
+		must(t, err)
+		a.Raise(Withdrawn{Cents: 5})
+		b.Raise(Deposited{Cents: -5}) // refused by the schema: minimum 1
+		return nil
+	})
+	if !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Fatalf("an invalid event: %v", err)
+	}
+	err = uow.Run(ctx, func(ctx context.Context, s *aggregate.Session) error { panic("boom") })
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("a panic: %v", err)
+	}
+	if got := total(t, ctx, repo); got != xferAccounts*xferOpening {
+		t.Fatalf("total %d after refused units of work", got)
+	}
+	for i := range 2 {
+		if n := len(e.stream(t, repo.StreamID(fmt.Sprint(i)))); n != 1 {
+			t.Fatalf("account %d has %d events, want 1", i, n)
+		}
+	}
+
+	// GetOrNew creates; the same stream twice is one aggregate; Track of a
+	// tracked stream is refused.
+	err = uow.Run(ctx, func(ctx context.Context, s *aggregate.Session) error {
+		a, err := aggregate.GetOrNew(ctx, s, repo, "new")
+		must(t, err)
+		again, err := aggregate.Get(ctx, s, repo, "new")
+		must(t, err)
+		if a != again || a.Version() != 0 {
+			t.Errorf("Get after GetOrNew: another aggregate or version %d", a.Version())
+		}
+		if err := aggregate.Track(s, repo, repo.New("new")); err == nil {
+			t.Error("a stream tracked twice was accepted")
+		}
+		if _, err := aggregate.Get(ctx, s, repo, "missing"); !errors.Is(err, aggregate.ErrNotFound) {
+			t.Errorf("Get of a missing aggregate: %v", err)
+		}
+		fresh := repo.New("tracked")
+		fresh.Raise(Deposited{Cents: 7})
+		must(t, aggregate.Track(s, repo, fresh))
+		a.Raise(Deposited{Cents: 3})
+		return nil
+	})
+	must(t, err)
+	if n := len(e.stream(t, repo.StreamID("new"))) + len(e.stream(t, repo.StreamID("tracked"))); n != 2 {
+		t.Fatalf("created streams hold %d events, want 2", n)
+	}
+
+	// A race lost every time: another writer appends between the load and
+	// the commit.
+	limited := aggregate.NewUnitOfWork(store, &aggregate.UnitConfig{MaxAttempts: 3})
+	runs = 0
+	err = limited.Run(ctx, func(ctx context.Context, s *aggregate.Session) error {
+		runs++
+		a, err := aggregate.Get(ctx, s, repo, "2")
+		must(t, err)
+		b, err := aggregate.Get(ctx, s, repo, "3")
+		must(t, err)
+		must(t, transfer(a, b, 1))
+		other, err := repo.Load(ctx, "3")
+		must(t, err)
+		other.Raise(Deposited{Cents: 1})
+		return repo.Save(ctx, other) // outside the session: makes it lose
+	})
+	var ae *aggregate.AttemptsError
+	if !errors.As(err, &ae) || ae.Attempts != 3 || runs != 3 || !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("a race lost three times: %v (runs %d)", err, runs)
+	}
+}
