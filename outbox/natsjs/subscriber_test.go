@@ -27,17 +27,20 @@ func natsURL() string {
 
 // deleteStreamAtEnd removes the JetStream stream a test provisioned.
 func deleteStreamAtEnd(t *testing.T, name string) {
-	t.Cleanup(func() {
-		nc, err := nats.Connect(natsURL())
-		if err != nil {
-			return
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = js.DeleteStream(ctx, name)
-	})
+	t.Cleanup(func() { deleteStream(name) })
+}
+
+// deleteStream removes a JetStream stream, if it can.
+func deleteStream(name string) {
+	nc, err := nats.Connect(natsURL())
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = js.DeleteStream(ctx, name)
 }
 
 // TestSubscriberKeepsStreamOrder relays 4 streams × 25 events, interleaved,

@@ -25,17 +25,20 @@ func amqpURL() string {
 }
 
 func deleteQueueAtEnd(t *testing.T, name string) {
-	t.Cleanup(func() {
-		conn, err := amqp091.Dial(amqpURL())
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		if ch, err := conn.Channel(); err == nil {
-			_, _ = ch.QueueDelete(name, false, false, false)
-			ch.Close()
-		}
-	})
+	t.Cleanup(func() { deleteQueue(name) })
+}
+
+// deleteQueue removes a queue, if it can.
+func deleteQueue(name string) {
+	conn, err := amqp091.Dial(amqpURL())
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	if ch, err := conn.Channel(); err == nil {
+		_, _ = ch.QueueDelete(name, false, false, false)
+		ch.Close()
+	}
 }
 
 // TestSubscriberKeepsStreamOrder relays 4 streams × 25 events, interleaved,
