@@ -65,7 +65,14 @@ var (
 	orderPlacedV1, orderPlacedV2 []byte
 	progress                     func(projection.Progress)
 	ErrNotPayable                = errors.New("not payable")
+	accounts                     *aggregate.Repository[*Account]
 )
+
+type Account struct{ aggregate.Root }
+
+func (a *Account) Apply(ev any) {}
+
+func Transfer(from, to *Account, cents int64) error { return nil }
 
 type OrderPlaced struct{ Total int }
 type OrderPaid struct{ Amount int }
