@@ -61,4 +61,3 @@ func ExampleTypedHandler() {
 	// Output:
 	// ada: 750 types: [MoneyDeposited]
 }
-

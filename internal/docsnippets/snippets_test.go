@@ -104,7 +104,7 @@ var (
 
 // imports is the prelude's import block, given to each file of a
 // snippet (imports are per file).
-var imports = prelude[strings.Index(prelude, "import ("):strings.Index(prelude, ")\n")+2]
+var imports = prelude[strings.Index(prelude, "import (") : strings.Index(prelude, ")\n")+2]
 
 // snippet is one ```go block.
 type snippet struct {
