@@ -284,12 +284,20 @@ func (u *UnitOfWork) Run(ctx context.Context, fn func(ctx context.Context, s *Se
 	md := callMetadata(ctx, opts)
 	wait := retry.Full(u.cfg.RetryDelay, u.cfg.MaxRetryDelay)
 	var ahead []int32 // the lock keys to take before fn runs
+	relocks := 0
 	for attempt := 1; ; attempt++ {
 		keys, err := u.runOnce(ctx, fn, md, ahead)
 		if errors.Is(err, errRelock) {
 			// Not a race: this attempt wrote streams it had not locked
-			// ahead; rerun at once with all of them locked first.
-			ahead, attempt = keys, attempt-1
+			// ahead; rerun at once with all of them locked first. (A
+			// function that writes other streams on every run counts
+			// these reruns as attempts after a few.)
+			if relocks++; relocks <= maxFreeRelocks {
+				attempt--
+			} else if u.cfg.MaxAttempts > 0 && attempt >= u.cfg.MaxAttempts {
+				return &AttemptsError{Attempts: attempt, Err: err}
+			}
+			ahead = keys
 			continue
 		}
 		rerun, err := classify(err)
@@ -315,6 +323,10 @@ func (u *UnitOfWork) Run(ctx context.Context, fn func(ctx context.Context, s *Se
 		}
 	}
 }
+
+// maxFreeRelocks is how many reruns for a changed set of streams do not
+// count as attempts.
+const maxFreeRelocks = 4
 
 // errRelock ends an attempt that would write a stream whose lock comes
 // before one it took ahead: taking it now could deadlock.
