@@ -107,10 +107,14 @@
 // the messages. Ready-made constructors:
 //
 //   - NATS JetStream: natsjs.NewPublisher (watermill-nats/v2, JetStream
-//     acks, Nats-Msg-Id = event ID so the server drops re-publications).
+//     acks, Nats-Msg-Id = event ID so the server drops re-publications);
+//     natsjs.NewSubscriber reads it back (a durable consumer per topic and
+//     group, one message in flight so each stream stays in order).
 //
 //   - RabbitMQ: rabbitmq.NewPublisher (watermill-amqp/v3, durable queues,
-//     publisher confirms).
+//     publisher confirms); rabbitmq.NewSubscriber reads it back (prefetch
+//     1), and rabbitmq.DeclareQueues declares the queues before the relay
+//     first publishes.
 //
 //   - Kafka: kafka.NewPublisher (watermill-kafka/v3, key = partition key,
 //     idempotent producer, acks from all replicas); its package
