@@ -11,12 +11,12 @@ import (
 	"github.com/strata-go/strata/projection"
 )
 
-// TestRebuildProgressWhileRunnerOwnsIt: a Runner in the same process holds
+// TestRebuildRateBesideInProcessRunner: a Runner in the same process holds
 // the projection's partition, so it, not Rebuild's own subscription,
 // replays the log. Rebuild still reports a real rate and a Done that
 // grows batch by batch, and returns as soon as the replay caught up (not
 // at its next one-second status check).
-func TestRebuildProgressWhileRunnerOwnsIt(t *testing.T) {
+func TestRebuildRateBesideInProcessRunner(t *testing.T) {
 	t.Parallel()
 	s, db := newStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
