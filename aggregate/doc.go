@@ -86,6 +86,34 @@
 // conflict it returns the error and the caller retries the whole
 // transaction.
 //
+// # Several aggregates in one transaction
+//
+// UnitOfWork changes several aggregates, of one type or several, in one
+// transaction with the retries done for you: its function loads them
+// through a Session (Get, GetOrNew, Track), and their events are appended
+// together when it returns nil. It locks the streams it writes in a fixed
+// order, so Strata's statements cannot deadlock, and reruns the function
+// on a conflict, eventstore.ErrOutOfOrder, ErrDeadlock or
+// ErrSerialization:
+//
+//	uow := aggregate.NewUnitOfWork(store, nil)
+//	err := uow.Run(ctx, func(ctx context.Context, s *aggregate.Session) error {
+//		from, err := aggregate.Get(ctx, s, accounts, "alice")
+//		if err != nil {
+//			return err
+//		}
+//		to, err := aggregate.Get(ctx, s, accounts, "bob")
+//		if err != nil {
+//			return err
+//		}
+//		return Transfer(from, to, 2599)
+//	})
+//
+// Use it for an invariant that must hold across a few aggregates at every
+// commit; for steps that may follow one another (with compensation, or
+// waiting for time or other services), a workflow reacting to events is
+// the better tool. See UnitOfWork.
+//
 // # Snapshots
 //
 // With Config.SnapshotEvery set, a save that carries the aggregate's

@@ -110,7 +110,9 @@ type Config struct {
 	Projections Projections
 	// Name is the program's name in usage and messages. Default "strata".
 	Name string
-	// Schema is the default of --schema. Default "strata".
+	// Schema is the default of --schema. Default: the schema of the
+	// store behind Projections when they have one (a *projection.Runner
+	// does: its Store method), else "strata".
 	Schema string
 	// DatabaseURL is the connection string used when neither
 	// --database-url nor DATABASE_URL gives one. Default "": one of them
@@ -143,6 +145,11 @@ func New(cfg *Config) *CLI {
 	}
 	if c.Name == "" {
 		c.Name = "strata"
+	}
+	if c.Schema == "" {
+		if p, ok := c.Projections.(interface{ Store() *eventstore.Store }); ok && p.Store() != nil {
+			c.Schema = p.Store().Schema()
+		}
 	}
 	if c.Schema == "" {
 		c.Schema = migrations.DefaultSchema

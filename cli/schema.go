@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"iter"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -57,7 +56,7 @@ with 2. Exits with 3 when anything fails.`,
 			if err := reg.Check(); err != nil {
 				rep.Registry = splitJoined(err)
 			}
-			cr, err := reg.CheckEvents(ctx, readLog(ctx, store, f), maxFailures)
+			cr, err := reg.CheckEvents(ctx, store.ReadLog(ctx, eventstore.Position{}, f), maxFailures)
 			if err != nil {
 				return err
 			}
@@ -98,29 +97,6 @@ func splitJoined(err error) []string {
 		return out
 	}
 	return []string{err.Error()}
-}
-
-// readLog yields the readable log page by page.
-func readLog(ctx context.Context, store *eventstore.Store, f eventstore.Filter) iter.Seq2[eventstore.Event, error] {
-	return func(yield func(eventstore.Event, error) bool) {
-		var after eventstore.Position
-		for {
-			page, err := store.ReadAllFiltered(ctx, after, 1000, f)
-			if err != nil {
-				yield(eventstore.Event{}, err)
-				return
-			}
-			for _, e := range page.Events {
-				if !yield(e, nil) {
-					return
-				}
-			}
-			if page.AtEnd {
-				return
-			}
-			after = page.Next
-		}
-	}
 }
 
 func (s *session) printSchemaReport(rep schemaReport) error {

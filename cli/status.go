@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/migrations"
+	"github.com/strata-go/strata/outbox"
 )
 
 func (s *session) migrateCmd() *cobra.Command {
@@ -50,7 +51,10 @@ type statusReport struct {
 	Head           string         `json:"head"`
 	HeadRecordedAt *time.Time     `json:"head_recorded_at"`
 	Subscriptions  []subscription `json:"subscriptions"`
-	Horizon        *horizonHolder `json:"horizon"`
+	// Consumers are the deduplicating consumers (outbox.Deduplicator)
+	// with messages recorded in processed_messages.
+	Consumers []consumer     `json:"consumers"`
+	Horizon   *horizonHolder `json:"horizon"`
 	// TransactionIDsBehind is set when the database's transaction IDs are
 	// behind the log's (eventstore.TransactionIDsBehindError).
 	TransactionIDsBehind *transactionIDsBehind `json:"transaction_ids_behind,omitempty"`
@@ -85,6 +89,13 @@ type subscription struct {
 	UpdatedAt     time.Time  `json:"updated_at"`
 }
 
+// consumer is outbox.ConsumerStatus for --json.
+type consumer struct {
+	Name            string    `json:"name"`
+	Processed       int64     `json:"processed"`
+	LastProcessedAt time.Time `json:"last_processed_at"`
+}
+
 // horizonHolder names the backend holding readers back. Its query text is
 // left out on purpose: it is another session's SQL, literals (and secrets)
 // included, and the pid is enough to look it up or end it.
@@ -104,9 +115,11 @@ func (s *session) statusCmd() *cobra.Command {
 		Short: "Show the log, every subscription's checkpoint, lag and state, and dead letters",
 		Long: `Show the log (streams, events, head position) and every subscription —
 projections, relays, Pub/Sub consumer groups — partition by partition: its
-checkpoint, lag in events and in time, state, owner and dead letters. When an
-open transaction holds gap-safe readers back (for longer than --horizon-age),
-it is named.
+checkpoint, lag in events and in time, state, owner and dead letters — and
+every deduplicating consumer (outbox.Deduplicator): how many message IDs it
+keeps in processed_messages and when it last processed one. When an open
+transaction holds gap-safe readers back (for longer than --horizon-age), it is
+named.
 
 States: running (a process holds the partition's lease), failing (its handler
 keeps failing on an event and is retrying it), stopped (the processes
@@ -176,9 +189,16 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 			return nil, err
 		}
 	}
+	cons, err := outbox.Consumers(ctx, store.Pool(), s.schema)
+	if err != nil {
+		return nil, err
+	}
 	rep := &statusReport{
 		Schema: s.schema, Streams: head.Streams, Events: head.Events, Head: head.Position.String(),
-		Subscriptions: []subscription{}, Problems: []string{}, horizonAge: horizonAge, statuses: sts,
+		Subscriptions: []subscription{}, Consumers: []consumer{}, Problems: []string{}, horizonAge: horizonAge, statuses: sts,
+	}
+	for _, c := range cons {
+		rep.Consumers = append(rep.Consumers, consumer{Name: s.red.text(c.Consumer), Processed: c.Processed, LastProcessedAt: c.LastProcessedAt.UTC()})
 	}
 	if !head.RecordedAt.IsZero() {
 		at := head.RecordedAt.UTC()
@@ -268,6 +288,16 @@ func (s *session) printStatus(rep *statusReport) error {
 		}
 		for _, e := range errs {
 			fmt.Fprintf(s.out, "  last error of %s\n", e)
+		}
+	}
+	if len(rep.Consumers) > 0 {
+		fmt.Fprintln(s.out)
+		t := newTable(s.out, "CONSUMER", "PROCESSED", "LAST SEEN")
+		for _, c := range rep.Consumers {
+			t.row(c.Name, fmt.Sprint(c.Processed), formatAge(now.Sub(c.LastProcessedAt))+" ago")
+		}
+		if err := t.flush(); err != nil {
+			return err
 		}
 	}
 	if h := rep.Horizon; h != nil {

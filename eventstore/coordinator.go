@@ -57,9 +57,12 @@ func newCoordinator(sub *Subscription, h Handler, cancel context.CancelCauseFunc
 func (c *coordinator) run(ctx context.Context) error {
 	tick := time.NewTicker(c.sub.cfg.LeaseTTL / 3)
 	defer tick.Stop()
-	var others <-chan time.Time // with StopAt: look at other processes' partitions
+	// With StopAt: look at other processes' partitions often (a cheap
+	// read of the checkpoints, each lag counted up to one event), so that
+	// Run ends soon after they reach it.
+	var others <-chan time.Time
 	if !c.sub.cfg.StopAt.IsZero() {
-		t := time.NewTicker(c.sub.cfg.PollInterval)
+		t := time.NewTicker(min(c.sub.cfg.PollInterval, stopCheckInterval))
 		defer t.Stop()
 		others = t.C
 	}

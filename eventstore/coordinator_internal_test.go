@@ -34,7 +34,10 @@ func TestCoordinatorRetriesFailedLeaseMaintenanceSoon(t *testing.T) {
 		t.Fatal(err)
 	}
 	var handled atomic.Int64
-	h := func(ctx context.Context, tx pgx.Tx, events []Event) error { handled.Add(int64(len(events))); return nil }
+	h := func(ctx context.Context, tx pgx.Tx, events []Event) error {
+		handled.Add(int64(len(events)))
+		return nil
+	}
 	rctx, stop := context.WithCancelCause(ctx)
 	c := newCoordinator(sub, h, stop)
 	var calls atomic.Int64

@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"time"
 )
 
 // Stopping at a position (SubscriptionConfig.StopAt). A partition has
@@ -15,6 +16,10 @@ import (
 // its own through its workers' reports, other processes' through their
 // stored checkpoints and lag (a partition is done when its checkpoint is
 // at or past the position, or no event its filter selects lies after it).
+
+// stopCheckInterval is the longest between two looks at other processes'
+// partitions while Run waits for them to reach StopAt.
+const stopCheckInterval = 100 * time.Millisecond
 
 // horizonPastSQL says whether every transaction up to $1 has ended, so
 // that a read begun now sees every event at or before a position of

@@ -70,12 +70,13 @@
 // transaction, just before it commits. So the effects and the record
 // commit together, and a redelivered message has no second effect.
 //
-//	router.AddNoPublisherHandler("billing", "order", sub,
-//		outbox.Deduplicate(pool, "strata", "billing")(func(msg *message.Message) ([]*message.Message, error) {
-//			tx, _ := outbox.TxFromContext(msg.Context())
-//			_, err := tx.Exec(msg.Context(), `UPDATE invoices SET paid = true WHERE order_id = $1`, msg.Metadata.Get(outbox.MetaStream))
-//			return nil, err
-//		}))
+//	router.AddConsumerHandler("billing", "order", sub, func(msg *message.Message) error {
+//		tx, _ := outbox.TxFromContext(msg.Context())
+//		_, err := tx.Exec(msg.Context(), `UPDATE invoices SET paid = true WHERE order_id = $1`, msg.Metadata.Get(outbox.MetaStream))
+//		return err
+//	}).AddMiddleware(outbox.Deduplicate(pool, "strata", "billing"))
+//
+// (ExampleDeduplicate runs this against a real router.)
 //
 // The messages a handler returns are recorded with the ID (UUID, payload,
 // metadata). Watermill's router publishes them only after the transaction
@@ -106,10 +107,14 @@
 // the messages. Ready-made constructors:
 //
 //   - NATS JetStream: natsjs.NewPublisher (watermill-nats/v2, JetStream
-//     acks, Nats-Msg-Id = event ID so the server drops re-publications).
+//     acks, Nats-Msg-Id = event ID so the server drops re-publications);
+//     natsjs.NewSubscriber reads it back (a durable consumer per topic and
+//     group, one message in flight so each stream stays in order).
 //
 //   - RabbitMQ: rabbitmq.NewPublisher (watermill-amqp/v3, durable queues,
-//     publisher confirms).
+//     publisher confirms); rabbitmq.NewSubscriber reads it back (prefetch
+//     1), and rabbitmq.DeclareQueues declares the queues before the relay
+//     first publishes.
 //
 //   - Kafka: kafka.NewPublisher (watermill-kafka/v3, key = partition key,
 //     idempotent producer, acks from all replicas); its package

@@ -28,6 +28,17 @@
 // handler that also implements BatchHandler gets the whole batch at once,
 // for set-based writes.
 //
+// A TypedHandler decodes each event with a schema registry and calls the
+// function registered with On for its Go type, with the aggregate ID taken
+// off the stream ID:
+//
+//	h := projection.NewTypedHandler(reg, nil)
+//	err := projection.On(h, func(ctx context.Context, tx pgx.Tx, e projection.Decoded[OrderPlaced]) error {
+//		_, err := tx.Exec(ctx, `INSERT INTO order_summary VALUES ($1, $2)`, e.AggregateID, e.Value.Total)
+//		return err
+//	})
+//	p := projection.Projection{Name: "order_summary", Handler: h, Types: h.Types()}
+//
 // # How it reads the log
 //
 // Each projection is one eventstore.Subscription, named by

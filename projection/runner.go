@@ -75,6 +75,9 @@ func NewRunner(store *eventstore.Store, projections []Projection, cfg *Config) *
 	return r
 }
 
+// Store returns the store the Runner was made with.
+func (r *Runner) Store() *eventstore.Store { return r.store }
+
 func (r *Runner) entry(name string) (*entry, error) {
 	if r.err != nil {
 		return nil, r.err

@@ -7,7 +7,7 @@
 //
 //	pub, _ := pubsub.NewPublisher(store, nil)
 //	sub, _ := pubsub.NewSubscriber(store, &pubsub.SubscriberConfig{ConsumerGroup: "billing"})
-//	router.AddNoPublisherHandler("bill", "orders", sub, handle)
+//	router.AddConsumerHandler("bill", "orders", sub, handle)
 //
 // # How topics are stored
 //

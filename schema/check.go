@@ -3,7 +3,6 @@ package schema
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -21,6 +20,16 @@ import (
 //   - an event name with schemas but no Go type bound by Register;
 //   - a registered version with no chain of upcasters to the current one,
 //     and an upcaster from a version that is not registered;
+//   - a chain of upcasters that fails on a sample of an older version: the
+//     samples added with SampleJSON for that version or, when there are
+//     none, up to two documents generated from the version's schema (its
+//     required properties; every declared property), each valid against
+//     it. Each is upcast to the current version, validated against the
+//     current schema and decoded into the Go type: an upcaster writing 1.5
+//     into an integer field, or dropping a required one, fails here
+//     rather than on the first old event read in production. A version
+//     whose schema the generator cannot satisfy (a pattern, say) is
+//     reported, asking for a sample;
 //   - a Go type that does not round-trip: each sample (see Sample), or the
 //     zero value when there is none, is marshalled, validated against the
 //     current schema, unmarshalled into a new value and marshalled again,
@@ -38,11 +47,16 @@ func (r *Registry) Check() error {
 			continue
 		}
 		for _, n := range slices.Sorted(maps.Keys(t.versions)) {
+			chain := true
 			for i := n; i < t.current; i++ {
 				if t.upcasts[i] == nil {
 					errs = append(errs, fmt.Errorf("schema: %q v%d cannot be read: no upcaster from v%d to v%d", name, n, i, i+1))
+					chain = false
 					break
 				}
+			}
+			if chain && n < t.current {
+				errs = append(errs, t.upcastSamples(n)...)
 			}
 		}
 		for _, n := range slices.Sorted(maps.Keys(t.upcasts)) {
@@ -67,7 +81,7 @@ func (t *eventType) roundTrip() []error {
 		if zero {
 			what = "the zero value of " + t.goType.String()
 		}
-		data, err := json.Marshal(v)
+		data, err := marshal(v)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("schema: %q: %s does not marshal: %w", t.name, what, err))
 			continue
@@ -85,7 +99,7 @@ func (t *eventType) roundTrip() []error {
 			errs = append(errs, fmt.Errorf("schema: %q: %s does not unmarshal: %w", t.name, what, err))
 			continue
 		}
-		again, err := json.Marshal(p.Interface())
+		again, err := marshal(p.Interface())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("schema: %q: %s does not marshal after a round trip: %w", t.name, what, err))
 			continue

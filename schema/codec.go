@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 
 	gojson "github.com/goccy/go-json"
 
@@ -40,7 +41,9 @@ func (r *Registry) Validate(ev eventstore.NewEvent) error {
 
 // Encode turns v, a value of a registered Go type or a pointer to one,
 // into an event of its type's current version, validated against that
-// version's schema. An unregistered type returns an error matching
+// version's schema. The payload is encoding/json's, except that '<', '>'
+// and '&' are kept as written (encoding/json's Marshal escapes them for
+// HTML, storing "->" as "-\u003e"). An unregistered type returns an error matching
 // ErrUnknownType; an invalid payload a *ValidationError.
 func (r *Registry) Encode(v any) (eventstore.NewEvent, error) {
 	rt := reflect.TypeOf(v)
@@ -57,7 +60,7 @@ func (r *Registry) Encode(v any) (eventstore.NewEvent, error) {
 	if t == nil {
 		return eventstore.NewEvent{}, fmt.Errorf("schema: encode %s: %w: register it with schema.Register", rt, ErrUnknownType)
 	}
-	data, err := json.Marshal(v)
+	data, err := marshal(v)
 	if err != nil {
 		return eventstore.NewEvent{}, fmt.Errorf("schema: encode %q: %w", t.name, err)
 	}
@@ -271,6 +274,38 @@ func jsonKind(v any) string {
 	}
 	return "object"
 }
+
+// marshal encodes v as encoding/json's Marshal does, without its HTML
+// escaping of '<', '>' and '&' (and U+2028, U+2029, which stay escaped
+// as JavaScript needs): an event payload is data, not a web page.
+func marshal(v any) ([]byte, error) {
+	e := encoders.Get().(*encoder)
+	defer func() {
+		if e.buf.Cap() <= 64<<10 { // a huge payload's buffer is not kept
+			encoders.Put(e)
+		}
+	}()
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
+		return nil, err
+	}
+	// One allocation, as json.Marshal's copy out of its pooled buffer.
+	return bytes.Clone(bytes.TrimSuffix(e.buf.Bytes(), []byte("\n"))), nil
+}
+
+// encoder is a json.Encoder without HTML escaping and the buffer it
+// writes to, pooled.
+type encoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var encoders = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
 
 // unmarshal decodes a payload in the current version into the value v
 // points to, as json.Unmarshal does (FuzzFill holds it to that), with

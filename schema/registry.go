@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"path"
 	"reflect"
@@ -63,6 +64,9 @@ type eventType struct {
 	versions map[int]*vschema
 	upcasts  map[int]UpcastFunc // keyed by the version they upcast from
 	samples  []any
+	// versionSamples are the payloads registered with SampleJSON, by
+	// version: Check upcasts them instead of generated ones.
+	versionSamples map[int][][]byte
 }
 
 // vschema is one compiled JSON Schema.
@@ -120,6 +124,7 @@ func (s *state) edit(name string, create bool) *eventType {
 	t := &eventType{name: name, versions: map[int]*vschema{}, upcasts: map[int]UpcastFunc{}}
 	if old != nil {
 		t.goType, t.current, t.samples = old.goType, old.current, slices.Clone(old.samples)
+		t.versionSamples = maps.Clone(old.versionSamples)
 		for k, v := range old.versions {
 			t.versions[k] = v
 		}

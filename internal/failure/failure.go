@@ -101,3 +101,32 @@ func Connection(err error) bool {
 	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe") ||
 		strings.Contains(msg, "connection refused")
 }
+
+// Race names the Postgres errors that roll a transaction back because it
+// raced another one, and that running the whole transaction again cures.
+type Race string
+
+const (
+	// NoRace: the error is not a race (or is nil).
+	NoRace Race = ""
+	// Serialization is SQLSTATE 40001, serialization_failure: a
+	// REPEATABLE READ or SERIALIZABLE transaction lost to a concurrent one.
+	Serialization Race = "40001"
+	// Deadlock is SQLSTATE 40P01, deadlock_detected: the server ended
+	// this transaction to break a cycle of lock waits.
+	Deadlock Race = "40P01"
+)
+
+// RaceOf classifies err (anywhere in its chain) as a race or NoRace. It is
+// the module's one reading of these SQLSTATEs.
+func RaceOf(err error) Race {
+	var pgErr *pgconn.PgError
+	if err == nil || !errors.As(err, &pgErr) {
+		return NoRace
+	}
+	switch Race(pgErr.Code) {
+	case Serialization, Deadlock:
+		return Race(pgErr.Code)
+	}
+	return NoRace
+}

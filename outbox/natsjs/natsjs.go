@@ -13,8 +13,9 @@
 // The JetStream streams must exist and capture the relay's subjects: by
 // default one subject per topic (the event's category, "order"); with
 // Config.SubjectPerStream, "order.<stream token>", so the JetStream stream
-// must capture "order.>". Create them with the nats CLI or nats.go's
-// jetstream API (see the outbox package's tests), or set Config.AutoProvision.
+// must capture "order.>". Create them with the nats CLI (nats stream add
+// order --subjects 'order.>'), with nats.go's jetstream API, or by setting
+// Config.AutoProvision (or SubscriberConfig.AutoProvision).
 //
 // # TLS and credentials
 //
@@ -28,10 +29,19 @@
 //
 // # Consumers
 //
-// Use watermill-nats/v2's Subscriber (pkg/nats, JetStream enabled, with a
-// durable name) and wrap the handler with outbox.Deduplicate. Per-stream
-// order reaches a consumer that handles one message at a time, or one that
-// subscribes per subject token.
+// NewSubscriber reads what NewPublisher writes (the same Marshaler: event
+// ID as UUID, metadata in headers). SubscriberConfig.Durable names the
+// consumer group: one durable JetStream consumer per topic, created before
+// subscribing so that the group's position survives restarts, shared by
+// every process of the group. MaxAckPending 1 (the default) keeps each
+// stream in order, also across a nack. Wrap the handler with
+// outbox.Deduplicate:
+//
+//	sub, err := natsjs.NewSubscriber("nats://127.0.0.1:4222", &natsjs.SubscriberConfig{Durable: "billing"})
+//	router.AddConsumerHandler("billing", "order", sub, handle).AddMiddleware(outbox.Deduplicate(pool, "strata", "billing"))
+//
+// With Config.SubjectPerStream on the publisher, set it on the subscriber
+// too; AutoProvision on either side creates the JetStream stream.
 package natsjs
 
 import (

@@ -25,11 +25,21 @@
 //
 // # Consumers
 //
-// Subscribe with amqp.NewSubscriber(amqp.NewDurableQueueConfig(url), …)
-// and wrap the handler with outbox.Deduplicate. A queue delivers in
-// publish order to one consumer with prefetch 1 (the default); a nacked
-// message is requeued, so only a consumer that handles messages one at a
-// time sees each stream in order.
+// NewSubscriber reads what NewPublisher writes: the topic's durable queue,
+// the same marshaler (event ID as UUID, metadata as headers), prefetch 1
+// so that one consumer per queue sees each stream in order, also across a
+// nack. Declare the queues before the relay first publishes — RabbitMQ
+// drops, and confirms, a message routed to no queue — with DeclareQueues,
+// or let the first subscriber do it with SubscriberConfig.AutoProvision.
+// Wrap the handler with outbox.Deduplicate:
+//
+//	err := rabbitmq.DeclareQueues(url, "order")
+//	sub, err := rabbitmq.NewSubscriber(url, nil)
+//	router.AddConsumerHandler("billing", "order", sub, handle).AddMiddleware(outbox.Deduplicate(pool, "strata", "billing"))
+//
+// For several consumer groups of one topic, use watermill-amqp's
+// NewDurablePubSubConfig on both sides (an exchange per topic, a queue
+// per group), keeping Publish.ConfirmDelivery on.
 package rabbitmq
 
 import (
