@@ -1,0 +1,48 @@
+-- Workflows (package workflow): process managers whose instances each
+-- have their own event stream ("<workflow>-<key>"), and their durable
+-- deadlines. Both tables are written only inside a workflow's reaction
+-- transaction, which also commits the instance's events, its outgoing
+-- events and the checkpoint of the input (or the removal of the deadline
+-- that fired), so they never disagree with the log.
+
+-- One row per instance that has started (recorded at least one event):
+-- its status and its stream's version, for `strata status` and to ignore
+-- the inputs of finished instances without reading their streams.
+CREATE TABLE workflow_instances (
+    workflow       text        NOT NULL,
+    instance_key   text        NOT NULL,
+    status         text        NOT NULL CHECK (status IN ('running', 'finished')),
+    version        bigint      NOT NULL CHECK (version > 0),
+    correlation_id text,
+    started_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (workflow, instance_key)
+);
+
+-- Counting a workflow's instances by status.
+CREATE INDEX workflow_instances_status_idx ON workflow_instances (workflow, status);
+
+-- A deadline scheduled by an instance: at most one per (instance, name);
+-- scheduling a name again moves it. Firing deletes the row in the
+-- transaction of the reaction to it; cancelling deletes it in the
+-- reaction that makes it moot. A deadline whose reaction keeps failing is
+-- retried at retry_at, and after the workflow's MaxAttempts it is parked
+-- (failed) until retried by an operator.
+CREATE TABLE workflow_deadlines (
+    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow     text        NOT NULL,
+    instance_key text        NOT NULL,
+    name         text        NOT NULL,
+    due_at       timestamptz NOT NULL,
+    attempts     integer     NOT NULL DEFAULT 0,
+    retry_at     timestamptz,
+    failed       boolean     NOT NULL DEFAULT false,
+    last_error   text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT workflow_deadlines_name_key UNIQUE (workflow, instance_key, name)
+);
+
+-- The deadline worker's scan: the due deadlines of a workflow in due
+-- order (WHERE workflow = $1 AND due_at <= $2 AND NOT failed ORDER BY
+-- due_at, id).
+CREATE INDEX workflow_deadlines_due_idx ON workflow_deadlines (workflow, due_at, id) WHERE NOT failed;

@@ -1,0 +1,208 @@
+package workflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/strata-go/strata/internal/pgtx"
+	"github.com/strata-go/strata/internal/retry"
+)
+
+// candidate is a due deadline, as the scan saw it.
+type candidate struct {
+	id    int64
+	key   string
+	name  string
+	dueAt time.Time
+}
+
+// scanSize is how many due deadlines one scan returns.
+const scanSize = 64
+
+// runDeadlines is the deadline worker: it fires the due deadlines in due
+// order, then sleeps until the next one is due, a reaction schedules one
+// (NOTIFY) or the poll interval passes, whichever comes first.
+//
+// Firing is at most once and at least once: a deadline's row is deleted
+// in the transaction of the reaction to it, under the instance's lock
+// (which every writer of the instance's deadlines holds), so a process
+// that dies mid-reaction leaves the row for the next one, and a second
+// process that meets the row after the commit finds it gone.
+func (r *Runner[S]) runDeadlines(ctx context.Context) error {
+	wake := make(chan struct{}, 1)
+	listenDone := make(chan struct{})
+	lctx, stopListen := context.WithCancel(ctx)
+	go func() {
+		defer close(listenDone)
+		r.listen(lctx, wake)
+	}()
+	defer func() {
+		stopListen()
+		<-listenDone
+	}()
+	poll := r.cfg.PollInterval
+	if poll <= 0 {
+		poll = defaultDeadlinePoll
+	}
+	failWait := retry.Backoff(r.cfg.RetryBackoff, poll)
+	for ctx.Err() == nil {
+		_, busy, err := r.FireDue(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			d := failWait.NextBackOff()
+			r.log.Warn("strata: firing deadlines failed; retrying", "err", err, "retry_in", d)
+			if !retry.Sleep(ctx, d) {
+				return nil
+			}
+			continue
+		}
+		failWait.Reset()
+		wait := poll
+		var next *time.Time
+		if err := r.store.Pool().QueryRow(ctx, r.sql.nextDue, r.wf.Name).Scan(&next); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.log.Warn("strata: reading the next deadline failed", "err", err)
+		} else if next != nil {
+			wait = min(wait, next.Sub(r.cfg.Clock.Now()))
+		}
+		if busy {
+			// Due deadlines of instances busy in another transaction: look
+			// again soon.
+			wait = min(wait, 5*time.Millisecond)
+		}
+		if wait <= 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-r.cfg.Clock.After(wait):
+		case <-time.After(poll):
+		}
+	}
+	return nil
+}
+
+// FireDue fires the deadlines that are due by the workflow's clock, in due
+// order, each in its own transaction, and returns how many fired. busy
+// says some due deadline was passed over because its instance was in
+// another reaction at that moment (it fires at a later call). Run calls
+// it; it is exported for tests and for programs that fire deadlines from
+// their own loop.
+func (r *Runner[S]) FireDue(ctx context.Context) (fired int, busy bool, err error) {
+	for {
+		now := r.cfg.Clock.Now()
+		rows, err := r.store.Pool().Query(ctx, r.sql.dueCandidates, r.wf.Name, now, scanSize)
+		if err != nil {
+			return fired, busy, fmt.Errorf("workflow %q: scan deadlines: %w", r.wf.Name, err)
+		}
+		var c candidate
+		cands, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (candidate, error) {
+			err := row.Scan(&c.id, &c.key, &c.name, &c.dueAt)
+			return c, err
+		})
+		if err != nil {
+			return fired, busy, fmt.Errorf("workflow %q: scan deadlines: %w", r.wf.Name, err)
+		}
+		progress := false
+		for _, c := range cands {
+			ok, locked, err := r.fire(ctx, c)
+			if err != nil {
+				if ctx.Err() != nil {
+					return fired, busy, ctx.Err()
+				}
+				r.failed(ctx, c, err)
+				continue
+			}
+			if !locked {
+				busy = true
+				continue
+			}
+			progress = true
+			if ok {
+				fired++
+			}
+		}
+		if len(cands) < scanSize || !progress {
+			return fired, busy, nil
+		}
+	}
+}
+
+// fire runs the reaction to one deadline in a transaction that also
+// deletes it. locked is false when the instance was busy; ok is false
+// when the deadline was gone (fired, cancelled or moved meanwhile).
+func (r *Runner[S]) fire(ctx context.Context, c candidate) (ok, locked bool, err error) {
+	var rc Reaction
+	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
+		ok, locked = false, false
+		a, b := lockKey(r.wf.Name, c.key)
+		if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil || !locked {
+			return err
+		}
+		now := r.cfg.Clock.Now()
+		var f Fired
+		err := tx.QueryRow(ctx, r.sql.claimDeadline, c.id, now).Scan(&f.Name, &f.DueAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		inst, err := r.load(ctx, tx, c.key)
+		if err != nil {
+			return err
+		}
+		input := fmt.Sprintf("deadline:%s:%d:%d", f.Name, c.id, f.DueAt.UnixNano())
+		rc, err = r.react(ctx, tx, inst, Input{Deadline: &f, Key: c.key, Time: now}, input)
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return false, locked, err
+	}
+	if ok {
+		rc.FiredAt = r.cfg.Clock.Now()
+		r.tel.fired(ctx, r.wf.Name, rc.FiredAt.Sub(rc.Deadline.DueAt))
+		if r.cfg.OnReaction != nil {
+			r.cfg.OnReaction(rc)
+		}
+	}
+	return ok, locked, nil
+}
+
+// failed records a failed attempt at a deadline: it is tried again after
+// a backoff that doubles with each attempt, and parked (failed) after
+// MaxAttempts.
+func (r *Runner[S]) failed(ctx context.Context, c candidate, cause error) {
+	var attempts int
+	_ = r.store.Pool().QueryRow(ctx, r.sql.deadlineAttempts, c.id).Scan(&attempts)
+	wait := r.cfg.RetryBackoff << min(attempts, 20)
+	wait = min(wait, r.cfg.MaxRetryBackoff)
+	retryAt := r.cfg.Clock.Now().Add(retry.Jitter(wait))
+	r.log.Warn("strata: deadline reaction failed", "instance", c.key, "deadline", c.name, "attempt", attempts+1, "err", cause)
+	if _, err := r.store.Pool().Exec(ctx, r.sql.failDeadline, c.id, r.wf.Name, cause.Error(), retryAt, r.cfg.MaxAttempts); err != nil && ctx.Err() == nil {
+		r.log.Warn("strata: could not record a deadline's failure", "instance", c.key, "deadline", c.name, "err", err)
+	}
+}
+
+// RetryDeadlines makes the workflow's parked (failed) deadlines due again
+// and returns how many there were.
+func (r *Runner[S]) RetryDeadlines(ctx context.Context) (int64, error) {
+	tag, err := r.store.Pool().Exec(ctx, r.sql.retryDeadlines, r.wf.Name)
+	if err != nil {
+		return 0, fmt.Errorf("workflow %q: retry deadlines: %w", r.wf.Name, err)
+	}
+	if tag.RowsAffected() > 0 {
+		_, _ = r.store.Pool().Exec(ctx, r.sql.notify, r.ch, r.wf.Name)
+	}
+	return tag.RowsAffected(), nil
+}
