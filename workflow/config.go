@@ -31,14 +31,13 @@ type Config struct {
 	// Clock is the time of reactions (Input.Time) and of the deadline
 	// worker. Default: the wall clock.
 	Clock Clock
-	// Partitions splits the workflow's subscription by a hash of the
-	// input's stream ID, so that several processes react at once, each
-	// partition owned by one process. An instance is locked for each
-	// reaction, so two partitions never react for one instance at once.
-	// Default 1. Changing it needs a reset of the subscription.
-	Partitions int
-	// BatchSize is the most events read and reacted to in one
-	// transaction. Default 100.
+	// Workers is how many reaction workers this process runs: each takes
+	// one instance at a time (under the instance's lock, so no instance
+	// has two reactions at once, across all processes) and reacts to its
+	// queued inputs in log order. Default 4.
+	Workers int
+	// BatchSize is the most events the router reads at once, and the most
+	// inputs of one instance reacted to in one transaction. Default 100.
 	BatchSize int
 	// MaxAttempts is how many times an input is tried before it is
 	// parked. Default 5.
@@ -48,13 +47,13 @@ type Config struct {
 	RetryBackoff time.Duration
 	// MaxRetryBackoff caps the wait between attempts. Default 30s.
 	MaxRetryBackoff time.Duration
-	// LeaseTTL is how long a process owns the subscription's partitions
-	// without renewing them: a process that dies loses them to another
-	// after at most this long. Default 5s.
+	// LeaseTTL is how long a process owns the router's lease without
+	// renewing it: when the process dies, another takes over routing after
+	// at most this long. Default 5s.
 	LeaseTTL time.Duration
-	// PollInterval is the longest the subscription and the deadline
-	// worker wait without a notification before they look again. Default
-	// 1s for the subscription, 10s for the deadline worker.
+	// PollInterval is the longest the router, the reaction workers and
+	// the deadline worker wait without a notification before they look
+	// again. Default 1s for the router, 10s for the workers.
 	PollInterval time.Duration
 	// Owner names this process in the subscription's leases. Default
 	// "HOSTNAME:PID:RANDOM".
@@ -62,8 +61,8 @@ type Config struct {
 	// NoDeadlines turns the deadline worker off in this process (Run then
 	// only reacts to events). Default false.
 	NoDeadlines bool
-	// NoEvents turns the reactions to events off in this process (Run then
-	// only fires deadlines). Default false.
+	// NoEvents turns the router and the reactions to events off in this
+	// process (Run then only fires deadlines). Default false.
 	NoEvents bool
 	// OnReaction, if set, is called after each committed reaction (for
 	// metrics and tests). It must be quick.
@@ -110,6 +109,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Clock == nil {
 		out.Clock = systemClock{}
+	}
+	if out.Workers <= 0 {
+		out.Workers = 4
 	}
 	if out.BatchSize <= 0 {
 		out.BatchSize = defaultBatchSize

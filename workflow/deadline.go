@@ -32,18 +32,7 @@ const scanSize = 64
 // (which every writer of the instance's deadlines holds), so a process
 // that dies mid-reaction leaves the row for the next one, and a second
 // process that meets the row after the commit finds it gone.
-func (r *Runner[S]) runDeadlines(ctx context.Context) error {
-	wake := make(chan struct{}, 1)
-	listenDone := make(chan struct{})
-	lctx, stopListen := context.WithCancel(ctx)
-	go func() {
-		defer close(listenDone)
-		r.listen(lctx, wake)
-	}()
-	defer func() {
-		stopListen()
-		<-listenDone
-	}()
+func (r *Runner[S]) runDeadlines(ctx context.Context, wake <-chan struct{}) error {
 	poll := r.cfg.PollInterval
 	if poll <= 0 {
 		poll = defaultDeadlinePoll
@@ -183,14 +172,16 @@ func (r *Runner[S]) fire(ctx context.Context, c candidate) (ok, locked bool, err
 // a backoff that doubles with each attempt, and parked (failed) after
 // MaxAttempts.
 func (r *Runner[S]) failed(ctx context.Context, c candidate, cause error) {
-	var attempts int
-	_ = r.store.Pool().QueryRow(ctx, r.sql.deadlineAttempts, c.id).Scan(&attempts)
-	wait := r.cfg.RetryBackoff << min(attempts, 20)
-	wait = min(wait, r.cfg.MaxRetryBackoff)
-	retryAt := r.cfg.Clock.Now().Add(retry.Jitter(wait))
-	r.log.Warn("strata: deadline reaction failed", "instance", c.key, "deadline", c.name, "attempt", attempts+1, "err", cause)
-	if _, err := r.store.Pool().Exec(ctx, r.sql.failDeadline, c.id, r.wf.Name, cause.Error(), retryAt, r.cfg.MaxAttempts); err != nil && ctx.Err() == nil {
-		r.log.Warn("strata: could not record a deadline's failure", "instance", c.key, "deadline", c.name, "err", err)
+	attempts, parked, err := r.recordFailure(ctx, r.sql.failDeadline, c.id, cause)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			r.log.Warn("strata: could not record a deadline's failure", "instance", c.key, "deadline", c.name, "err", err)
+		}
+	case parked:
+		r.log.Error("strata: parking a deadline after repeated failures", "instance", c.key, "deadline", c.name, "attempts", attempts, "err", cause)
+	default:
+		r.log.Warn("strata: deadline reaction failed; retrying", "instance", c.key, "deadline", c.name, "attempt", attempts, "err", cause)
 	}
 }
 

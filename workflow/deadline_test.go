@@ -84,7 +84,7 @@ func TestCancelRacingFireNeverBoth(t *testing.T) {
 	clock := workflowtest.NewClock(time.Now())
 	const n = 150
 	var seen reactions
-	events := e.runner(t, &workflow.Config{Clock: clock, NoDeadlines: true, Partitions: 4, OnReaction: seen.add,
+	events := e.runner(t, &workflow.Config{Clock: clock, NoDeadlines: true, OnReaction: seen.add,
 		PollInterval: 20 * time.Millisecond})
 	run(t, events)
 	for i := range n {

@@ -246,7 +246,9 @@ func (r *Runner[S]) writeEvents(ctx context.Context, tx pgx.Tx, inst *instance[S
 // them go when it finishes), and wakes the deadline workers when it
 // scheduled any.
 func (r *Runner[S]) writeDeadlines(ctx context.Context, tx pgx.Tx, inst *instance[S], d *Decision) error {
-	wrap := func(err error) error { return fmt.Errorf("workflow %q: instance %q: deadlines: %w", r.wf.Name, inst.key, err) }
+	wrap := func(err error) error {
+		return fmt.Errorf("workflow %q: instance %q: deadlines: %w", r.wf.Name, inst.key, err)
+	}
 	if d.Finish {
 		if _, err := tx.Exec(ctx, r.sql.cancelAll, r.wf.Name, inst.key); err != nil {
 			return wrap(err)

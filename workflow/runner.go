@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,11 +82,15 @@ func (r *Runner[S]) StreamID(key string) string { return r.wf.Name + "-" + key }
 func (r *Runner[S]) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
+	wake := r.listenAll(ctx, &wg)
 	if !r.cfg.NoEvents {
 		wg.Go(func() { errs[0] = r.runEvents(ctx) })
+		for i := range r.cfg.Workers {
+			wg.Go(func() { r.runInbox(ctx, wake[i]) })
+		}
 	}
 	if !r.cfg.NoDeadlines {
-		wg.Go(func() { errs[1] = r.runDeadlines(ctx) })
+		wg.Go(func() { errs[1] = r.runDeadlines(ctx, wake[len(wake)-1]) })
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
@@ -94,13 +99,13 @@ func (r *Runner[S]) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// subscription builds the workflow's eventstore subscription.
+// subscription builds the workflow's eventstore subscription: the
+// router, one partition, so that it reads the log in order.
 func (r *Runner[S]) subscription() (*eventstore.Subscription, error) {
 	return r.store.Subscription(eventstore.SubscriptionConfig{
 		Name:            r.SubscriptionName(),
 		Categories:      r.wf.Categories,
 		Types:           r.wf.Types,
-		Partitions:      r.cfg.Partitions,
 		BatchSize:       r.cfg.BatchSize,
 		MaxAttempts:     r.cfg.MaxAttempts,
 		RetryBackoff:    r.cfg.RetryBackoff,
@@ -153,19 +158,14 @@ func (r *Runner[S]) runEvents(ctx context.Context) error {
 	}
 }
 
-// routed is an event of a batch with the instance it is for.
-type routed struct {
-	e   eventstore.Event
-	ev  any
-	key string
-}
-
-// handle is the subscription's handler: it routes the batch's events,
-// locks their instances (in one order, so that two batches never wait on
-// each other in a cycle) and reacts to each event in log order, all in
-// the batch's transaction, which commits with the checkpoint.
+// handle is the router: the subscription's handler. It reads the log in
+// order (one partition), routes each event to its instance and copies the
+// routed ones to the inbox, in the transaction that moves the checkpoint,
+// so each event is routed exactly once and each instance's inputs are
+// queued in log order whatever streams they come from. The reaction
+// workers (inbox.go) take them from there.
 func (r *Runner[S]) handle(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
-	var inputs []routed
+	var a inboxArgs
 	for _, e := range events {
 		if e.Category() == r.wf.Name {
 			continue // the workflow's own instances
@@ -179,42 +179,48 @@ func (r *Runner[S]) handle(ctx context.Context, tx pgx.Tx, events []eventstore.E
 			return err
 		}
 		if ok {
-			inputs = append(inputs, routed{e: e, ev: ev, key: key})
+			if err := a.add(key, e); err != nil {
+				return fmt.Errorf("workflow %q: event %s: %w", r.wf.Name, e.ID, err)
+			}
 		}
 	}
-	if len(inputs) == 0 {
+	if len(a.keys) == 0 {
 		return nil // the transaction never begins; the checkpoint moves alone
 	}
-	keys := make([]string, len(inputs))
-	for i, in := range inputs {
-		keys[i] = in.key
+	if _, err := tx.Exec(ctx, r.sql.inboxInsert, r.wf.Name, a.keys, a.ids, a.streams, a.versions, a.txs, a.seqs,
+		a.types, a.schemaVersions, a.data, a.meta, a.recorded); err != nil {
+		return fmt.Errorf("workflow %q: route: %w", r.wf.Name, err)
 	}
-	if err := r.lockAll(ctx, tx, keys); err != nil {
+	if _, err := tx.Exec(ctx, r.sql.notify, r.ch, r.wf.Name); err != nil {
+		return fmt.Errorf("workflow %q: route: %w", r.wf.Name, err)
+	}
+	return nil
+}
+
+// inboxArgs are a batch's routed events, column by column.
+type inboxArgs struct {
+	keys, ids, streams, types, data, meta []string
+	versions, txs, seqs                   []int64
+	schemaVersions                        []int32
+	recorded                              []time.Time
+}
+
+func (a *inboxArgs) add(key string, e eventstore.Event) error {
+	meta, err := json.Marshal(e.Metadata)
+	if err != nil {
 		return err
 	}
-	now := r.cfg.Clock.Now()
-	instances := map[string]*instance[S]{}
-	var done []Reaction
-	for _, in := range inputs {
-		inst := instances[in.key]
-		if inst == nil {
-			var err error
-			if inst, err = r.load(ctx, tx, in.key); err != nil {
-				return err
-			}
-			instances[in.key] = inst
-		}
-		rc, err := r.react(ctx, tx, inst, Input{Event: in.ev, Raw: in.e, Key: in.key, Time: now}, in.e.ID.String())
-		if err != nil {
-			return err
-		}
-		done = append(done, rc)
-	}
-	if r.cfg.OnReaction != nil {
-		for _, rc := range done {
-			r.cfg.OnReaction(rc)
-		}
-	}
+	a.keys = append(a.keys, key)
+	a.ids = append(a.ids, e.ID.String())
+	a.streams = append(a.streams, e.StreamID)
+	a.versions = append(a.versions, e.Version)
+	a.txs = append(a.txs, int64(e.Position.TxID))
+	a.seqs = append(a.seqs, e.Position.Seq)
+	a.types = append(a.types, e.Type)
+	a.schemaVersions = append(a.schemaVersions, int32(e.SchemaVersion))
+	a.data = append(a.data, string(e.Data))
+	a.meta = append(a.meta, string(meta))
+	a.recorded = append(a.recorded, e.RecordedAt)
 	return nil
 }
 

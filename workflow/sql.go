@@ -11,9 +11,10 @@ import (
 // workflow_instances and workflow_deadlines (migration 0020), with the
 // schema filled in.
 type queries struct {
-	lock, tryLock, instanceStatus, upsertInstance                       string
-	cancel, cancelAll, schedule, notify                                 string
-	nextDue, dueCandidates, claimDeadline, failDeadline, retryDeadlines, deadlineAttempts string
+	lock, tryLock, instanceStatus, upsertInstance                                         string
+	cancel, cancelAll, schedule, notify                                                   string
+	nextDue, dueCandidates, claimDeadline, failDeadline, retryDeadlines                   string
+	inboxInsert, inboxScan, inboxRows, inboxDelete, inboxFail, inboxRetry, inboxNextRetry string
 }
 
 func buildQueries(schema string) queries {
@@ -58,9 +59,38 @@ func buildQueries(schema string) queries {
 			WHERE id = $1 AND due_at <= $2 AND NOT failed AND (retry_at IS NULL OR retry_at <= $2)
 			RETURNING name, due_at`),
 		failDeadline: r.Replace(`UPDATE {schema}.workflow_deadlines
-			SET attempts = attempts + 1, last_error = $3, retry_at = $4, failed = attempts + 1 >= $5
-			WHERE id = $1 AND workflow = $2`),
-		deadlineAttempts: r.Replace(`SELECT attempts FROM {schema}.workflow_deadlines WHERE id = $1`),
+			SET attempts = attempts + 1, last_error = $3, failed = attempts + 1 >= $5,
+			    retry_at = $4::timestamptz + make_interval(secs => least($6 * power(2, least(attempts, 30)), $7))
+			WHERE id = $1 AND workflow = $2 RETURNING attempts, failed`),
+		// The router's copy of a batch's routed events, in log order (the
+		// identity follows ord).
+		inboxInsert: r.Replace(`INSERT INTO {schema}.workflow_inbox (workflow, instance_key, event_id, stream_id, version,
+				position_tx, position_seq, event_type, schema_version, data, metadata, recorded_at)
+			SELECT $1, k, i::uuid, s, v, ptx, pseq, t, sv, d::json, m::json, ra
+			FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[],
+				$9::int[], $10::text[], $11::text[], $12::timestamptz[])
+				WITH ORDINALITY AS u(k, i, s, v, ptx, pseq, t, sv, d, m, ra, ord)
+			ORDER BY ord`),
+		// The instances with inputs, oldest input first, on
+		// workflow_inbox_order_idx.
+		inboxScan: r.Replace(`SELECT instance_key FROM {schema}.workflow_inbox
+			WHERE workflow = $1 AND NOT failed AND (retry_at IS NULL OR retry_at <= $2)
+			ORDER BY id LIMIT $3`),
+		// Under the instance's lock: its inputs in log order, on
+		// workflow_inbox_instance_idx.
+		inboxRows: r.Replace(`SELECT id, event_id, stream_id, version, position_tx, position_seq, event_type, schema_version,
+				data::text, metadata::text, recorded_at, failed, retry_at
+			FROM {schema}.workflow_inbox WHERE workflow = $1 AND instance_key = $2 ORDER BY id LIMIT $3`),
+		inboxDelete: r.Replace(`DELETE FROM {schema}.workflow_inbox WHERE workflow = $1 AND id = ANY($2::bigint[])`),
+		// A failed attempt: the next one after a backoff doubling from $6
+		// up to $7 seconds, parked after $5 attempts.
+		inboxFail: r.Replace(`UPDATE {schema}.workflow_inbox
+			SET attempts = attempts + 1, last_error = $3, failed = attempts + 1 >= $5,
+			    retry_at = $4::timestamptz + make_interval(secs => least($6 * power(2, least(attempts, 30)), $7))
+			WHERE id = $1 AND workflow = $2 RETURNING attempts, failed`),
+		inboxRetry: r.Replace(`UPDATE {schema}.workflow_inbox SET attempts = 0, retry_at = NULL, failed = false, last_error = NULL
+			WHERE workflow = $1 AND failed`),
+		inboxNextRetry: r.Replace(`SELECT min(retry_at) FROM {schema}.workflow_inbox WHERE workflow = $1 AND NOT failed`),
 		retryDeadlines: r.Replace(`UPDATE {schema}.workflow_deadlines
 			SET attempts = 0, retry_at = NULL, failed = false, last_error = NULL
 			WHERE workflow = $1 AND failed`),

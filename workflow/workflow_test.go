@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/workflow"
@@ -185,8 +187,9 @@ func TestInvalidWorkflow(t *testing.T) {
 
 // A decision that cannot be carried out, a key that cannot name a stream,
 // an event the registry refuses, a panic: nothing of the reaction is
-// written, and the input is parked as a dead letter of the workflow's
-// subscription while the other instances go on.
+// written, and the input is parked (a key by the router, as a dead letter
+// of the workflow's subscription; the rest in the inbox) while the other
+// instances go on.
 func TestBadDecisionsWriteNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -231,9 +234,12 @@ func TestBadDecisionsWriteNothing(t *testing.T) {
 		e.append(t, "order-"+id, OrderPlaced{Order: id, TTL: 60_000})
 	}
 	e.append(t, "order-good", OrderPlaced{Order: "good", TTL: 60_000})
+	// The key that cannot name a stream is refused by the router: a dead
+	// letter of the subscription. The others are parked in the inbox.
 	pgtest.WaitFor(t, "the bad inputs parked", 20*time.Second, func() bool {
 		dl, err := e.store.DeadLetters(context.Background(), r.SubscriptionName())
-		return err == nil && len(dl) == len(bad)
+		return err == nil && len(dl) == 1 &&
+			e.count(t, `SELECT count(*) FROM %s.workflow_inbox WHERE failed`) == len(bad)-1
 	})
 	pgtest.WaitFor(t, "the good order started", 10*time.Second, func() bool { return len(e.types(t, "pay-good")) == 1 })
 	for _, id := range bad {
@@ -255,6 +261,15 @@ func TestBadDecisionsWriteNothing(t *testing.T) {
 	for _, d := range dl {
 		msgs = append(msgs, d.Error)
 	}
+	rows, err := e.db.Pool.Query(context.Background(), `SELECT last_error FROM `+e.db.Schema+`.workflow_inbox`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = append(msgs, inbox...)
 	all := strings.Join(msgs, "\n")
 	for _, want := range []string{"invalid decision", "invalid instance key", "panic: boom", "refused", "must record an event"} {
 		if !strings.Contains(all, want) {

@@ -46,3 +46,36 @@ CREATE TABLE workflow_deadlines (
 -- order (WHERE workflow = $1 AND due_at <= $2 AND NOT failed ORDER BY
 -- due_at, id).
 CREATE INDEX workflow_deadlines_due_idx ON workflow_deadlines (workflow, due_at, id) WHERE NOT failed;
+
+-- A workflow's inputs, routed to their instances. The workflow's
+-- subscription reads the log in order (one partition) and copies each
+-- event an instance is for here, in the transaction of its checkpoint;
+-- reaction workers in any number of processes then take an instance at a
+-- time (under the instance's lock), react to its inputs in log order
+-- (id order) and delete them in the transaction of the reaction. An
+-- input whose reaction keeps failing is parked (failed) with the inputs
+-- of its instance behind it, until retried.
+CREATE TABLE workflow_inbox (
+    id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workflow       text        NOT NULL,
+    instance_key   text        NOT NULL,
+    event_id       uuid        NOT NULL,
+    stream_id      text        NOT NULL,
+    version        bigint      NOT NULL,
+    position_tx    bigint      NOT NULL,
+    position_seq   bigint      NOT NULL,
+    event_type     text        NOT NULL,
+    schema_version integer     NOT NULL,
+    data           json        NOT NULL,
+    metadata       json,
+    recorded_at    timestamptz NOT NULL,
+    attempts       integer     NOT NULL DEFAULT 0,
+    retry_at       timestamptz,
+    failed         boolean     NOT NULL DEFAULT false,
+    last_error     text
+);
+
+-- The workers' scan (the oldest inputs of a workflow) and an instance's
+-- inputs in order.
+CREATE INDEX workflow_inbox_order_idx ON workflow_inbox (workflow, id);
+CREATE INDEX workflow_inbox_instance_idx ON workflow_inbox (workflow, instance_key, id);
