@@ -152,13 +152,21 @@ func TestSIGKILLedWorker(t *testing.T) {
 	midway := 0
 	for i := range kills {
 		c := k.start()
-		time.Sleep(time.Duration(200+rand.IntN(600)) * time.Millisecond)
+		// Let this worker make progress (the killed one's lease must
+		// expire first), then kill it wherever it is.
+		before := k.finished(t)
+		deadline := time.Now().Add(10 * time.Second)
+		for k.finished(t) < min(before+n/(kills+2), n) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
 		k.kill(c)
 		done := k.finished(t)
 		if done < n {
 			midway++
 		}
-		t.Logf("kill %d: %d of %d instances finished, %d deadlines pending", i+1, done, n, k.deadlines(t))
+		t.Logf("kill %d: %d of %d instances finished, %d deadlines pending, %d inputs queued", i+1, done, n, k.deadlines(t),
+			k.count(t, `SELECT count(*) FROM %s.workflow_inbox`))
 	}
 	wg.Wait()
 	c := k.start()
