@@ -81,8 +81,11 @@ type Reaction struct {
 	Workflow string
 	// Key is the instance's key.
 	Key string
-	// Input is the event's ID, or "deadline:NAME" for a fired deadline.
+	// Input identifies the input: the event's ID, or "deadline:NAME:…"
+	// for a fired deadline.
 	Input string
+	// InputType is the event's type, or "deadline".
+	InputType string
 	// Deadline is the fired deadline, nil for an event.
 	Deadline *Fired
 	// Events, Sent, Scheduled and Cancelled count what the decision did.

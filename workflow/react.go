@@ -138,7 +138,10 @@ func (r *Runner[S]) eventID(input string, kind byte, i int) uuid.UUID {
 // deadline changes and the instance's row. input identifies the input (an
 // event ID, or a deadline's) for the derived event IDs and the causation.
 func (r *Runner[S]) react(ctx context.Context, tx pgx.Tx, inst *instance[S], in Input, input string) (rc Reaction, err error) {
-	rc = Reaction{Workflow: r.wf.Name, Key: inst.key, Input: input, Deadline: in.Deadline}
+	rc = Reaction{Workflow: r.wf.Name, Key: inst.key, Input: input, InputType: in.Raw.Type, Deadline: in.Deadline}
+	if in.Deadline != nil {
+		rc.InputType = "deadline"
+	}
 	if inst.status == statusFinished || inst.handled[input] {
 		rc.Skipped = true
 		return rc, nil
