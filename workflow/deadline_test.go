@@ -207,6 +207,9 @@ func TestFailingDeadlineIsParked(t *testing.T) {
 	if f, _, _ := r.FireDue(ctx); f != 0 {
 		t.Fatal("a parked deadline fired")
 	}
+	if st, err := r.Status(ctx, time.Minute); err != nil || st.Parked != 1 || st.Running != 1 || st.Finished != 1 {
+		t.Errorf("Status = %+v, %v; want 1 parked, 1 running, 1 finished", st, err)
+	}
 	mu.Lock()
 	failing = false
 	mu.Unlock()

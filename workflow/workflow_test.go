@@ -73,6 +73,11 @@ func TestPaidTimedOutAndLate(t *testing.T) {
 		t.Errorf("charge-2 = %v", got)
 	}
 
+	st, err := workflow.Status(ctx, e.store, clock.Now().Add(61*time.Second), 0)
+	if err != nil || len(st) != 1 || st[0].Workflow != "pay" || st[0].Running != 1 || st[0].Finished != 1 ||
+		st[0].Deadlines != 1 || st[0].Due != 1 || st[0].Overdue != 1 || st[0].Parked != 0 || st[0].NextDue.IsZero() {
+		t.Errorf("Status a minute on = %+v, %v", st, err)
+	}
 	// Not due yet: nothing fires.
 	clock.Advance(59 * time.Second)
 	time.Sleep(100 * time.Millisecond)
