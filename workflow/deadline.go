@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -102,22 +103,26 @@ func (r *Runner[S]) FireDue(ctx context.Context) (fired int, busy bool, err erro
 			return fired, busy, fmt.Errorf("workflow %q: scan deadlines: %w", r.wf.Name, err)
 		}
 		progress := false
-		for _, c := range cands {
-			ok, locked, err := r.fire(ctx, c)
-			if err != nil {
-				if ctx.Err() != nil {
-					return fired, busy, ctx.Err()
+		for group := range slices.Chunk(cands, max(1, r.cfg.BatchSize/4)) {
+			n, b, err := r.fire(ctx, group)
+			if err == nil {
+				fired, busy, progress = fired+n, busy || b, progress || n > 0 || !b
+				continue
+			}
+			if ctx.Err() != nil {
+				return fired, busy, ctx.Err()
+			}
+			// One at a time, to pin the failure on one deadline.
+			for _, c := range group {
+				n, b, err := r.fire(ctx, []candidate{c})
+				if err != nil {
+					if ctx.Err() != nil {
+						return fired, busy, ctx.Err()
+					}
+					r.failed(ctx, c, err)
+					continue
 				}
-				r.failed(ctx, c, err)
-				continue
-			}
-			if !locked {
-				busy = true
-				continue
-			}
-			progress = true
-			if ok {
-				fired++
+				fired, busy, progress = fired+n, busy || b, progress || !b
 			}
 		}
 		if len(cands) < scanSize || !progress {
@@ -126,46 +131,58 @@ func (r *Runner[S]) FireDue(ctx context.Context) (fired int, busy bool, err erro
 	}
 }
 
-// fire runs the reaction to one deadline in a transaction that also
-// deletes it. locked is false when the instance was busy; ok is false
-// when the deadline was gone (fired, cancelled or moved meanwhile).
-func (r *Runner[S]) fire(ctx context.Context, c candidate) (ok, locked bool, err error) {
-	var rc Reaction
+// fire runs the reactions to these deadlines, in their order, in one
+// transaction that also deletes them: one commit for many. An instance
+// held by another transaction is passed over (busy); a deadline that is
+// gone (fired, cancelled or moved meanwhile) is skipped.
+func (r *Runner[S]) fire(ctx context.Context, cands []candidate) (fired int, busy bool, err error) {
+	var done []Reaction
 	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
-		ok, locked = false, false
-		a, b := lockKey(r.wf.Name, c.key)
-		if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil || !locked {
-			return err
+		fired, busy, done = 0, false, done[:0]
+		for _, c := range cands {
+			a, b := lockKey(r.wf.Name, c.key)
+			var locked bool
+			if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil {
+				return err
+			}
+			if !locked {
+				busy = true
+				continue
+			}
+			now := r.cfg.Clock.Now()
+			var f Fired
+			err := tx.QueryRow(ctx, r.sql.claimDeadline, c.id, now).Scan(&f.Name, &f.DueAt)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			inst, err := r.load(ctx, tx, c.key)
+			if err != nil {
+				return err
+			}
+			input := fmt.Sprintf("deadline:%s:%d:%d", f.Name, c.id, f.DueAt.UnixNano())
+			rc, err := r.react(ctx, tx, inst, Input{Deadline: &f, Key: c.key, Time: now}, input)
+			if err != nil {
+				return err
+			}
+			done = append(done, rc)
 		}
-		now := r.cfg.Clock.Now()
-		var f Fired
-		err := tx.QueryRow(ctx, r.sql.claimDeadline, c.id, now).Scan(&f.Name, &f.DueAt)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		inst, err := r.load(ctx, tx, c.key)
-		if err != nil {
-			return err
-		}
-		input := fmt.Sprintf("deadline:%s:%d:%d", f.Name, c.id, f.DueAt.UnixNano())
-		rc, err = r.react(ctx, tx, inst, Input{Deadline: &f, Key: c.key, Time: now}, input)
-		ok = err == nil
-		return err
+		return nil
 	})
 	if err != nil {
-		return false, locked, err
+		return 0, busy, err
 	}
-	if ok {
-		rc.FiredAt = r.cfg.Clock.Now()
-		r.tel.fired(ctx, r.wf.Name, rc.FiredAt.Sub(rc.Deadline.DueAt))
+	now := r.cfg.Clock.Now()
+	for _, rc := range done {
+		rc.FiredAt = now
+		r.tel.fired(ctx, r.wf.Name, now.Sub(rc.Deadline.DueAt))
 		if r.cfg.OnReaction != nil {
 			r.cfg.OnReaction(rc)
 		}
 	}
-	return ok, locked, nil
+	return len(done), busy, nil
 }
 
 // failed records a failed attempt at a deadline: it is tried again after

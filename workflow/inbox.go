@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -74,34 +75,48 @@ func (r *Runner[S]) React(ctx context.Context) (handled int, busy bool, err erro
 		if err != nil {
 			return handled, busy, fmt.Errorf("workflow %q: scan inputs: %w", r.wf.Name, err)
 		}
-		progress, seen := false, map[string]bool{}
+		var distinct []string
+		seen := map[string]bool{}
 		for _, key := range keys {
-			if seen[key] {
+			if !seen[key] {
+				seen[key] = true
+				distinct = append(distinct, key)
+			}
+		}
+		progress := false
+		for group := range slices.Chunk(distinct, max(1, r.cfg.BatchSize/4)) {
+			n, b, err := r.reactInstances(ctx, group, r.cfg.BatchSize)
+			if err == nil {
+				busy = busy || b
+				progress = progress || n > 0
+				handled += n
 				continue
 			}
-			seen[key] = true
-			n, locked, err := r.reactInstance(ctx, key, r.cfg.BatchSize)
-			if err != nil && ctx.Err() == nil {
-				// Pin the failure on one input: react to the first alone.
-				n, locked, err = r.reactInstance(ctx, key, 1)
+			if ctx.Err() != nil {
+				return handled, busy, ctx.Err()
 			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return handled, busy, ctx.Err()
+			// One at a time, to pin the failure on one instance, then on
+			// one input of it.
+			for _, key := range group {
+				n, b, err := r.reactInstances(ctx, []string{key}, r.cfg.BatchSize)
+				if err != nil && ctx.Err() == nil {
+					n, b, err = r.reactInstances(ctx, []string{key}, 1)
 				}
-				var fe *inputError
-				if errors.As(err, &fe) {
-					r.failInput(ctx, fe)
-					continue
+				if err != nil {
+					if ctx.Err() != nil {
+						return handled, busy, ctx.Err()
+					}
+					var fe *inputError
+					if errors.As(err, &fe) {
+						r.failInput(ctx, fe)
+						continue
+					}
+					return handled, busy, err
 				}
-				return handled, busy, err
+				busy = busy || b
+				progress = progress || n > 0
+				handled += n
 			}
-			if !locked {
-				busy = true
-				continue
-			}
-			progress = progress || n > 0
-			handled += n
 		}
 		if len(keys) < scanSize || !progress {
 			return handled, busy, nil
@@ -127,61 +142,80 @@ type queued struct {
 	retryAt *time.Time
 }
 
-// reactInstance reacts to up to limit queued inputs of one instance in
-// one transaction, which also deletes them. locked is false when the
-// instance was busy. An input stuck behind a parked one, or waiting for
-// its retry, is left alone.
-func (r *Runner[S]) reactInstance(ctx context.Context, key string, limit int) (n int, locked bool, err error) {
+// reactInstances reacts to up to limit queued inputs of each of the
+// instances with these keys, all in one transaction, which also deletes
+// them: one commit for many instances. Instances held by another
+// transaction are passed over (busy). An input stuck behind a parked one,
+// or waiting for its retry, is left alone. Any failure rolls back the
+// whole transaction; the caller then takes the instances one at a time.
+func (r *Runner[S]) reactInstances(ctx context.Context, keys []string, limit int) (n int, busy bool, err error) {
 	var done []Reaction
 	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
-		n, locked, done = 0, false, done[:0]
-		a, b := lockKey(r.wf.Name, key)
-		if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil || !locked {
-			return err
-		}
-		inputs, err := r.queuedInputs(ctx, tx, key, limit)
-		if err != nil || len(inputs) == 0 {
-			return err
-		}
-		now := r.cfg.Clock.Now()
-		if inputs[0].failed || (inputs[0].retryAt != nil && inputs[0].retryAt.After(now)) {
-			return nil
-		}
-		inst, err := r.load(ctx, tx, key)
-		if err != nil {
-			return err
-		}
-		ids := make([]int64, 0, len(inputs))
-		for _, q := range inputs {
-			if q.failed {
-				break // parked: the later inputs wait behind it
+		n, busy, done = 0, false, done[:0]
+		for _, key := range keys {
+			a, b := lockKey(r.wf.Name, key)
+			var locked bool
+			if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil {
+				return err
 			}
-			ev, err := r.reg.Decode(q.e)
+			if !locked {
+				busy = true
+				continue
+			}
+			k, err := r.reactInstanceTx(ctx, tx, key, limit, &done)
 			if err != nil {
-				return &inputError{id: q.id, key: key, err: fmt.Errorf("workflow %q: decode %s (%s of %q): %w", r.wf.Name, q.e.ID, q.e.Type, q.e.StreamID, err)}
+				return err
 			}
-			rc, err := r.react(ctx, tx, inst, Input{Event: ev, Raw: q.e, Key: key, Time: now}, q.e.ID.String())
-			if err != nil {
-				return &inputError{id: q.id, key: key, err: err}
-			}
-			done = append(done, rc)
-			ids = append(ids, q.id)
+			n += k
 		}
-		if _, err := tx.Exec(ctx, r.sql.inboxDelete, r.wf.Name, ids); err != nil {
-			return fmt.Errorf("workflow %q: instance %q: %w", r.wf.Name, key, err)
-		}
-		n = len(ids)
 		return nil
 	})
 	if err != nil {
-		return 0, locked, err
+		return 0, busy, err
 	}
 	if r.cfg.OnReaction != nil {
 		for _, rc := range done {
 			r.cfg.OnReaction(rc)
 		}
 	}
-	return n, locked, nil
+	return n, busy, nil
+}
+
+// reactInstanceTx is one instance's part of reactInstances; the caller
+// holds the instance's lock.
+func (r *Runner[S]) reactInstanceTx(ctx context.Context, tx pgx.Tx, key string, limit int, done *[]Reaction) (int, error) {
+	inputs, err := r.queuedInputs(ctx, tx, key, limit)
+	if err != nil || len(inputs) == 0 {
+		return 0, err
+	}
+	now := r.cfg.Clock.Now()
+	if inputs[0].failed || (inputs[0].retryAt != nil && inputs[0].retryAt.After(now)) {
+		return 0, nil
+	}
+	inst, err := r.load(ctx, tx, key)
+	if err != nil {
+		return 0, err
+	}
+	ids := make([]int64, 0, len(inputs))
+	for _, q := range inputs {
+		if q.failed || (q.retryAt != nil && q.retryAt.After(now)) {
+			break // parked or waiting: the later inputs wait behind it
+		}
+		ev, err := r.reg.Decode(q.e)
+		if err != nil {
+			return 0, &inputError{id: q.id, key: key, err: fmt.Errorf("workflow %q: decode %s (%s of %q): %w", r.wf.Name, q.e.ID, q.e.Type, q.e.StreamID, err)}
+		}
+		rc, err := r.react(ctx, tx, inst, Input{Event: ev, Raw: q.e, Key: key, Time: now}, q.e.ID.String())
+		if err != nil {
+			return 0, &inputError{id: q.id, key: key, err: err}
+		}
+		*done = append(*done, rc)
+		ids = append(ids, q.id)
+	}
+	if _, err := tx.Exec(ctx, r.sql.inboxDelete, r.wf.Name, ids); err != nil {
+		return 0, fmt.Errorf("workflow %q: instance %q: %w", r.wf.Name, key, err)
+	}
+	return len(ids), nil
 }
 
 // queuedInputs reads an instance's queued inputs in log order.
