@@ -1,9 +1,10 @@
 -- Workflows (package workflow): process managers whose instances each
--- have their own event stream ("<workflow>-<key>"), and their durable
--- deadlines. Both tables are written only inside a workflow's reaction
--- transaction, which also commits the instance's events, its outgoing
--- events and the checkpoint of the input (or the removal of the deadline
--- that fired), so they never disagree with the log.
+-- have their own event stream ("<workflow>-<key>"), their queued inputs
+-- and their durable deadlines. Instances and deadlines are written only
+-- inside a workflow's reaction transaction, which also commits the
+-- instance's events, its outgoing events and the removal of its input
+-- (the queued event, or the deadline that fired), so they never disagree
+-- with the log.
 
 -- One row per instance that has started (recorded at least one event):
 -- its status and its stream's version, for `strata status` and to ignore
