@@ -149,6 +149,18 @@ func (r *Runner[S]) fire(ctx context.Context, cands []candidate) (fired int, bus
 				busy = true
 				continue
 			}
+			// Inputs already routed to the instance are older than the
+			// firing: they are decided first (one may cancel the
+			// deadline). Queued ones are the reaction workers' to take
+			// now; a parked one holds the instance's deadlines too.
+			var queued, parked int
+			if err := tx.QueryRow(ctx, r.sql.inboxPending, r.wf.Name, c.key).Scan(&queued, &parked); err != nil {
+				return err
+			}
+			if queued > 0 || parked > 0 {
+				busy = busy || queued > 0
+				continue
+			}
 			now := r.cfg.Clock.Now()
 			var f Fired
 			err := tx.QueryRow(ctx, r.sql.claimDeadline, c.id, now).Scan(&f.Name, &f.DueAt)

@@ -3,6 +3,7 @@ package workflow_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -246,5 +247,54 @@ func TestDeadlineWorkerWakesOnTime(t *testing.T) {
 	})
 	if d := time.Since(placed); d < 300*time.Millisecond || d > 5*time.Second {
 		t.Errorf("fired %s after the order, want about 300ms", d)
+	}
+}
+
+// An input routed to an instance is decided before the instance's
+// deadline fires: a payment whose reaction is parked holds the deadline
+// it would cancel, and once retried it cancels it.
+func TestRoutedInputComesBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	clock := workflowtest.NewClock(time.Now())
+	var mu sync.Mutex
+	failing := true
+	wf := payWorkflow()
+	wf.Decide = func(s payState, in workflow.Input) (workflow.Decision, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := in.Event.(PaymentDone); ok && failing {
+			return workflow.Decision{}, fmt.Errorf("payment service unreachable")
+		}
+		return payDecide(s, in)
+	}
+	r, err := workflow.New(e.store, e.reg, wf, &workflow.Config{Clock: clock, MaxAttempts: 1, PollInterval: 20 * time.Millisecond,
+		NoDeadlines: true, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, r)
+	e.append(t, "order-x", OrderPlaced{Order: "x", TTL: 1000})
+	e.append(t, "payment-x", PaymentDone{Order: "x"})
+	pgtest.WaitFor(t, "the payment parked", 10*time.Second, func() bool {
+		return e.count(t, `SELECT count(*) FROM %s.workflow_inbox WHERE failed`) == 1
+	})
+	clock.Advance(time.Hour)
+	ctx := context.Background()
+	if f, _, err := r.FireDue(ctx); err != nil || f != 0 {
+		t.Fatalf("FireDue = %d, %v; the deadline fired before the payment routed to its instance", f, err)
+	}
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	if n, err := r.RetryInputs(ctx); err != nil || n != 1 {
+		t.Fatalf("RetryInputs = %d, %v", n, err)
+	}
+	pgtest.WaitFor(t, "the payment handled", 10*time.Second, func() bool { return e.finished(t) == 1 })
+	if f, _, err := r.FireDue(ctx); err != nil || f != 0 {
+		t.Fatalf("FireDue after the payment = %d, %v", f, err)
+	}
+	if got := e.types(t, "pay-x"); !slices.Equal(got, []string{"Started", "Paid"}) {
+		t.Errorf("pay-x = %v", got)
 	}
 }

@@ -11,10 +11,10 @@ import (
 // workflow_instances and workflow_deadlines (migration 0020), with the
 // schema filled in.
 type queries struct {
-	lock, tryLock, instanceStatus, upsertInstance                                         string
-	cancel, cancelAll, schedule, notify                                                   string
-	nextDue, dueCandidates, claimDeadline, failDeadline, retryDeadlines                   string
-	inboxInsert, inboxScan, inboxRows, inboxDelete, inboxFail, inboxRetry, inboxNextRetry string
+	lock, tryLock, instanceStatus, upsertInstance                                                       string
+	cancel, cancelAll, schedule, notify                                                                 string
+	nextDue, dueCandidates, claimDeadline, failDeadline, retryDeadlines                                 string
+	inboxInsert, inboxScan, inboxRows, inboxDelete, inboxFail, inboxRetry, inboxNextRetry, inboxPending string
 }
 
 func buildQueries(schema string) queries {
@@ -72,10 +72,19 @@ func buildQueries(schema string) queries {
 				WITH ORDINALITY AS u(k, i, s, v, ptx, pseq, t, sv, d, m, ra, ord)
 			ORDER BY ord`),
 		// The instances with inputs, oldest input first, on
-		// workflow_inbox_order_idx.
-		inboxScan: r.Replace(`SELECT instance_key FROM {schema}.workflow_inbox
-			WHERE workflow = $1 AND NOT failed AND (retry_at IS NULL OR retry_at <= $2)
-			ORDER BY id LIMIT $3`),
+		// workflow_inbox_order_idx; inputs queued behind a parked or
+		// waiting one of their instance are passed over, so that they
+		// cannot fill the scan's window.
+		inboxScan: r.Replace(`SELECT i.instance_key FROM {schema}.workflow_inbox i
+			WHERE i.workflow = $1 AND NOT i.failed AND (i.retry_at IS NULL OR i.retry_at <= $2)
+			  AND NOT EXISTS (SELECT 1 FROM {schema}.workflow_inbox f
+				WHERE f.workflow = i.workflow AND f.instance_key = i.instance_key AND f.id < i.id
+				  AND (f.failed OR f.retry_at > $2))
+			ORDER BY i.id LIMIT $3`),
+		// Under the instance's lock, before a deadline fires: inputs
+		// already routed to it come first.
+		inboxPending: r.Replace(`SELECT count(*) FILTER (WHERE NOT failed), count(*) FILTER (WHERE failed)
+			FROM {schema}.workflow_inbox WHERE workflow = $1 AND instance_key = $2`),
 		// Under the instance's lock: its inputs in log order, on
 		// workflow_inbox_instance_idx.
 		inboxRows: r.Replace(`SELECT id, event_id, stream_id, version, position_tx, position_seq, event_type, schema_version,
