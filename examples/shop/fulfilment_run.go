@@ -13,17 +13,20 @@ import (
 )
 
 // waitUntilFulfilled polls until every one of want orders has its
-// fulfilment finished, every cancelled order's customer is told, and the
+// fulfilment finished, its customer told (one notification stream per
+// order: confirmed or cancelled), its outcome in the summary, and the
 // projection has nothing left to read, or the deadline passes.
 func waitUntilFulfilled(ctx context.Context, store *eventstore.Store, runner *projection.Runner, want int, deadline time.Time) error {
 	query := `SELECT (SELECT count(*) FROM ` + store.Table("workflow_instances") + ` WHERE workflow = 'fulfilment' AND status = 'finished'),
 		(SELECT count(*) FROM ` + store.Table("order_summary") + ` WHERE status IN ('notified', 'cancelled')),
+		(SELECT count(*) FROM ` + store.Table("streams") + ` WHERE category = 'notification'),
 		(SELECT count(*) FROM ` + store.Table("workflow_instances") + ` WHERE workflow = 'fulfilment')`
 	for {
-		var finished, settled, started int
-		if err := store.Pool().QueryRow(ctx, query).Scan(&finished, &settled, &started); err != nil {
+		var finished, settled, told, started int
+		if err := store.Pool().QueryRow(ctx, query).Scan(&finished, &settled, &told, &started); err != nil {
 			return err
 		}
+		settled = min(settled, told)
 		late := time.Now().After(deadline)
 		if (finished >= want && settled >= want) || late {
 			st, err := runner.Status(ctx)
@@ -34,7 +37,7 @@ func waitUntilFulfilled(ctx context.Context, store *eventstore.Store, runner *pr
 				return nil
 			}
 			if late {
-				return fmt.Errorf("%d of %d orders fulfilled (%d started), %d settled in the summary (see `strata status`)",
+				return fmt.Errorf("%d of %d orders fulfilled (%d started), %d settled in the summary and told (see `strata status`)",
 					finished, want, started, settled)
 			}
 		}
