@@ -40,7 +40,7 @@ func (r *Runner[S]) runDeadlines(ctx context.Context, wake <-chan struct{}) erro
 	}
 	failWait := retry.Backoff(r.cfg.RetryBackoff, poll)
 	for ctx.Err() == nil {
-		_, busy, err := r.FireDue(ctx)
+		fired, busy, err := r.FireDue(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -69,7 +69,15 @@ func (r *Runner[S]) runDeadlines(ctx context.Context, wake <-chan struct{}) erro
 			wait = min(wait, 5*time.Millisecond)
 		}
 		if wait <= 0 {
-			continue
+			if fired > 0 {
+				continue
+			}
+			// Due but held (behind a parked input, or waiting for a
+			// busy instance): do not spin on it.
+			wait = poll
+			if busy {
+				wait = 5 * time.Millisecond
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -27,7 +27,7 @@ func (r *Runner[S]) runInbox(ctx context.Context, wake <-chan struct{}) {
 	}
 	failWait := retry.Backoff(r.cfg.RetryBackoff, poll)
 	for ctx.Err() == nil {
-		_, busy, err := r.React(ctx)
+		handled, busy, err := r.React(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -49,7 +49,15 @@ func (r *Runner[S]) runInbox(ctx context.Context, wake <-chan struct{}) {
 			wait = min(wait, 5*time.Millisecond)
 		}
 		if wait <= 0 {
-			continue
+			if handled > 0 {
+				continue
+			}
+			// Due but held (behind a parked input, or waiting for a
+			// busy instance): do not spin on it.
+			wait = poll
+			if busy {
+				wait = 5 * time.Millisecond
+			}
 		}
 		select {
 		case <-ctx.Done():
