@@ -161,7 +161,7 @@ func (r *Runner[S]) reactInstances(ctx context.Context, keys []string, limit int
 	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
 		n, busy, done = 0, false, done[:0]
 		for _, key := range keys {
-			a, b := lockKey(r.wf.Name, key)
+			a, b := lockKey(r.store.Schema(), r.wf.Name, key)
 			var locked bool
 			if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil {
 				return err

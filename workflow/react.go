@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 
@@ -33,32 +32,6 @@ type instance[S any] struct {
 	status      string          // "" (not started), running, finished
 	correlation string          // of its first event
 	handled     map[string]bool // the inputs its events were caused by
-}
-
-// lockAll takes the locks of the instances with these keys, in the order
-// of the locks, in one round trip.
-func (r *Runner[S]) lockAll(ctx context.Context, tx pgx.Tx, keys []string) error {
-	type pair struct{ a, b int32 }
-	pairs := make([]pair, 0, len(keys))
-	for _, k := range keys {
-		a, b := lockKey(r.wf.Name, k)
-		pairs = append(pairs, pair{a, b})
-	}
-	slices.SortFunc(pairs, func(x, y pair) int {
-		if x.a != y.a {
-			return int(int64(x.a) - int64(y.a))
-		}
-		return int(int64(x.b) - int64(y.b))
-	})
-	pairs = slices.Compact(pairs)
-	batch := &pgx.Batch{}
-	for _, p := range pairs {
-		batch.Queue(r.sql.lock, p.a, p.b)
-	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("workflow %q: lock instances: %w", r.wf.Name, err)
-	}
-	return nil
 }
 
 // load reads an instance's status and, for a running one, folds its

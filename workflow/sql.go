@@ -11,7 +11,7 @@ import (
 // workflow_instances and workflow_deadlines (migration 0020), with the
 // schema filled in.
 type queries struct {
-	lock, tryLock, instanceStatus, upsertInstance                                                       string
+	tryLock, instanceStatus, upsertInstance                                                             string
 	cancel, cancelAll, schedule, notify                                                                 string
 	nextDue, dueCandidates, claimDeadline, failDeadline, retryDeadlines                                 string
 	inboxInsert, inboxScan, inboxRows, inboxDelete, inboxFail, inboxRetry, inboxNextRetry, inboxPending string
@@ -21,12 +21,13 @@ func buildQueries(schema string) queries {
 	r := sqltext.Expander(schema)
 	return queries{
 		// An instance's lock: a transaction-scoped advisory lock on the
-		// pair (hash of the workflow's name, hash of the key), taken before
-		// anything of the instance is read. Every writer of an instance's
-		// stream, row and deadlines holds it, so one instance never has
-		// two reactions at once. A collision of hashes only makes two
+		// pair (hash of the schema and the workflow's name, hash of the
+		// key), taken before anything of the instance is read, without
+		// waiting (an instance another transaction holds is passed over,
+		// as SKIP LOCKED passes over rows). Every writer of an instance's
+		// stream, row, inputs and deadlines holds it, so one instance never
+		// has two reactions at once. A collision of hashes only makes two
 		// instances take turns.
-		lock:    `SELECT pg_advisory_xact_lock($1::int4, $2::int4)`,
 		tryLock: `SELECT pg_try_advisory_xact_lock($1::int4, $2::int4)`,
 		instanceStatus: r.Replace(`SELECT status FROM {schema}.workflow_instances
 			WHERE workflow = $1 AND instance_key = $2`),
@@ -106,9 +107,11 @@ func buildQueries(schema string) queries {
 	}
 }
 
-// lockKey is the advisory lock pair of an instance.
-func lockKey(workflow, key string) (int32, int32) {
-	return hash32(workflow), hash32(key)
+// lockKey is the advisory lock pair of an instance. Advisory locks are
+// database-wide: the schema is part of the pair, so that the same
+// workflow in two schemas of one database does not contend.
+func lockKey(schema, workflow, key string) (int32, int32) {
+	return hash32(schema + "\x00" + workflow), hash32(key)
 }
 
 func hash32(s string) int32 {
