@@ -32,7 +32,7 @@ func TestOverdueDeadlinesFireOnceInOrder(t *testing.T) {
 	for i := range n {
 		e.append(t, "order-"+strconv.Itoa(i), OrderPlaced{Order: strconv.Itoa(i), TTL: int64(n-i) * 1000})
 	}
-	pgtest.WaitFor(t, "every deadline scheduled", 10*time.Second, func() bool { return e.deadlines(t) == n })
+	pgtest.WaitFor(t, "every deadline scheduled", 30*time.Second, func() bool { return e.deadlines(t) == n })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func TestOverdueDeadlinesFireOnceInOrder(t *testing.T) {
 		mu.Unlock()
 	}})
 	run(t, deadlines)
-	pgtest.WaitFor(t, "every instance timed out", 10*time.Second, func() bool { return e.finished(t) == n })
+	pgtest.WaitFor(t, "every instance timed out", 30*time.Second, func() bool { return e.finished(t) == n })
 	mu.Lock()
 	got := slices.Clone(fired)
 	mu.Unlock()
@@ -105,7 +105,7 @@ func TestCancelRacingFireNeverBoth(t *testing.T) {
 	for i := range n {
 		e.append(t, "order-"+strconv.Itoa(i), OrderPlaced{Order: strconv.Itoa(i), TTL: 1000})
 	}
-	pgtest.WaitFor(t, "every deadline scheduled", 20*time.Second, func() bool { return e.deadlines(t) == n })
+	pgtest.WaitFor(t, "every deadline scheduled", 60*time.Second, func() bool { return e.deadlines(t) == n })
 	clock.Advance(time.Second) // every deadline is due now
 
 	// One deadline per transaction (BatchSize 4), starting once a third
@@ -139,7 +139,7 @@ func TestCancelRacingFireNeverBoth(t *testing.T) {
 	})
 	close(start)
 	wg.Wait()
-	pgtest.WaitFor(t, "every payment handled", 20*time.Second, func() bool {
+	pgtest.WaitFor(t, "every payment handled", 60*time.Second, func() bool {
 		return e.count(t, `SELECT count(*) FROM %s.workflow_instances WHERE version >= 2`) == n &&
 			e.count(t, `SELECT count(*) FROM %s.workflow_inbox`) == 0
 	})
@@ -191,7 +191,7 @@ func TestFailingDeadlineIsParked(t *testing.T) {
 	run(t, r)
 	e.append(t, "order-bad", OrderPlaced{Order: "bad", TTL: 1000})
 	e.append(t, "order-good", OrderPlaced{Order: "good", TTL: 2000})
-	pgtest.WaitFor(t, "deadlines scheduled", 10*time.Second, func() bool { return e.deadlines(t) == 2 })
+	pgtest.WaitFor(t, "deadlines scheduled", 30*time.Second, func() bool { return e.deadlines(t) == 2 })
 	clock.Advance(3 * time.Second)
 	ctx := context.Background()
 	if f, _, err := r.FireDue(ctx); err != nil || f != 1 {
@@ -242,7 +242,7 @@ func TestDeadlineWorkerWakesOnTime(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	placed := time.Now()
 	e.append(t, "order-1", OrderPlaced{Order: "1", TTL: 300})
-	pgtest.WaitFor(t, "the deadline fired", 10*time.Second, func() bool {
+	pgtest.WaitFor(t, "the deadline fired", 30*time.Second, func() bool {
 		return seen.count(func(rc workflow.Reaction) bool { return rc.Deadline != nil }) == 1
 	})
 	if d := time.Since(placed); d < 300*time.Millisecond || d > 5*time.Second {
@@ -276,7 +276,7 @@ func TestRoutedInputComesBeforeTheDeadline(t *testing.T) {
 	run(t, r)
 	e.append(t, "order-x", OrderPlaced{Order: "x", TTL: 1000})
 	e.append(t, "payment-x", PaymentDone{Order: "x"})
-	pgtest.WaitFor(t, "the payment parked", 10*time.Second, func() bool {
+	pgtest.WaitFor(t, "the payment parked", 30*time.Second, func() bool {
 		return e.count(t, `SELECT count(*) FROM %s.workflow_inbox WHERE failed`) == 1
 	})
 	clock.Advance(time.Hour)
@@ -290,7 +290,7 @@ func TestRoutedInputComesBeforeTheDeadline(t *testing.T) {
 	if n, err := r.RetryInputs(ctx); err != nil || n != 1 {
 		t.Fatalf("RetryInputs = %d, %v", n, err)
 	}
-	pgtest.WaitFor(t, "the payment handled", 10*time.Second, func() bool { return e.finished(t) == 1 })
+	pgtest.WaitFor(t, "the payment handled", 30*time.Second, func() bool { return e.finished(t) == 1 })
 	if f, _, err := r.FireDue(ctx); err != nil || f != 0 {
 		t.Fatalf("FireDue after the payment = %d, %v", f, err)
 	}

@@ -160,7 +160,7 @@ func types(ctx context.Context, store *eventstore.Store, stream string) []string
 }
 
 func waitFor(ctx context.Context, store *eventstore.Store, stream string, n int) {
-	for deadline := time.Now().Add(10 * time.Second); len(types(ctx, store, stream)) < n; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); len(types(ctx, store, stream)) < n; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			panic("timed out waiting for " + stream)
 		}

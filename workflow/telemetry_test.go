@@ -42,9 +42,9 @@ func TestReactionTelemetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	root.End()
-	pgtest.WaitFor(t, "the order's reaction", 10*time.Second, func() bool { return e.deadlines(t) == 1 })
+	pgtest.WaitFor(t, "the order's reaction", 30*time.Second, func() bool { return e.deadlines(t) == 1 })
 	clock.Advance(2 * time.Second)
-	pgtest.WaitFor(t, "the deadline fired", 10*time.Second, func() bool { return e.finished(t) == 1 })
+	pgtest.WaitFor(t, "the deadline fired", 30*time.Second, func() bool { return e.finished(t) == 1 })
 
 	var reactions []tracetest.SpanStub
 	for _, s := range exp.GetSpans() {

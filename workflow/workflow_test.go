@@ -60,7 +60,7 @@ func TestPaidTimedOutAndLate(t *testing.T) {
 	placed("1", "corr-1")
 	placed("2", "corr-2")
 	e.append(t, "payment-1", PaymentDone{Order: "1"})
-	pgtest.WaitFor(t, "order 1 finished, order 2 waiting", 10*time.Second, func() bool {
+	pgtest.WaitFor(t, "order 1 finished, order 2 waiting", 30*time.Second, func() bool {
 		return e.finished(t) == 1 && e.deadlines(t) == 1 && len(e.types(t, "pay-2")) == 1
 	})
 	if got := e.types(t, "pay-1"); !slices.Equal(got, []string{"Started", "Paid"}) {
@@ -85,7 +85,7 @@ func TestPaidTimedOutAndLate(t *testing.T) {
 		t.Fatalf("pay-2 = %v before its deadline", got)
 	}
 	clock.Advance(2 * time.Second)
-	pgtest.WaitFor(t, "order 2 timed out", 10*time.Second, func() bool { return e.finished(t) == 2 })
+	pgtest.WaitFor(t, "order 2 timed out", 30*time.Second, func() bool { return e.finished(t) == 2 })
 	if got := e.types(t, "pay-2"); !slices.Equal(got, []string{"Started", "TimedOut"}) {
 		t.Errorf("pay-2 = %v", got)
 	}
@@ -108,7 +108,7 @@ func TestPaidTimedOutAndLate(t *testing.T) {
 
 	// A payment after the timeout: the instance has finished, nothing happens.
 	e.append(t, "payment-2", PaymentDone{Order: "2"})
-	pgtest.WaitFor(t, "the late payment skipped", 10*time.Second, func() bool {
+	pgtest.WaitFor(t, "the late payment skipped", 30*time.Second, func() bool {
 		return seen.count(func(rc workflow.Reaction) bool { return rc.Key == "2" && rc.Skipped }) == 1
 	})
 	if got := e.types(t, "pay-2"); !slices.Equal(got, []string{"Started", "TimedOut"}) {
@@ -132,7 +132,7 @@ func TestReplayChangesNothing(t *testing.T) {
 		e.append(t, "order-"+id, OrderPlaced{Order: id, TTL: 1000})
 	}
 	e.append(t, "payment-2", PaymentDone{Order: "2"})
-	pgtest.WaitFor(t, "four reactions", 10*time.Second, func() bool { return seen.count(func(workflow.Reaction) bool { return true }) == 4 })
+	pgtest.WaitFor(t, "four reactions", 30*time.Second, func() bool { return seen.count(func(workflow.Reaction) bool { return true }) == 4 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestReplayChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, r)
-	pgtest.WaitFor(t, "the replay", 10*time.Second, func() bool {
+	pgtest.WaitFor(t, "the replay", 30*time.Second, func() bool {
 		// Orders 1 and 3 were handled (their events name them as cause),
 		// order 2 has finished: all four inputs are skipped.
 		return seen.count(func(rc workflow.Reaction) bool { return rc.Skipped }) == 4
@@ -241,12 +241,12 @@ func TestBadDecisionsWriteNothing(t *testing.T) {
 	e.append(t, "order-good", OrderPlaced{Order: "good", TTL: 60_000})
 	// The key that cannot name a stream is refused by the router: a dead
 	// letter of the subscription. The others are parked in the inbox.
-	pgtest.WaitFor(t, "the bad inputs parked", 20*time.Second, func() bool {
+	pgtest.WaitFor(t, "the bad inputs parked", 60*time.Second, func() bool {
 		dl, err := e.store.DeadLetters(context.Background(), r.SubscriptionName())
 		return err == nil && len(dl) == 1 &&
 			e.count(t, `SELECT count(*) FROM %s.workflow_inbox WHERE failed`) == len(bad)-1
 	})
-	pgtest.WaitFor(t, "the good order started", 10*time.Second, func() bool { return len(e.types(t, "pay-good")) == 1 })
+	pgtest.WaitFor(t, "the good order started", 30*time.Second, func() bool { return len(e.types(t, "pay-good")) == 1 })
 	for _, id := range bad {
 		if got := e.types(t, "pay-"+id); got != nil {
 			t.Errorf("pay-%s = %v", id, got)
