@@ -7,11 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/migrations"
 	"github.com/strata-go/strata/outbox"
+	"github.com/strata-go/strata/workflow"
 )
 
 func (s *session) migrateCmd() *cobra.Command {
@@ -59,8 +61,11 @@ type statusReport struct {
 	// behind the log's (eventstore.TransactionIDsBehindError).
 	TransactionIDsBehind *transactionIDsBehind `json:"transaction_ids_behind,omitempty"`
 	Problems             []string              `json:"problems"`
-	horizonAge           time.Duration         // the threshold used
-	statuses             []eventstore.SubscriptionStatus
+	// Workflows are the workflows' instances and deadlines (none before
+	// any workflow ran, or before migration 0020).
+	Workflows  []workflow.Stats `json:"workflows,omitempty"`
+	horizonAge time.Duration    // the threshold used
+	statuses   []eventstore.SubscriptionStatus
 }
 
 // transactionIDsBehind is eventstore.TransactionIDsBehindError for --json.
@@ -239,6 +244,9 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 		}
 		dead += st.DeadLetters
 	}
+	if err := s.workflowStatus(ctx, store, rep); err != nil {
+		return nil, err
+	}
 	rep.Problems = append(rep.Problems, failing...)
 	if dead > 0 {
 		rep.Problems = append(rep.Problems, plural(dead, "dead letter", "dead letters"))
@@ -300,6 +308,9 @@ func (s *session) printStatus(rep *statusReport) error {
 			return err
 		}
 	}
+	if err := s.printWorkflows(rep); err != nil {
+		return err
+	}
 	if h := rep.Horizon; h != nil {
 		fmt.Fprintf(s.out, "\nReaders are held back by backend %d (database %q, application %q, %s) with a transaction open for %s.\n",
 			h.PID, h.Database, h.ApplicationName, display(h.State), formatAge(time.Duration(h.AgeSeconds*float64(time.Second))))
@@ -308,4 +319,49 @@ func (s *session) printStatus(rep *statusReport) error {
 		fmt.Fprintf(s.out, "\nProblems: %s\n", strings.Join(rep.Problems, "; "))
 	}
 	return nil
+}
+
+// overdueAfter is how long a deadline may be due before status calls it
+// overdue (no deadline worker fired it) and a problem.
+const overdueAfter = time.Minute
+
+// workflowStatus adds the workflows' counts to rep, and their parked
+// inputs and overdue deadlines to its problems.
+func (s *session) workflowStatus(ctx context.Context, store *eventstore.Store, rep *statusReport) error {
+	ws, err := workflow.Status(ctx, store, s.cfg.Now(), overdueAfter)
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == "42P01" {
+		return nil // a schema from before the workflow tables
+	}
+	if err != nil {
+		return err
+	}
+	rep.Workflows = ws
+	for _, w := range ws {
+		if w.Parked > 0 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("workflow %s has %s", display(w.Workflow), plural(w.Parked, "parked input", "parked inputs")))
+		}
+		if w.Overdue > 0 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("workflow %s has %s (due more than %s ago: is a deadline worker running?)",
+				display(w.Workflow), plural(w.Overdue, "overdue deadline", "overdue deadlines"), overdueAfter))
+		}
+	}
+	return nil
+}
+
+// printWorkflows prints the workflows' table.
+func (s *session) printWorkflows(rep *statusReport) error {
+	if len(rep.Workflows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(s.out)
+	t := newTable(s.out, "WORKFLOW", "RUNNING", "FINISHED", "QUEUED", "PARKED", "DEADLINES", "DUE", "OVERDUE", "NEXT DUE")
+	for _, w := range rep.Workflows {
+		next := "-"
+		if !w.NextDue.IsZero() {
+			next = w.NextDue.UTC().Format(time.RFC3339)
+		}
+		t.row(w.Workflow, fmt.Sprint(w.Running), fmt.Sprint(w.Finished), fmt.Sprint(w.Queued), fmt.Sprint(w.Parked),
+			fmt.Sprint(w.Deadlines), fmt.Sprint(w.Due), fmt.Sprint(w.Overdue), next)
+	}
+	return t.flush()
 }

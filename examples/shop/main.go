@@ -34,6 +34,18 @@
 //	-timeout D       give up (exit 1) when the orders are not all notified by then (default 60s)
 //	-schema S        the Postgres schema (default shop)
 //	-topics P        the broker topics' prefix (default shop)
+//	-workflow        let the fulfilment workflow own each order's flow (default true;
+//	                 false: the payment service charges on OrderPlaced itself)
+//	-decline-every N the card network declines every Nth order (default 0: none)
+//	-hang-every N    the card network never answers every Nth order (default 0: none)
+//	-payment-timeout D  how long the workflow waits for a payment before it
+//	                 cancels the order (default 3s)
+//
+// With the workflow (fulfilment.go), each order is an instance with its
+// own stream, fulfilment-<order id>: order placed → payment requested →
+// payment completed → confirmation sent, finished; or a declined or
+// unanswered payment → order cancelled (its deadline fired) and the
+// customer told. `strata trace` shows the whole path.
 package main
 
 import (
@@ -58,6 +70,7 @@ import (
 	"github.com/strata-go/strata/migrations"
 	"github.com/strata-go/strata/outbox"
 	"github.com/strata-go/strata/projection"
+	"github.com/strata-go/strata/workflow"
 )
 
 type options struct {
@@ -67,6 +80,11 @@ type options struct {
 	timeout time.Duration
 	schema  string
 	topics  string
+
+	workflow       bool
+	declineEvery   int
+	hangEvery      int
+	paymentTimeout time.Duration
 }
 
 func main() {
@@ -77,6 +95,10 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "exit 1 when the orders are not all notified by then")
 	flag.StringVar(&o.schema, "schema", "shop", "Postgres schema, recreated at start")
 	flag.StringVar(&o.topics, "topics", "shop", "prefix of the broker's topics")
+	flag.BoolVar(&o.workflow, "workflow", true, "let the fulfilment workflow own each order's flow")
+	flag.IntVar(&o.declineEvery, "decline-every", 0, "the card network declines every Nth order")
+	flag.IntVar(&o.hangEvery, "hang-every", 0, "the card network never answers every Nth order")
+	flag.DurationVar(&o.paymentTimeout, "payment-timeout", 3*time.Second, "how long the workflow waits for a payment")
 	flag.Parse()
 
 	// Warnings and errors of the libraries go to stderr; the account of
@@ -116,6 +138,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	if err := registerFulfilment(reg); err != nil {
+		return err
+	}
 	// The store validates every event against its schema before appending.
 	store := eventstore.New(pool, &eventstore.Config{Schema: o.schema, Validator: reg})
 	if _, err := pool.Exec(ctx, fmt.Sprintf(createSummary, store.Table("order_summary"))); err != nil {
@@ -142,13 +167,19 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range []struct {
+	consumers := []struct {
 		service, category string
 		handle            message.NoPublishHandlerFunc
 	}{
 		{"payment", "order", payments.Handle},
 		{"notification", "payment", notifications.Handle},
-	} {
+	}
+	if o.workflow {
+		// The workflow asks for payments, and confirms or cancels orders.
+		consumers[0].category, consumers[0].handle = "payment", payments.HandleRequest(gateway{o.declineEvery, o.hangEvery})
+		consumers[1].category, consumers[1].handle = "order", notifications.HandleOrderOutcome
+	}
+	for _, c := range consumers {
 		sub, err := brk.Subscriber(c.service)
 		if err != nil {
 			return err
@@ -165,6 +196,10 @@ func run(ctx context.Context, o options) error {
 	})
 	// The read side.
 	runner := projection.NewRunner(store, []projection.Projection{summaryProjection(store, reg)}, nil)
+	fulfilment, err := workflow.New(store, reg, fulfilmentWorkflow(o.paymentTimeout), fulfilmentConfig())
+	if err != nil {
+		return err
+	}
 
 	// The workers run until the orders are done, even after Ctrl-C, which
 	// only stops -follow from placing more.
@@ -195,6 +230,9 @@ func run(ctx context.Context, o options) error {
 	}
 	start("relay", relay.Run)
 	start("projection", runner.Run)
+	if o.workflow {
+		start("fulfilment", fulfilment.Run)
+	}
 
 	// History from an older release, then today's orders.
 	if err := orders.SeedLegacy(ctx, "1000"); err != nil {
@@ -231,7 +269,13 @@ func run(ctx context.Context, o options) error {
 	}
 
 	waited := make(chan error, 1)
-	go func() { waited <- waitUntilNotified(ctx, store, runner, placed, deadline) }()
+	go func() {
+		if o.workflow {
+			waited <- waitUntilFulfilled(ctx, store, runner, placed, deadline)
+			return
+		}
+		waited <- waitUntilNotified(ctx, store, runner, placed, deadline)
+	}()
 	select {
 	case err := <-waited:
 		if ctx.Err() != nil {
@@ -246,7 +290,20 @@ func run(ctx context.Context, o options) error {
 	if err := printSummary(workCtx, store); err != nil {
 		return err
 	}
-	fmt.Printf("\nAll %d orders placed, paid and notified. The schema %q stays for inspection:\n", placed, o.schema)
+	if o.workflow {
+		ids := make([]string, placed)
+		for i := range ids {
+			ids[i] = strconv.Itoa(1000 + i)
+		}
+		paid, cancelled, err := printFulfilment(workCtx, store, ids)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\nAll %d orders placed: %d paid and notified, %d cancelled and the customer told. The schema %q stays for inspection:\n",
+			placed, paid, cancelled, o.schema)
+	} else {
+		fmt.Printf("\nAll %d orders placed, paid and notified. The schema %q stays for inspection:\n", placed, o.schema)
+	}
 	fmt.Printf("  go run ./cmd/strata --schema %s status\n", o.schema)
 	fmt.Printf("  go run ./cmd/strata --schema %s trace <CORRELATION>   (with DATABASE_URL set)\n", o.schema)
 	return nil

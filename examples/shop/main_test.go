@@ -85,7 +85,7 @@ func runShop(t *testing.T, args ...string) (name, stdout, stderr string, code in
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, shopBinary, append([]string{"-schema", name, "-topics", name}, args...)...)
+	cmd := exec.CommandContext(ctx, shopBinary, append([]string{"-schema", name, "-topics", name, "-workflow=false"}, args...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

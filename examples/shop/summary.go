@@ -20,7 +20,7 @@ const createSummary = `CREATE TABLE %s (
 	customer       text NOT NULL,
 	total_cents    bigint NOT NULL,
 	currency       text NOT NULL,
-	status         text NOT NULL, -- placed, paid, notified
+	status         text NOT NULL, -- placed, paid, notified, cancelled
 	correlation_id text NOT NULL,
 	updated_at     timestamptz NOT NULL
 )`
@@ -42,6 +42,9 @@ func summaryProjection(store *eventstore.Store, reg *schema.Registry) projection
 				strings.TrimPrefix(e.StreamID, "order-"), ev.Customer, ev.TotalCents, ev.Currency, e.Metadata.CorrelationID, e.RecordedAt)
 		case PaymentCompleted:
 			_, err = tx.Exec(ctx, `UPDATE `+table+` SET status = 'paid', updated_at = $2 WHERE order_id = $1 AND status = 'placed'`,
+				ev.OrderID, e.RecordedAt)
+		case OrderCancelled:
+			_, err = tx.Exec(ctx, `UPDATE `+table+` SET status = 'cancelled', updated_at = $2 WHERE order_id = $1`,
 				ev.OrderID, e.RecordedAt)
 		case ConfirmationSent:
 			_, err = tx.Exec(ctx, `UPDATE `+table+` SET status = 'notified', updated_at = $2 WHERE order_id = $1`,

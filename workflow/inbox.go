@@ -1,0 +1,302 @@
+package workflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtx"
+	"github.com/strata-go/strata/internal/retry"
+)
+
+// runInbox is one reaction worker: it takes the instances with queued
+// inputs, oldest input first, one at a time, and reacts to each
+// instance's inputs in log order, until ctx ends. Instances another
+// worker (of this process or another) holds are passed over.
+func (r *Runner[S]) runInbox(ctx context.Context, wake <-chan struct{}) {
+	poll := r.cfg.PollInterval
+	if poll <= 0 {
+		poll = defaultDeadlinePoll
+	}
+	failWait := retry.Backoff(r.cfg.RetryBackoff, poll)
+	for ctx.Err() == nil {
+		handled, busy, err := r.React(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := failWait.NextBackOff()
+			r.log.Warn("strata: workflow reactions failed; retrying", "err", err, "retry_in", d)
+			if !retry.Sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		failWait.Reset()
+		wait := poll
+		var next *time.Time
+		if err := r.store.Pool().QueryRow(ctx, r.sql.inboxNextRetry, r.wf.Name).Scan(&next); err == nil && next != nil {
+			wait = min(wait, next.Sub(r.cfg.Clock.Now()))
+		}
+		if busy {
+			wait = min(wait, 5*time.Millisecond)
+		}
+		if wait <= 0 {
+			if handled > 0 {
+				continue
+			}
+			// Due but held (behind a parked input, or waiting for a
+			// busy instance): do not spin on it.
+			wait = poll
+			if busy {
+				wait = 5 * time.Millisecond
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-r.cfg.Clock.After(wait):
+		case <-time.After(poll):
+		}
+	}
+}
+
+// React reacts to the queued inputs of every instance it can take, and
+// returns how many inputs it handled. busy says an instance with inputs
+// was passed over because another transaction held it. The reaction
+// workers of Run call it; it is exported for tests and for programs that
+// drive reactions from their own loop.
+func (r *Runner[S]) React(ctx context.Context) (handled int, busy bool, err error) {
+	for {
+		rows, err := r.store.Pool().Query(ctx, r.sql.inboxScan, r.wf.Name, r.cfg.Clock.Now(), scanSize)
+		if err != nil {
+			return handled, busy, fmt.Errorf("workflow %q: scan inputs: %w", r.wf.Name, err)
+		}
+		keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return handled, busy, fmt.Errorf("workflow %q: scan inputs: %w", r.wf.Name, err)
+		}
+		var distinct []string
+		seen := map[string]bool{}
+		for _, key := range keys {
+			if !seen[key] {
+				seen[key] = true
+				distinct = append(distinct, key)
+			}
+		}
+		progress := false
+		for group := range slices.Chunk(distinct, max(1, r.cfg.BatchSize/4)) {
+			n, b, err := r.reactInstances(ctx, group, r.cfg.BatchSize)
+			if err == nil {
+				busy = busy || b
+				progress = progress || n > 0
+				handled += n
+				continue
+			}
+			if ctx.Err() != nil {
+				return handled, busy, ctx.Err()
+			}
+			// One at a time, to pin the failure on one instance, then on
+			// one input of it.
+			for _, key := range group {
+				n, b, err := r.reactInstances(ctx, []string{key}, r.cfg.BatchSize)
+				if err != nil && ctx.Err() == nil {
+					n, b, err = r.reactInstances(ctx, []string{key}, 1)
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return handled, busy, ctx.Err()
+					}
+					var fe *inputError
+					if errors.As(err, &fe) {
+						r.failInput(ctx, fe)
+						continue
+					}
+					return handled, busy, err
+				}
+				busy = busy || b
+				progress = progress || n > 0
+				handled += n
+			}
+		}
+		if len(keys) < scanSize || !progress {
+			return handled, busy, nil
+		}
+	}
+}
+
+// inputError is a reaction's failure on one queued input.
+type inputError struct {
+	id  int64
+	key string
+	err error
+}
+
+func (e *inputError) Error() string { return e.err.Error() }
+func (e *inputError) Unwrap() error { return e.err }
+
+// queued is an input as the inbox holds it.
+type queued struct {
+	id      int64
+	e       eventstore.Event
+	failed  bool
+	retryAt *time.Time
+}
+
+// reactInstances reacts to up to limit queued inputs of each of the
+// instances with these keys, all in one transaction, which also deletes
+// them: one commit for many instances. Instances held by another
+// transaction are passed over (busy). An input stuck behind a parked one,
+// or waiting for its retry, is left alone. Any failure rolls back the
+// whole transaction; the caller then takes the instances one at a time.
+func (r *Runner[S]) reactInstances(ctx context.Context, keys []string, limit int) (n int, busy bool, err error) {
+	var done []Reaction
+	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
+		n, busy, done = 0, false, done[:0]
+		for _, key := range keys {
+			a, b := lockKey(r.store.Schema(), r.wf.Name, key)
+			var locked bool
+			if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil {
+				return err
+			}
+			if !locked {
+				busy = true
+				continue
+			}
+			k, err := r.reactInstanceTx(ctx, tx, key, limit, &done)
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, busy, err
+	}
+	if r.cfg.OnReaction != nil {
+		for _, rc := range done {
+			r.cfg.OnReaction(rc)
+		}
+	}
+	return n, busy, nil
+}
+
+// reactInstanceTx is one instance's part of reactInstances; the caller
+// holds the instance's lock.
+func (r *Runner[S]) reactInstanceTx(ctx context.Context, tx pgx.Tx, key string, limit int, done *[]Reaction) (int, error) {
+	inputs, err := r.queuedInputs(ctx, tx, key, limit)
+	if err != nil || len(inputs) == 0 {
+		return 0, err
+	}
+	now := r.cfg.Clock.Now()
+	if inputs[0].failed || (inputs[0].retryAt != nil && inputs[0].retryAt.After(now)) {
+		return 0, nil
+	}
+	inst, err := r.load(ctx, tx, key)
+	if err != nil {
+		return 0, err
+	}
+	ids := make([]int64, 0, len(inputs))
+	for _, q := range inputs {
+		if q.failed || (q.retryAt != nil && q.retryAt.After(now)) {
+			break // parked or waiting: the later inputs wait behind it
+		}
+		ev, err := r.reg.Decode(q.e)
+		if err != nil {
+			return 0, &inputError{id: q.id, key: key, err: fmt.Errorf("workflow %q: decode %s (%s of %q): %w", r.wf.Name, q.e.ID, q.e.Type, q.e.StreamID, err)}
+		}
+		rc, err := r.react(ctx, tx, inst, Input{Event: ev, Raw: q.e, Key: key, Time: now}, q.e.ID.String())
+		if err != nil {
+			return 0, &inputError{id: q.id, key: key, err: err}
+		}
+		*done = append(*done, rc)
+		ids = append(ids, q.id)
+	}
+	if _, err := tx.Exec(ctx, r.sql.inboxDelete, r.wf.Name, ids); err != nil {
+		return 0, fmt.Errorf("workflow %q: instance %q: %w", r.wf.Name, key, err)
+	}
+	return len(ids), nil
+}
+
+// queuedInputs reads an instance's queued inputs in log order.
+func (r *Runner[S]) queuedInputs(ctx context.Context, tx pgx.Tx, key string, limit int) ([]queued, error) {
+	rows, err := tx.Query(ctx, r.sql.inboxRows, r.wf.Name, key, limit)
+	if err != nil {
+		return nil, fmt.Errorf("workflow %q: instance %q: inputs: %w", r.wf.Name, key, err)
+	}
+	var out []queued
+	var q queued
+	var id, data, meta string
+	var tx64, seq int64
+	var sv int32
+	_, err = pgx.ForEachRow(rows, []any{&q.id, &id, &q.e.StreamID, &q.e.Version, &tx64, &seq, &q.e.Type, &sv,
+		&data, &meta, &q.e.RecordedAt, &q.failed, &q.retryAt}, func() error {
+		e := q
+		var err error
+		if e.e.ID, err = uuid.Parse(id); err != nil {
+			return err
+		}
+		e.e.Position = eventstore.Position{TxID: uint64(tx64), Seq: seq}
+		e.e.SchemaVersion, e.e.Data = int(sv), []byte(data)
+		if err := json.Unmarshal([]byte(meta), &e.e.Metadata); err != nil {
+			return err
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("workflow %q: instance %q: inputs: %w", r.wf.Name, key, err)
+	}
+	return out, nil
+}
+
+// failInput records a failed attempt at a queued input: it is tried again
+// after a backoff that doubles with each attempt, and parked after
+// MaxAttempts (never for a transient failure, such as a lost race for a
+// stream's order).
+func (r *Runner[S]) failInput(ctx context.Context, fe *inputError) {
+	attempts, parked, err := r.recordFailure(ctx, r.sql.inboxFail, fe.id, fe.err)
+	switch {
+	case err != nil:
+		if ctx.Err() == nil {
+			r.log.Warn("strata: could not record a reaction's failure", "instance", fe.key, "err", err)
+		}
+	case parked:
+		r.log.Error("strata: parking a workflow input after repeated failures", "instance", fe.key, "attempts", attempts, "err", fe.err)
+	default:
+		r.log.Warn("strata: workflow reaction failed; retrying", "instance", fe.key, "attempt", attempts, "err", fe.err)
+	}
+}
+
+// recordFailure runs a failure update (inboxFail, failDeadline) for row
+// id.
+func (r *Runner[S]) recordFailure(ctx context.Context, query string, id int64, cause error) (attempts int, parked bool, err error) {
+	maxAttempts := r.cfg.MaxAttempts
+	if transient(cause) {
+		maxAttempts = 1 << 30
+	}
+	err = r.store.Pool().QueryRow(ctx, query, id, r.wf.Name, cause.Error(), r.cfg.Clock.Now(), maxAttempts,
+		r.cfg.RetryBackoff.Seconds(), r.cfg.MaxRetryBackoff.Seconds()).Scan(&attempts, &parked)
+	return attempts, parked, err
+}
+
+// RetryInputs makes the workflow's parked inputs due again and returns
+// how many there were.
+func (r *Runner[S]) RetryInputs(ctx context.Context) (int64, error) {
+	tag, err := r.store.Pool().Exec(ctx, r.sql.inboxRetry, r.wf.Name)
+	if err != nil {
+		return 0, fmt.Errorf("workflow %q: retry inputs: %w", r.wf.Name, err)
+	}
+	if tag.RowsAffected() > 0 {
+		_, _ = r.store.Pool().Exec(ctx, r.sql.notify, r.ch, r.wf.Name)
+	}
+	return tag.RowsAffected(), nil
+}
