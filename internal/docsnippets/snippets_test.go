@@ -22,9 +22,12 @@ const prelude = `package snippet
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -32,19 +35,23 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/google/uuid"
 
 	"github.com/strata-go/strata/aggregate"
 	"github.com/strata-go/strata/aggregate/aggregatetest"
 	"github.com/strata-go/strata/cli"
+	"github.com/strata-go/strata/dashboard"
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/migrations"
 	"github.com/strata-go/strata/outbox"
+	"github.com/strata-go/strata/outbox/kafka"
 	"github.com/strata-go/strata/outbox/natsjs"
 	"github.com/strata-go/strata/outbox/rabbitmq"
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/pubsub"
 	"github.com/strata-go/strata/schema"
 	"github.com/strata-go/strata/telemetry"
+	"github.com/strata-go/strata/workflow"
 )
 
 var (
@@ -66,7 +73,27 @@ var (
 	progress                     func(projection.Progress)
 	ErrNotPayable                = errors.New("not payable")
 	accounts                     *aggregate.Repository[*Account]
+	token                        string
+	adminMux                     *http.ServeMux
+	ev                           eventstore.NewEvent
+	claims                       struct{ Subject string } // the application's authentication
+
+	// The security section's settings.
+	caPool     *x509.CertPool
+	clientCert tls.Certificate
+	tlsCfg     *tls.Config
+	pw         string
+	brokers    []string
 )
+
+// The workflow section's order-fulfilment instance.
+type Fulfilment struct{ Paid bool }
+type FulfilmentStarted struct{}
+type PaymentRequested struct{}
+
+func route(e eventstore.Event, ev any) (string, bool)              { return "", false }
+func decide(s Fulfilment, in workflow.Input) (workflow.Decision, error) { return workflow.Decision{}, nil }
+func evolve(s Fulfilment, ev any) Fulfilment                           { return s }
 
 type Account struct{ aggregate.Root }
 
@@ -99,6 +126,11 @@ var (
 	_ = pubsub.NewPublisher
 	_ = telemetry.NewHealthHandler
 	_ = aggregatetest.New[*Order]
+	_ = dashboard.New
+	_ = url.QueryEscape
+	_ = uuid.New
+	_ = kafka.NewPublisher
+	_ = workflow.New[Fulfilment]
 )
 `
 
