@@ -92,10 +92,10 @@ var errBreakerProbe = errors.New("eventstore: circuit breaker half-open: probing
 type breaker struct {
 	sub   *Subscription
 	cb    *gobreaker.CircuitBreaker[struct{}]
-	poll  time.Duration // how often a paused worker looks again
-	dirty atomic.Bool   // a state change not yet written to the partitions' rows
-	last  atomic.Value  // the last downstream error (error)
-	sql   string        // breakerStateSQL, expanded
+	poll  time.Duration          // how often a paused worker looks again
+	dirty atomic.Bool            // a state change not yet written to the partitions' rows
+	last  atomic.Pointer[string] // the last downstream error's text
+	sql   string                 // breakerStateSQL, expanded
 
 	mu      sync.Mutex // serializes the writes of the state
 	enterMu sync.Mutex // guards entered (taken under the breaker's own lock)
@@ -139,7 +139,8 @@ func newBreaker(sub *Subscription, mp metric.MeterProvider) *breaker {
 			if err == nil || !b.downstream(err) {
 				return true
 			}
-			b.last.Store(err)
+			msg := err.Error()
+			b.last.Store(&msg)
 			return false
 		},
 		IsExcluded: func(err error) bool {
@@ -186,8 +187,8 @@ func (b *breaker) downstream(err error) bool {
 }
 
 func (b *breaker) lastError() string {
-	if err, ok := b.last.Load().(error); ok && err != nil {
-		return err.Error()
+	if msg := b.last.Load(); msg != nil {
+		return *msg
 	}
 	return ""
 }

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,8 @@ import (
 	"github.com/strata-go/strata/telemetry"
 )
 
-// TestKafkaRelayBreaker stops every Kafka broker for 3 s while 1,000
+// TestKafkaRelayBreaker makes every Kafka broker unreachable for 3 s
+// (connections cut and refused) while 1,000
 // events of 50 streams are appended. The relay's circuit breaker, shared
 // by its four partitions, opens after a run of failed publishes, half-opens
 // to probe with one event, and closes once the brokers are back: Status
@@ -67,7 +69,7 @@ func TestKafkaRelayBreaker(t *testing.T) {
 	const streams, perStream = 50, 20
 	appendRound(t, store, "brk", streams, 1, 2)
 	r.waitFor(t, streams*2, 30*time.Second)
-	c.Stop()
+	c.SetUnreachable(true)
 	stopped := time.Now()
 	writerDone := make(chan struct{})
 	go func() {
@@ -80,15 +82,19 @@ func TestKafkaRelayBreaker(t *testing.T) {
 	for time.Since(stopped) < 3*time.Second {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := c.Restart(); err != nil {
-		t.Fatal(err)
-	}
+	c.SetUnreachable(false)
 	down := time.Since(stopped)
 	<-writerDone
 	r.waitFor(t, streams*perStream, 90*time.Second)
 	stopWatch()
 	<-watched
 	r.check(t)
+	if t.Failed() {
+		r.mu.Lock()
+		v := r.violations[0]
+		r.mu.Unlock()
+		dumpKafkaStream(t, c.Addrs(), topic, strings.TrimSuffix(strings.Fields(v)[1], ":"))
+	}
 	waitEffects(t, fx, streams*perStream, 30*time.Second)
 	fx.check(t, streams*perStream)
 	entered := relayBreakerTransitions(t, reader)

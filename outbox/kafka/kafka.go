@@ -152,8 +152,13 @@ func PublisherConfig(brokers []string, cfg *Config) (wmkafka.PublisherConfig, er
 }
 
 // NewPublisher connects to the Kafka brokers and returns a publisher whose
-// Publish returns once every message was acknowledged.
-func NewPublisher(brokers []string, cfg *Config) (*Publisher, error) {
+// Publish returns once every message was acknowledged. It sends a call's
+// messages one after another, each once the previous one was
+// acknowledged (watermill-kafka's synchronous producer), so a failure
+// stops the call at the first message not acknowledged and never leaves a
+// stream's later event in the log without the one before it; the relay's
+// retry repeats the call from its start, in order.
+func NewPublisher(brokers []string, cfg *Config) (*wmkafka.Publisher, error) {
 	var logger watermill.LoggerAdapter = watermill.NopLogger{}
 	if cfg != nil && cfg.Logger != nil {
 		logger = cfg.Logger
@@ -166,34 +171,8 @@ func NewPublisher(brokers []string, cfg *Config) (*Publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: publisher: %w", err)
 	}
-	return &Publisher{pub: pub}, nil
+	return pub, nil
 }
-
-// Publisher is watermill-kafka's publisher with one change for order:
-// Publish sends the messages of a call one after another, each only once
-// the previous one was acknowledged. Sent together, a batch can fail in
-// part (the producer gives up on one message after its retries while a
-// later one of the same stream is written), which would put a stream's
-// event in the log without the one before it; sent in turn, a failure
-// stops the call at the first message not acknowledged, and the relay's
-// retry repeats the call from its start, in order.
-type Publisher struct {
-	pub *wmkafka.Publisher
-}
-
-// Publish publishes msgs to topic in order and returns once each was
-// acknowledged, or at the first error.
-func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
-	for _, m := range msgs {
-		if err := p.pub.Publish(topic, m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Close closes the producer.
-func (p *Publisher) Close() error { return p.pub.Close() }
 
 // Permanent reports the Kafka errors that retrying a message cannot cure
 // (a message larger than the broker accepts, an invalid message). Use it

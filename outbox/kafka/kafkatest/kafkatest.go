@@ -53,6 +53,7 @@ type Cluster struct {
 	ports   []int
 	conns   map[net.Conn]struct{}
 	bytesIn atomic.Int64
+	cut     atomic.Bool // unreachable: connections are refused
 }
 
 // Start starts a cluster that is closed when the test ends; it fails the
@@ -158,15 +159,7 @@ func (c *Cluster) Stop() {
 		return
 	}
 	kc.Close()
-	c.mu.Lock()
-	conns := make([]net.Conn, 0, len(c.conns))
-	for conn := range c.conns {
-		conns = append(conns, conn)
-	}
-	c.mu.Unlock()
-	for _, conn := range conns {
-		_ = conn.Close()
-	}
+	c.cutAll()
 }
 
 // Restart brings a stopped cluster back on the same ports with the data it
@@ -182,6 +175,30 @@ func (c *Cluster) Restart() error {
 		return fmt.Errorf("kafkatest: restart cluster: %w", err)
 	}
 	return nil
+}
+
+// SetUnreachable(true) cuts every client connection and refuses new ones
+// (each is closed as soon as it is accepted), while the brokers keep
+// running with their data: a network partition between the clients and
+// the whole cluster. SetUnreachable(false) ends it.
+func (c *Cluster) SetUnreachable(cut bool) {
+	c.cut.Store(cut)
+	if cut {
+		c.cutAll()
+	}
+}
+
+// cutAll closes every client connection.
+func (c *Cluster) cutAll() {
+	c.mu.Lock()
+	conns := make([]net.Conn, 0, len(c.conns))
+	for conn := range c.conns {
+		conns = append(conns, conn)
+	}
+	c.mu.Unlock()
+	for _, conn := range conns {
+		_ = conn.Close()
+	}
 }
 
 // BytesIn returns how many bytes clients have sent to the brokers so far:
@@ -209,6 +226,9 @@ func (l *listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	cc := &countingConn{Conn: conn, c: l.c}
+	if l.c.cut.Load() {
+		_ = conn.Close() // the broker sees a client that went away at once
+	}
 	l.c.mu.Lock()
 	l.c.conns[cc] = struct{}{}
 	l.c.mu.Unlock()
