@@ -39,6 +39,7 @@ func TestKafkaRelayBreaker(t *testing.T) {
 	}
 	r := newReceived()
 	consume(ctx, t, newKafkaSubscriber(t, c.Addrs(), "breaker-test"), topic, r, dedup.Middleware(fx.handler))
+	waitKafkaGroup(t, c, "breaker-test", 1)
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
@@ -68,7 +69,7 @@ func TestKafkaRelayBreaker(t *testing.T) {
 
 	const streams, perStream = 50, 20
 	appendRound(t, store, "brk", streams, 1, 2)
-	r.waitFor(t, streams*2, 30*time.Second)
+	r.waitFor(t, streams*2, 90*time.Second)
 	c.SetUnreachable(true)
 	stopped := time.Now()
 	writerDone := make(chan struct{})

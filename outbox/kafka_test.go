@@ -49,6 +49,18 @@ func newKafkaSubscriber(t testing.TB, addrs []string, group string) message.Subs
 	return sub
 }
 
+// waitKafkaGroup waits until group has settled with members members, so
+// that a test's faults do not land on the group's first join (which a
+// loaded machine can stretch past the test's patience).
+func waitKafkaGroup(t testing.TB, c *kafkatest.Cluster, group string, members int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if _, err := c.Kfake().WaitGroupStable(ctx, group, members); err != nil {
+		t.Fatalf("group %s did not settle with %d members: %v", group, members, err)
+	}
+}
+
 // createKafkaTopic creates topic with six partitions (and the topic
 // configuration given, if any).
 func createKafkaTopic(t testing.TB, c *kafkatest.Cluster, topic string, configs map[string]string) {
@@ -103,6 +115,7 @@ func TestKafkaRelaySurvivesSIGKILL(t *testing.T) {
 	}
 	r := newReceived()
 	consume(ctx, t, newKafkaSubscriber(t, c.Addrs(), "kill-test"), topic, r, dedup.Middleware(fx.handler))
+	waitKafkaGroup(t, c, "kill-test", 1)
 
 	writerDone := make(chan struct{})
 	go func() {
@@ -157,6 +170,7 @@ func testKafkaOutage(t *testing.T, mode string) {
 	createKafkaTopic(t, c, topic, nil)
 	r := newReceived()
 	consume(ctx, t, newKafkaSubscriber(t, c.Addrs(), "outage-test"), topic, r, nil)
+	waitKafkaGroup(t, c, "outage-test", 1)
 	relay := outbox.NewRelay(store, newKafkaPublisher(t, c.Addrs()), &outbox.Config{
 		Topic: func(eventstore.Event) string { return topic }, MaxRetryBackoff: time.Second, Permanent: kafka.Permanent,
 	})
@@ -172,7 +186,7 @@ func testKafkaOutage(t *testing.T, mode string) {
 			time.Sleep(300 * time.Millisecond)
 		}
 	}()
-	r.waitFor(t, 200, 30*time.Second)
+	r.waitFor(t, 200, 90*time.Second)
 	if mode == "stopped" {
 		c.Stop()
 	} else {
