@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -66,6 +67,11 @@ func TestBreakerPausesThroughDownstreamOutage(t *testing.T) {
 				for _, st := range sts {
 					seen[st.State]++
 				}
+				mu.Unlock()
+			}
+			if ps, err := r.Status(watch); err == nil && len(ps) == 1 && ps[0].State == projection.StateFailing && strings.Contains(ps[0].LastError, "circuit breaker") {
+				mu.Lock()
+				seen["projection failing: circuit breaker"]++
 				mu.Unlock()
 			}
 			time.Sleep(5 * time.Millisecond)
@@ -133,6 +139,9 @@ func TestBreakerPausesThroughDownstreamOutage(t *testing.T) {
 	}
 	if dl, err := s.DeadLetters(t.Context(), ""); err != nil || len(dl) != 0 {
 		t.Errorf("dead letters: %d, %v; want none", len(dl), err)
+	}
+	if seen["projection failing: circuit breaker"] == 0 {
+		t.Errorf("the projection's Status never said failing because of the circuit breaker: %v", seen)
 	}
 	if seen[eventstore.BreakerOpen] == 0 || seen[eventstore.BreakerHalfOpen] == 0 {
 		t.Errorf("Status never showed the breaker open and half-open: %v", seen)
