@@ -233,8 +233,11 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 		}
 		rep.Subscriptions = append(rep.Subscriptions, sub)
 		name := display(st.Name)
-		if st.State == "failing" {
+		switch st.State {
+		case "failing":
 			failing = append(failing, fmt.Sprintf("%s partition %d is failing", name, st.Partition))
+		case eventstore.BreakerOpen, eventstore.BreakerHalfOpen:
+			failing = append(failing, fmt.Sprintf("%s partition %d is paused: circuit breaker %s", name, st.Partition, st.State))
 		}
 		if lim.events > 0 && st.Lag > lim.events {
 			failing = append(failing, fmt.Sprintf("%s partition %d lags %d events (more than %d)", name, st.Partition, st.Lag, lim.events))

@@ -23,7 +23,8 @@ type SubscriptionStatus struct {
 	// LeaseUntil is when the lease runs out unless renewed.
 	LeaseUntil time.Time
 	// State is "running", "failing", "stopped" or "idle" (never run, or
-	// released).
+	// released), or "open" or "half-open" while the owner's circuit
+	// breaker is (see BreakerConfig).
 	State string
 	// LastError is the handler's last error while failing.
 	LastError string

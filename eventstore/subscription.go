@@ -140,6 +140,10 @@ type SubscriptionConfig struct {
 	// duration, lag, errors, dead letters; names in package telemetry).
 	// Default: the store's (Config.MeterProvider).
 	MeterProvider metric.MeterProvider
+	// Breaker configures the circuit breaker that pauses every partition
+	// of this process while the handler's downstream is unavailable (see
+	// BreakerConfig). Default: on, 5 failures, open for 5s.
+	Breaker BreakerConfig
 }
 
 // MaxPartitions is the most partitions a subscription may have.
@@ -202,6 +206,7 @@ type Subscription struct {
 	log   *slog.Logger
 	sql   subscriptionQueries
 	tel   subscriptionTelemetry
+	brk   *breaker // nil when disabled
 }
 
 // Subscription returns a subscription of the store's log. It does not
@@ -221,7 +226,9 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 	if cfg.MeterProvider != nil {
 		tel.in = instrument.New(cfg.MeterProvider)
 	}
-	return &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.sql.expand), tel: tel}, nil
+	sub := &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.sql.expand), tel: tel}
+	sub.brk = newBreaker(sub, sub.meterProvider())
+	return sub, nil
 }
 
 // setDefaults fills in the fields left at their zero value (see each
@@ -330,7 +337,10 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	// The coordinator and its workers live on Run's own ctx: Run may
 	// return (caught up, a handler error) while the caller's ctx goes on.
 	ctx, cancel := context.WithCancelCause(ctx)
-	c := newCoordinator(sub, sub.recovering(h), cancel)
+	if sub.brk != nil {
+		defer sub.brk.registerGauge(sub.meterProvider())()
+	}
+	c := newCoordinator(sub, sub.brk.wrap(sub.recovering(h)), cancel)
 	defer c.stop(ctx)
 	return c.run(ctx)
 }

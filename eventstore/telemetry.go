@@ -239,5 +239,13 @@ func (sub *Subscription) registerLag() (metric.Registration, error) {
 
 // isTransient applies the subscription's Transient classifier.
 func (sub *Subscription) isTransient(err error) bool {
-	return sub.cfg.Transient != nil && sub.cfg.Transient(err)
+	return errors.Is(err, ErrUnavailable) || sub.cfg.Transient != nil && sub.cfg.Transient(err)
+}
+
+// meterProvider is the provider of the subscription's metrics.
+func (sub *Subscription) meterProvider() metric.MeterProvider {
+	if sub.cfg.MeterProvider != nil {
+		return sub.cfg.MeterProvider
+	}
+	return sub.store.tel.mp
 }

@@ -328,7 +328,9 @@ func (w *worker) handle(ctx context.Context, h Handler, page Page, started time.
 	if len(events) == 1 {
 		return w.handleOne(ctx, h, events[0], err)
 	}
-	w.metrics.failure(w.sub.isTransient(err))
+	if !errors.Is(err, errBreakerProbe) { // the breaker's, not the handler's
+		w.metrics.failure(w.sub.isTransient(err))
+	}
 	for _, e := range events {
 		if err := w.handleOne(ctx, h, e, nil); err != nil {
 			return err
@@ -362,7 +364,9 @@ func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr err
 				break
 			}
 			w.sub.log.Warn("strata: handler failed; retrying", "partition", w.p, "event", e.ID, "stream", e.StreamID, "attempt", attempts, "err", err)
-			w.setState(ctx, "failing", err.Error())
+			if w.sub.brk.state() == BreakerClosed { // else the breaker's state is the partition's
+				w.setState(ctx, "failing", err.Error())
+			}
 			if !sleep(ctx, wait.NextBackOff()) {
 				return ctx.Err()
 			}

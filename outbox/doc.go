@@ -129,8 +129,10 @@
 //
 // # Running against Kafka
 //
-// No Kafka broker runs in Strata's test suite; the kafka subpackage's test
-// checks the produced message's key. To relay to a real broker:
+// Strata's Kafka tests run against an in-process Kafka-protocol cluster
+// (kafka/kafkatest, franz-go's kfake): SIGKILLed relay, broker outage, a
+// refused message, a two-member consumer group, the circuit breaker. To
+// relay to a real broker:
 //
 //  1. Start one: docker run -d --name kafka -p 9092:9092 apache/kafka:3.7.0
 //  2. Create a topic per event category, with as many partitions as
@@ -138,9 +140,17 @@
 //     kafka-topics.sh --bootstrap-server 127.0.0.1:9092 --create --topic order --partitions 6
 //  3. pub, err := kafka.NewPublisher([]string{"127.0.0.1:9092"}, nil), then
 //     outbox.NewRelay(store, pub, &outbox.Config{Permanent: kafka.Permanent}).Run(ctx).
-//  4. Consume with watermill-kafka's Subscriber in a consumer group, with
-//     Unmarshaler: kafka.Marshaler(), the handler wrapped in Deduplicate.
-//     Each stream's events share a key, hence a partition, hence an order.
+//  4. Consume with kafka.NewSubscriber(brokers, "service", nil), the
+//     handler wrapped in Deduplicate. Each stream's events share a key,
+//     hence a partition, hence an order.
+//
+// # Circuit breaker
+//
+// The relay's subscription has a circuit breaker (Config.Breaker,
+// eventstore.BreakerConfig): after a run of failed publishes every
+// partition of the process pauses, then one event probes the broker.
+// Publish errors that Config.Permanent reports are the message's own and
+// never open it.
 //
 // # Telemetry and health
 //

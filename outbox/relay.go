@@ -134,6 +134,13 @@ type Config struct {
 	// HealthMaxLagTime is how old its oldest unpublished event may be
 	// before Check reports it Lagging. Default 30s.
 	HealthMaxLagTime time.Duration
+	// Breaker configures the circuit breaker of the relay's subscription:
+	// after a run of failed publishes (every error Permanent does not
+	// report says the broker is unavailable) every partition of this
+	// process pauses, then one event probes the broker (see
+	// eventstore.BreakerConfig). Default: on, 5 failures, open for
+	// MaxRetryBackoff.
+	Breaker eventstore.BreakerConfig
 }
 
 // Health is the relay's view of its broker, as Relay.Health reports it.
@@ -266,6 +273,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		Owner:           c.Owner,
 		Logger:          c.Logger,
 		MeterProvider:   c.MeterProvider,
+		Breaker:         c.Breaker,
 	})
 	if err != nil {
 		return fmt.Errorf("outbox: %w", err)

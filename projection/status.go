@@ -21,8 +21,9 @@ const (
 	StateRunning = "running"
 	// StateRebuilding: a Rebuild has begun and not caught up yet.
 	StateRebuilding = "rebuilding"
-	// StateFailing: a partition's handler is failing (being retried, or
-	// stopped under the eventstore.Stop policy).
+	// StateFailing: a partition's handler is failing (being retried,
+	// paused by the subscription's circuit breaker, or stopped under the
+	// eventstore.Stop policy).
 	StateFailing = "failing"
 	// StateStopped: every process that ran it has stopped.
 	StateStopped = "stopped"
@@ -178,10 +179,14 @@ func summarize(st *Status) {
 		if p.Owner != "" && !slices.Contains(st.Owners, p.Owner) {
 			st.Owners = append(st.Owners, p.Owner)
 		}
-		if p.LastError != "" && (st.LastError == "" || p.State == "failing") {
+		state := p.State
+		if state == eventstore.BreakerOpen || state == eventstore.BreakerHalfOpen {
+			state = "failing" // paused by its circuit breaker; LastError says so
+		}
+		if p.LastError != "" && (st.LastError == "" || state == "failing") {
 			st.LastError = p.LastError
 		}
-		states[p.State] = true
+		states[state] = true
 	}
 	slices.Sort(st.Owners)
 	switch {

@@ -39,6 +39,8 @@
 // | `strata.horizon.age` | gauge | `s` | — | how long gap-safe readers have been held back by the oldest open transaction, as the store's role sees it; 0 when none is |
 // | `strata.subscription.errors` | counter | `{error}` | `strata.subscription`, `strata.partition`, `strata.error.transient` | failed handler attempts (every failed retry counts) |
 // | `strata.subscription.dead_letters` | counter | `{event}` | `strata.subscription`, `strata.partition` | events parked as dead letters (the failing one and those of its stream parked behind it) |
+// | `strata.subscription.breaker.state` | gauge | `1` | `strata.subscription` | the circuit breaker in this process: 0 closed, 1 half-open, 2 open |
+// | `strata.subscription.breaker.transitions` | counter | `{transition}` | `strata.subscription`, `strata.breaker.state` | circuit breaker state changes, by the state entered |
 // | `strata.relay.published` | counter | `{message}` | `strata.relay`, `strata.topic` | messages the broker acknowledged to the relay |
 // | `strata.relay.errors` | counter | `{error}` | `strata.relay`, `strata.topic` | failed publish calls of the relay |
 // | `strata.consume.messages` | counter | `{message}` | `strata.consumer`, `strata.outcome` (`ok`, `duplicate`, `error`) | messages received by an outbox.Deduplicator |

@@ -48,6 +48,14 @@ const (
 	// the one the handler kept failing on and those of its stream parked
 	// behind it. Attributes: AttrSubscription, AttrPartition.
 	MetricSubscriptionDeadLetters = "strata.subscription.dead_letters"
+	// MetricSubscriptionBreakerState is a gauge of a subscription's circuit
+	// breaker in this process: 0 closed, 1 half-open, 2 open. Attributes:
+	// AttrSubscription.
+	MetricSubscriptionBreakerState = "strata.subscription.breaker.state"
+	// MetricSubscriptionBreakerTransitions counts a subscription's circuit
+	// breaker state changes. Attributes: AttrSubscription,
+	// AttrBreakerState (the state entered).
+	MetricSubscriptionBreakerTransitions = "strata.subscription.breaker.transitions"
 	// MetricRelayPublished counts messages the broker acknowledged to the
 	// relay (re-publications after a failure or a restart count again).
 	// Attributes: AttrRelay, AttrTopic.
@@ -93,6 +101,9 @@ const (
 	// AttrSubscription is the name of an eventstore subscription, as in
 	// "projection:order_summary" or "outbox:relay".
 	AttrSubscription = "strata.subscription"
+	// AttrBreakerState is the circuit breaker state entered: "closed",
+	// "half-open" or "open".
+	AttrBreakerState = "strata.breaker.state"
 	// AttrPartition is a subscription partition, from 0.
 	AttrPartition = "strata.partition"
 	// AttrStreamCategory is the category of a stream: the part of its ID
@@ -209,6 +220,10 @@ func Metrics() []Metric {
 			"Failed handler attempts."},
 		{MetricSubscriptionDeadLetters, Counter, "{event}", sub,
 			"Events parked as dead letters."},
+		{MetricSubscriptionBreakerState, Gauge, "1", []string{AttrSubscription},
+			"Circuit breaker state: 0 closed, 1 half-open, 2 open."},
+		{MetricSubscriptionBreakerTransitions, Counter, "{transition}", []string{AttrSubscription, AttrBreakerState},
+			"Circuit breaker state changes, by the state entered."},
 		{MetricRelayPublished, Counter, "{message}", []string{AttrRelay, AttrTopic},
 			"Messages the broker acknowledged to the relay."},
 		{MetricRelayErrors, Counter, "{error}", []string{AttrRelay, AttrTopic},

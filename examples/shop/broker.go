@@ -8,10 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/v3/pkg/amqp"
-	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
@@ -119,18 +117,19 @@ func openBroker(ctx context.Context, spec string, store *eventstore.Store, prefi
 		// an earlier run reaches this one.
 		run := fmt.Sprintf("%s_%d", prefix, time.Now().Unix())
 		b.Topic = func(category string) string { return run + "_" + category + "s" }
-		brokers := strings.Split(strings.TrimPrefix(spec, "kafka://"), ",")
-		pub, err := kafka.NewPublisher(brokers, &kafka.Config{Logger: logger})
+		brokers, codec, err := parseKafka(spec)
+		if err != nil {
+			return nil, err
+		}
+		pub, err := kafka.NewPublisher(brokers, &kafka.Config{Logger: logger, Compression: codec})
 		if err != nil {
 			return nil, err
 		}
 		b.Name, b.Publisher, b.Permanent = "Kafka "+strings.Join(brokers, ","), pub, kafka.Permanent
+		// Each service is a consumer group: it gets every message of its
+		// topics, each stream in order.
 		b.Subscriber = func(group string) (message.Subscriber, error) {
-			cfg := wmkafka.DefaultSaramaSubscriberConfig()
-			cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
-			return wmkafka.NewSubscriber(wmkafka.SubscriberConfig{
-				Brokers: brokers, Unmarshaler: kafka.Marshaler(), ConsumerGroup: group, OverwriteSaramaConfig: cfg,
-			}, logger)
+			return kafka.NewSubscriber(brokers, group, &kafka.SubscriberConfig{Logger: logger})
 		}
 
 	default:
@@ -140,6 +139,29 @@ func openBroker(ctx context.Context, spec string, store *eventstore.Store, prefi
 		return nil, fmt.Errorf("unknown broker %q: want postgres, gochannel, nats://…, amqp://… or kafka://…", spec)
 	}
 	return b, nil
+}
+
+// parseKafka reads kafka://host:port[,host:port…][?compression=codec]:
+// the bootstrap brokers and the producer's codec ("" for the default).
+func parseKafka(spec string) (brokers []string, codec string, err error) {
+	rest := strings.TrimPrefix(spec, "kafka://")
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		q, err := url.ParseQuery(rest[i+1:])
+		if err != nil {
+			return nil, "", fmt.Errorf("broker %q: %w", spec, err)
+		}
+		codec, rest = q.Get("compression"), rest[:i]
+		if _, err := kafka.ParseCompression(codec); err != nil {
+			return nil, "", err
+		}
+	}
+	for _, h := range strings.Split(rest, ",") {
+		if h == "" {
+			return nil, "", fmt.Errorf("broker %q: want kafka://host:port[,host:port…]", spec)
+		}
+		brokers = append(brokers, h)
+	}
+	return brokers, codec, nil
 }
 
 // resetJetStreams deletes the example's JetStream streams, with their

@@ -16,7 +16,10 @@ import (
 // Kafka key is the stream ID, that all of a stream's messages go to one
 // partition, and that the producer settings keep order under retries.
 func TestPartitionKey(t *testing.T) {
-	cfg := kafka.PublisherConfig([]string{"127.0.0.1:9092"}, nil)
+	cfg, err := kafka.PublisherConfig([]string{"127.0.0.1:9092"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
