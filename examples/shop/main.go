@@ -34,6 +34,8 @@
 //	-timeout D       give up (exit 1) when the orders are not all notified by then (default 60s)
 //	-schema S        the Postgres schema (default shop)
 //	-topics P        the broker topics' prefix (default shop)
+//	-http ADDR       also serve POST /orders on ADDR, answering with the
+//	                 order's read-model row once the projection has it (http.go)
 package main
 
 import (
@@ -42,6 +44,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -67,6 +70,7 @@ type options struct {
 	timeout time.Duration
 	schema  string
 	topics  string
+	http    string
 }
 
 func main() {
@@ -77,6 +81,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 60*time.Second, "exit 1 when the orders are not all notified by then")
 	flag.StringVar(&o.schema, "schema", "shop", "Postgres schema, recreated at start")
 	flag.StringVar(&o.topics, "topics", "shop", "prefix of the broker's topics")
+	flag.StringVar(&o.http, "http", "", "serve POST /orders on this address (read your own writes)")
 	flag.Parse()
 
 	// Warnings and errors of the libraries go to stderr; the account of
@@ -170,7 +175,7 @@ func run(ctx context.Context, o options) error {
 	// only stops -follow from placing more.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	failed := make(chan error, 3)
+	failed := make(chan error, 4)
 	start := func(name string, fn func(context.Context) error) {
 		wg.Go(func() {
 			if err := fn(workCtx); err != nil && workCtx.Err() == nil {
@@ -195,6 +200,17 @@ func run(ctx context.Context, o options) error {
 	}
 	start("relay", relay.Run)
 	start("projection", runner.Run)
+	if o.http != "" {
+		srv := &http.Server{Addr: o.http, Handler: ordersHandler(store, reg, runner, 5*time.Second), ReadHeaderTimeout: 5 * time.Second}
+		start("http", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); _ = srv.Close() }()
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		say("shop", "", "serving POST /orders on %s", o.http)
+	}
 
 	// History from an older release, then today's orders.
 	if err := orders.SeedLegacy(ctx, "1000"); err != nil {
