@@ -51,6 +51,7 @@ type statusReport struct {
 	HeadRecordedAt *time.Time     `json:"head_recorded_at"`
 	Subscriptions  []subscription `json:"subscriptions"`
 	Horizon        *horizonHolder `json:"horizon"`
+	Retired        *retiredReport `json:"retired"` // retire.go
 	// TransactionIDsBehind is set when the database's transaction IDs are
 	// behind the log's (eventstore.TransactionIDsBehindError).
 	TransactionIDsBehind *transactionIDsBehind `json:"transaction_ids_behind,omitempty"`
@@ -180,6 +181,9 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 		Schema: s.schema, Streams: head.Streams, Events: head.Events, Head: head.Position.String(),
 		Subscriptions: []subscription{}, Problems: []string{}, horizonAge: horizonAge, statuses: sts,
 	}
+	if rep.Retired, err = retired(ctx, store); err != nil {
+		return nil, err
+	}
 	if !head.RecordedAt.IsZero() {
 		at := head.RecordedAt.UTC()
 		rep.HeadRecordedAt = &at
@@ -237,6 +241,7 @@ func (s *session) printStatus(rep *statusReport) error {
 	}
 	fmt.Fprintf(s.out, "Schema %s: %s, %s, head %s (%s)\n\n", display(rep.Schema),
 		plural(rep.Streams, "stream", "streams"), plural(rep.Events, "event", "events"), rep.Head, last)
+	s.printRetired(rep.Retired)
 	if len(rep.statuses) == 0 {
 		fmt.Fprintln(s.out, "No subscriptions.")
 	} else {
