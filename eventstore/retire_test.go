@@ -262,3 +262,53 @@ func TestTruncateStreamAfterSnapshot(t *testing.T) {
 		t.Fatalf("StreamRetirement = %+v, %v", st, err)
 	}
 }
+
+// The application role of migrations.GrantApplication can neither retire
+// a stream, nor bring an archived one back, nor write archived events
+// (which Restore puts back into the log as they are); it can still
+// append to live streams and wait for its own writes.
+func TestRetiringNeedsTheOwner(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	owner := eventstore.New(db.Pool, &eventstore.Config{Schema: db.Schema})
+	appPool := db.AppPool(t)
+	app := eventstore.New(appPool, &eventstore.Config{Schema: db.Schema})
+	for _, id := range []string{"acct-1", "acct-2"} {
+		if _, err := app.Append(ctx, id, eventstore.NoStream, ev("Opened", `{}`), ev("Tick", `{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := owner.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: "acct-1", Version: 1, Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Archive(ctx, "acct-2"); err != nil {
+		t.Fatal(err)
+	}
+	for what, err := range map[string]error{
+		"tombstone": app.Tombstone(ctx, "acct-1"),
+		"archive":   app.Archive(ctx, "acct-1"),
+		"truncate":  app.TruncateStream(ctx, "acct-1", 2),
+		"restore":   app.Restore(ctx, "acct-2"),
+	} {
+		if err == nil {
+			t.Fatalf("the application role could %s a stream", what)
+		}
+	}
+	table := pgx.Identifier{db.Schema, "archived_events"}.Sanitize()
+	for _, q := range []string{`UPDATE ` + table + ` SET transaction_id = 1`, `DELETE FROM ` + table,
+		`INSERT INTO ` + table + ` SELECT 999999, 1, gen_random_uuid(), 'acct-2', 3, 'acct', 'X', 1, '{}', NULL, NULL, NULL, now()`} {
+		if _, err := appPool.Exec(ctx, q); err == nil {
+			t.Fatalf("the application role could run %s", q)
+		}
+	}
+	if r, err := owner.StreamRetirement(ctx, "acct-1"); err != nil || !r.TombstonedAt.IsZero() || !r.ArchivedAt.IsZero() || r.TruncatedBefore != 0 {
+		t.Fatalf("acct-1 after the application role's attempts: %+v %v", r, err)
+	}
+	if _, err := app.Append(ctx, "acct-1", eventstore.Exactly(2), ev("Tick", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Append(ctx, "acct-2", eventstore.Any, ev("Tick", `{}`)); !errors.Is(err, eventstore.ErrRetired) {
+		t.Fatalf("app role append to an archived stream: %v", err)
+	}
+}

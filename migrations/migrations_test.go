@@ -39,9 +39,11 @@ func TestApplyConcurrentlyAndTwice(t *testing.T) {
 	if n != len(all) {
 		t.Fatalf("%d migrations recorded, %d embedded", n, len(all))
 	}
+	// Numbers only increase: ranges of numbers are set aside for work in
+	// progress, so the numbers in a release may have gaps.
 	for i, m := range all {
-		if m.Version != i+1 {
-			t.Fatalf("migration %s numbered %d, want %d: numbers must be contiguous", m.Name, m.Version, i+1)
+		if m.Version < 1 || i > 0 && m.Version <= all[i-1].Version {
+			t.Fatalf("migration %s numbered %d after %d: numbers must increase from 1", m.Name, m.Version, all[max(i-1, 0)].Version)
 		}
 	}
 	var tables int
