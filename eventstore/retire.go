@@ -71,27 +71,21 @@ const lockStreamSQL = `SELECT version, tombstoned_at IS NOT NULL, archived_at IS
 const tombstoneSQL = `UPDATE {schema}.streams SET tombstoned_at = now() WHERE stream_id = $1 AND tombstoned_at IS NULL`
 
 // archiveSQL moves a stream's events from the log to archived_events
-// (events_stream_version_key finds them), after archived_at is set (which
-// lifts the foreign key from the stream's row to its last event).
-const archiveSQL = `WITH moved AS (
-		DELETE FROM {schema}.events WHERE stream_id = $1
-		RETURNING position, transaction_id, event_id, stream_id, version, category, event_type, schema_version,
-			data, metadata, correlation_id, causation_id, recorded_at)
-	INSERT INTO {schema}.archived_events (position, transaction_id, event_id, stream_id, version, category, event_type,
-		schema_version, data, metadata, correlation_id, causation_id, recorded_at)
-	SELECT * FROM moved`
+// (events_stream_version_key finds them), each whole row as one value of
+// the events table's row type, after archived_at is set (which lifts the
+// foreign key from the stream's row to its last event).
+const archiveSQL = `WITH moved AS (DELETE FROM {schema}.events WHERE stream_id = $1 RETURNING events)
+	INSERT INTO {schema}.archived_events (position, stream_id, version, event)
+	SELECT (m.events).position, (m.events).stream_id, (m.events).version, m.events FROM moved m`
 
 const markArchivedSQL = `UPDATE {schema}.streams SET archived_at = now() WHERE stream_id = $1`
 
-// restoreSQL moves the events back, with their positions, transaction IDs
-// and times (OVERRIDING SYSTEM VALUE: the owner's privilege).
-const restoreSQL = `WITH moved AS (
-		DELETE FROM {schema}.archived_events WHERE stream_id = $1
-		RETURNING position, transaction_id, event_id, stream_id, version, category, event_type, schema_version,
-			data, metadata, correlation_id, causation_id, recorded_at)
-	INSERT INTO {schema}.events (position, transaction_id, event_id, stream_id, version, category, event_type,
-		schema_version, data, metadata, correlation_id, causation_id, recorded_at)
-	OVERRIDING SYSTEM VALUE SELECT * FROM moved`
+// restoreSQL moves the events back, every column as it was: positions,
+// transaction IDs and times included (OVERRIDING SYSTEM VALUE: the
+// owner's privilege). The row type's columns are the events table's, in
+// its order.
+const restoreSQL = `WITH moved AS (DELETE FROM {schema}.archived_events WHERE stream_id = $1 RETURNING event)
+	INSERT INTO {schema}.events OVERRIDING SYSTEM VALUE SELECT (m.event).* FROM moved m`
 
 const markRestoredSQL = `UPDATE {schema}.streams SET archived_at = NULL WHERE stream_id = $1`
 

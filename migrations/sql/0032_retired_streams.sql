@@ -52,22 +52,17 @@ CREATE TRIGGER strata_refuse_retired BEFORE UPDATE ON streams FOR EACH ROW
     WHEN ((OLD.tombstoned_at IS NOT NULL OR OLD.archived_at IS NOT NULL) AND NEW.version <> OLD.version)
     EXECUTE FUNCTION strata_refuse_retired();
 
--- The events of archived streams, as they were in the log (same columns,
--- positions and transaction IDs), until restored.
+-- The events of archived streams, until restored: each whole row of the
+-- log as it was (the events table's row type, so that a column added to
+-- events later is archived and restored with the rest), with its
+-- position, stream and version beside it for lookups. Adding a column to
+-- events keeps working; changing a column's type is refused by Postgres
+-- while this table uses the row type (move the archived rows out first).
 CREATE TABLE archived_events (
-    position       bigint      PRIMARY KEY,
-    transaction_id bigint      NOT NULL,
-    event_id       uuid        NOT NULL,
-    stream_id      text        NOT NULL,
-    version        bigint      NOT NULL,
-    category       text        NOT NULL,
-    event_type     text        NOT NULL,
-    schema_version integer     NOT NULL,
-    data           json        NOT NULL,
-    metadata       json,
-    correlation_id text,
-    causation_id   text,
-    recorded_at    timestamptz NOT NULL,
+    position  bigint PRIMARY KEY,
+    stream_id text   NOT NULL,
+    version   bigint NOT NULL,
+    event     events NOT NULL,
     CONSTRAINT archived_events_stream_version_key UNIQUE (stream_id, version)
 );
 
