@@ -181,7 +181,7 @@ Exits with 4 when the stream has no events.`,
 		}),
 	}
 	show.Flags().Int64Var(&from, "from", 0, "start at this version")
-	return group("stream", "Read one stream", show)
+	return group("stream", "Read one stream; tombstone, archive, restore or truncate it", append([]*cobra.Command{show}, s.retireCmds()...)...)
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -57,6 +57,7 @@ type statusReport struct {
 	// with messages recorded in processed_messages.
 	Consumers []consumer     `json:"consumers"`
 	Horizon   *horizonHolder `json:"horizon"`
+	Retired   *retiredReport `json:"retired"` // retire.go
 	// TransactionIDsBehind is set when the database's transaction IDs are
 	// behind the log's (eventstore.TransactionIDsBehindError).
 	TransactionIDsBehind *transactionIDsBehind `json:"transaction_ids_behind,omitempty"`
@@ -205,6 +206,9 @@ func (s *session) status(ctx context.Context, store *eventstore.Store, horizonAg
 	for _, c := range cons {
 		rep.Consumers = append(rep.Consumers, consumer{Name: s.red.text(c.Consumer), Processed: c.Processed, LastProcessedAt: c.LastProcessedAt.UTC()})
 	}
+	if rep.Retired, err = retired(ctx, store); err != nil {
+		return nil, err
+	}
 	if !head.RecordedAt.IsZero() {
 		at := head.RecordedAt.UTC()
 		rep.HeadRecordedAt = &at
@@ -268,6 +272,7 @@ func (s *session) printStatus(rep *statusReport) error {
 	}
 	fmt.Fprintf(s.out, "Schema %s: %s, %s, head %s (%s)\n\n", display(rep.Schema),
 		plural(rep.Streams, "stream", "streams"), plural(rep.Events, "event", "events"), rep.Head, last)
+	s.printRetired(rep.Retired)
 	if len(rep.statuses) == 0 {
 		fmt.Fprintln(s.out, "No subscriptions.")
 	} else {

@@ -101,6 +101,7 @@ type storeShared struct {
 	lastAppend atomic.Int64 // unix nanos of the start of the last append
 	hub        wakeHub      // this process's subscribers to wake-ups
 	horizon    horizonSeen  // the horizon as Horizon last saw it
+	waits      waitRegistry // this process's WaitFor calls (waitfor.go)
 }
 
 // New returns a Store on pool. The tables must exist (migrations.Apply);

@@ -39,6 +39,9 @@ func (s *Store) conflict(ctx context.Context, q querier, streamID string, expect
 func (s *Store) appendError(ctx context.Context, q querier, streamID string, expected ExpectedVersion, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if rerr := retiredError(streamID, pgErr); rerr != nil {
+			return rerr // retire.go: a tombstoned or archived stream
+		}
 		switch {
 		case pgErr.Code == "23505" && pgErr.ConstraintName == "events_event_id_key":
 			// Detail reads: Key (event_id)=(0190…) already exists.

@@ -141,15 +141,25 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 	if _, err := conn.Exec(ctx, s.sql.expand.Replace(`LISTEN {channel_name}`)); err != nil {
 		return err
 	}
+	// Checkpoint moves, for WaitFor (waitfor.go).
+	checkpoints := s.CheckpointChannel()
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{checkpoints}.Sanitize()); err != nil {
+		return err
+	}
 	connected()
 	s.shared.hub.fan.Broadcast()
+	s.shared.waits.wakeAll()
 	every := s.cfg.ListenerPing
 	for {
 		wctx, cancel := context.WithTimeout(ctx, every)
-		_, err := conn.WaitForNotification(wctx)
+		n, err := conn.WaitForNotification(wctx)
 		cancel()
 		if err == nil {
-			s.shared.hub.fan.Broadcast()
+			if n.Channel == checkpoints {
+				s.shared.waits.deliver(n.Payload)
+			} else {
+				s.shared.hub.fan.Broadcast()
+			}
 			continue
 		}
 		if ctx.Err() != nil || wctx.Err() == nil || conn.IsClosed() {

@@ -105,6 +105,9 @@ func GrantStatements(schemaName, role string) []string {
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ` + s + ` TO ` + r,
 		`GRANT USAGE ON ALL SEQUENCES IN SCHEMA ` + s + ` TO ` + r,
 		`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ` + s + `.schema_migrations FROM ` + r,
+		// Archived events are restored into the log as they are: only the
+		// schema's owner may write them (eventstore.Store.Archive).
+		`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ` + s + `.archived_events FROM ` + r,
 	}
 	for _, g := range columnGrants {
 		t := s + `.` + pgx.Identifier{g.table}.Sanitize()

@@ -46,6 +46,9 @@
 // payment completed → confirmation sent, finished; or a declined or
 // unanswered payment → order cancelled (its deadline fired) and the
 // customer told. `strata trace` shows the whole path.
+//
+//	-http ADDR       also serve POST /orders on ADDR, answering with the
+//	                 order's read-model row once the projection has it (http.go)
 package main
 
 import (
@@ -54,6 +57,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -85,6 +89,7 @@ type options struct {
 	declineEvery   int
 	hangEvery      int
 	paymentTimeout time.Duration
+	http           string
 }
 
 func main() {
@@ -99,6 +104,7 @@ func main() {
 	flag.IntVar(&o.declineEvery, "decline-every", 0, "the card network declines every Nth order")
 	flag.IntVar(&o.hangEvery, "hang-every", 0, "the card network never answers every Nth order")
 	flag.DurationVar(&o.paymentTimeout, "payment-timeout", 3*time.Second, "how long the workflow waits for a payment")
+	flag.StringVar(&o.http, "http", "", "serve POST /orders on this address (read your own writes)")
 	flag.Parse()
 
 	// Warnings and errors of the libraries go to stderr; the account of
@@ -205,7 +211,7 @@ func run(ctx context.Context, o options) error {
 	// only stops -follow from placing more.
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	failed := make(chan error, 3)
+	failed := make(chan error, 4)
 	start := func(name string, fn func(context.Context) error) {
 		wg.Go(func() {
 			if err := fn(workCtx); err != nil && workCtx.Err() == nil {
@@ -232,6 +238,17 @@ func run(ctx context.Context, o options) error {
 	start("projection", runner.Run)
 	if o.workflow {
 		start("fulfilment", fulfilment.Run)
+	}
+	if o.http != "" {
+		srv := &http.Server{Addr: o.http, Handler: ordersHandler(store, reg, runner, 5*time.Second), ReadHeaderTimeout: 5 * time.Second}
+		start("http", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); _ = srv.Close() }()
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		say("shop", "", "serving POST /orders on %s", o.http)
 	}
 
 	// History from an older release, then today's orders.
