@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,14 +79,19 @@ func TestBreakerPausesThroughDownstreamOutage(t *testing.T) {
 		}
 	}()
 
-	// The downstream comes back 3 s after the first append; four writers
-	// append 1,000 events of 50 streams meanwhile (and after, if the
-	// machine is slow).
+	// The downstream comes back 3 s after the first append (10 s, the
+	// full size, with STRATA_FAULT_TESTS set); four writers append 1,000
+	// events of 50 streams meanwhile (and after, if the machine is slow).
 	const streams, perStream = 50, 20
+	outage := 3 * time.Second
+	if os.Getenv("STRATA_FAULT_TESTS") != "" {
+		outage = 10 * time.Second
+	}
+	pause := outage / perStream // the appends spread over the outage
 	start := time.Now()
 	recoveredAt := make(chan time.Time, 1)
 	go func() {
-		time.Sleep(3 * time.Second)
+		time.Sleep(outage)
 		down.Store(false)
 		recoveredAt <- time.Now()
 	}()
@@ -100,7 +106,7 @@ func TestBreakerPausesThroughDownstreamOutage(t *testing.T) {
 						return
 					}
 				}
-				time.Sleep(100 * time.Millisecond) // spread over the outage
+				time.Sleep(pause)
 			}
 		})
 	}
