@@ -100,7 +100,7 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	for attempt := 1; ; attempt++ {
 		var res AppendResult
 		if p, ok := q.(*pgxpool.Pool); ok {
-			res, err = s.appendPooled(ctx, p, streamID, expected, a)
+			res, err = s.pooledAppend(ctx, p, streamID, expected, a)
 		} else {
 			res, err = s.appendOnce(ctx, q, streamID, expected, a, inTx)
 		}
