@@ -3,7 +3,10 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
+	"time"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -52,7 +55,7 @@ const (
 	// maxInFlight is how many statements of appends may be on their way at
 	// once: one executing while the other commits keeps both the server
 	// and the connection busy.
-	maxInFlight = 2
+	maxInFlightDefault = 2
 	// maxBatchAppends and maxBatchEvents bound a combined statement (an
 	// append larger than maxBatchEvents goes alone).
 	maxBatchAppends = 256
@@ -68,6 +71,8 @@ type combiner struct {
 	// statements and those statements (tests read them).
 	combined, statements atomic.Int64
 
+	maxInFlight int // maxInFlight, unless a test sets another
+
 	mu       sync.Mutex
 	queue    []*pendingAppend
 	inFlight int
@@ -75,7 +80,7 @@ type combiner struct {
 }
 
 func newCombiner(s *Store) *combiner {
-	return &combiner{s: s, busy: map[string]struct{}{}}
+	return &combiner{s: s, maxInFlight: maxInFlight, busy: map[string]struct{}{}}
 }
 
 // batchOutcome is what the batch left for one of its appends to do.
@@ -139,7 +144,7 @@ func (c *combiner) append(ctx context.Context, streamID string, expected Expecte
 // takeLocked forms the batches that may start now. c.mu is held.
 func (c *combiner) takeLocked() [][]*pendingAppend {
 	var out [][]*pendingAppend
-	for c.inFlight < maxInFlight && len(c.queue) > 0 {
+	for c.inFlight < c.maxInFlight && len(c.queue) > 0 {
 		var batch []*pendingAppend
 		events := 0
 		rest := c.queue[:0]
@@ -190,7 +195,9 @@ func (c *combiner) run(batch []*pendingAppend) {
 	} else {
 		c.statements.Add(1)
 		c.combined.Add(int64(len(batch)))
+		t0 := time.Now()
 		c.runBatch(batch)
+		ZZBatchNanos.Add(int64(time.Since(t0)))
 	}
 	c.mu.Lock()
 	c.inFlight--
@@ -375,3 +382,12 @@ func (s *Store) pooledAppend(ctx context.Context, pool *pgxpool.Pool, streamID s
 	}
 	return s.comb.append(ctx, streamID, expected, a)
 }
+
+var ZZBatchNanos atomic.Int64
+
+var maxInFlight = func() int {
+	if n, err := strconv.Atoi(os.Getenv("ZZ_INFLIGHT")); err == nil {
+		return n
+	}
+	return maxInFlightDefault
+}()
