@@ -320,7 +320,6 @@ func (d *benchDB) strataAppend(writers, events int) benchVariant {
 		})
 		if a, st := eventstore.CombinerStats(d.store); st > 0 {
 			b.ReportMetric(float64(a)/float64(st), "appends/statement")
-			b.ReportMetric(float64(eventstore.ZZBatchNanos.Load())/float64(st)/1e6, "ms/statement")
 		}
 		return b.N * events
 	}}
@@ -460,18 +459,7 @@ func BenchmarkAppendOne(b *testing.B) {
 		b.Run("writers="+strconv.Itoa(w), func(b *testing.B) {
 			sep := separate(w, 1)
 			sep.name = "strata-separate"
-			vs := []benchVariant{d.baselineInsert(w), d.strataAppend(w, 1), sep}
-			if os.Getenv("ZZ_K") != "" {
-				vs = vs[:1]
-				for _, k := range []int{1, 2, 4, 8} {
-					st := eventstore.New(d.db.Pool, &eventstore.Config{Schema: d.db.Schema})
-					eventstore.SetCombinerInFlight(st, k)
-					v := (&benchDB{db: d.db, store: st}).strataAppend(w, 1)
-					v.name = "k" + strconv.Itoa(k)
-					vs = append(vs, v)
-				}
-			}
-			compare(b, []int{0}, vs...)
+			compare(b, []int{0}, d.baselineInsert(w), d.strataAppend(w, 1), sep)
 		})
 	}
 }

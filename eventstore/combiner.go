@@ -3,10 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"sync"
-	"time"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -55,7 +52,7 @@ const (
 	// maxInFlight is how many statements of appends may be on their way at
 	// once: one executing while the other commits keeps both the server
 	// and the connection busy.
-	maxInFlightDefault = 2
+	maxInFlight = 2
 	// maxBatchAppends and maxBatchEvents bound a combined statement (an
 	// append larger than maxBatchEvents goes alone).
 	maxBatchAppends = 256
@@ -195,9 +192,7 @@ func (c *combiner) run(batch []*pendingAppend) {
 	} else {
 		c.statements.Add(1)
 		c.combined.Add(int64(len(batch)))
-		t0 := time.Now()
 		c.runBatch(batch)
-		ZZBatchNanos.Add(int64(time.Since(t0)))
 	}
 	c.mu.Lock()
 	c.inFlight--
@@ -383,11 +378,3 @@ func (s *Store) pooledAppend(ctx context.Context, pool *pgxpool.Pool, streamID s
 	return s.comb.append(ctx, streamID, expected, a)
 }
 
-var ZZBatchNanos atomic.Int64
-
-var maxInFlight = func() int {
-	if n, err := strconv.Atoi(os.Getenv("ZZ_INFLIGHT")); err == nil {
-		return n
-	}
-	return maxInFlightDefault
-}()

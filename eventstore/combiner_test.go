@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/faultproxy"
@@ -258,9 +259,29 @@ func TestCombinerConnectionCut(t *testing.T) {
 		t.Run(fmt.Sprintf("committed=%t", committed), func(t *testing.T) {
 			t.Parallel()
 			db := pgtest.New(t)
-			pool, p := throughProxy(t, db.URL, "", 6)
-			s := eventstore.New(pool, &eventstore.Config{Schema: db.Schema})
 			ctx := context.Background()
+			// Through the proxy, with a name of its own to find its server
+			// processes by.
+			cfg, err := pgxpool.ParseConfig(db.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := faultproxy.New(fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			app := "strata-combiner-cut-" + uuid.NewString()[:8]
+			cc := cfg.ConnConfig
+			cc.Host, cc.Port, cc.TLSConfig, cc.Fallbacks = p.Host(), p.Port(), nil, nil
+			cc.RuntimeParams["application_name"] = app
+			cfg.MaxConns = 6
+			pool, err := pgxpool.NewWithConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			s := eventstore.New(pool, &eventstore.Config{Schema: db.Schema})
 			// pgx sends a CancelRequest when it loses a connection; across
 			// a real partition it would not arrive.
 			p.SetDropCancels(true)
@@ -307,9 +328,18 @@ func TestCombinerConnectionCut(t *testing.T) {
 				t.Fatalf("the proxy made %d cuts; want 1", p.Cuts()-before)
 			}
 			if hold != nil {
+				// Let the combined statement go, were it still there, and
+				// wait until it has run to its end.
 				if err := hold.Commit(ctx); err != nil {
 					t.Fatal(err)
 				}
+				pgtest.WaitFor(t, "no server process of the store running a statement", 30*time.Second, func() bool {
+					var n int
+					if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle'`, app).Scan(&n); err != nil {
+						t.Fatal(err)
+					}
+					return n == 0
+				})
 			}
 			direct := eventstore.New(db.Pool, &eventstore.Config{Schema: db.Schema})
 			for _, c := range calls {
