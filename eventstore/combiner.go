@@ -377,4 +377,3 @@ func (s *Store) pooledAppend(ctx context.Context, pool *pgxpool.Pool, streamID s
 	}
 	return s.comb.append(ctx, streamID, expected, a)
 }
-
