@@ -2,10 +2,12 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/internal/pgtx"
@@ -84,11 +86,12 @@ func newCombiner(s *Store) *combiner {
 type batchOutcome int
 
 const (
-	outcomeWritten batchOutcome = iota // res is the result
-	outcomeRefused                     // refused by its check: explain it (conflict)
-	outcomeAlone                       // the statement failed: run the append alone
-	outcomeFailed                      // err: nothing was written
-	outcomeLost                        // the connection was lost: look the events up
+	outcomeWritten   batchOutcome = iota // res is the result
+	outcomeRefused                       // refused by its check: explain it (conflict)
+	outcomeAlone                         // the statement failed: run the append alone
+	outcomeFailed                        // err: nothing was written
+	outcomeLost                          // the connection was lost: look the events up
+	outcomeAbandoned                     // the run panicked: unknown (errBatchAbandoned)
 )
 
 // pendingAppend is one Append in the combiner.
@@ -181,6 +184,13 @@ func dispatch(batches [][]*pendingAppend) {
 // run sends one batch and sets every append's outcome, then starts the
 // batches the queue holds. It runs on the goroutine of batch[0].
 func (c *combiner) run(batch []*pendingAppend) {
+	// Whatever happens below (a panic included), every append of the
+	// batch gets an outcome, the batch leaves the statements on their way
+	// and the queue moves on.
+	for _, p := range batch {
+		p.outcome = outcomeAbandoned
+	}
+	defer c.done(batch)
 	if len(batch) == 1 {
 		// Alone: the single statement, on the append's own context.
 		p := batch[0]
@@ -194,6 +204,17 @@ func (c *combiner) run(batch []*pendingAppend) {
 		c.combined.Add(int64(len(batch)))
 		c.runBatch(batch)
 	}
+}
+
+// errBatchAbandoned is the cause of the *AmbiguousError of the appends of
+// a batch whose run ended without giving them an outcome: a panic on the
+// goroutine running it (which goes on panicking there), at a moment
+// when the statement may have committed.
+var errBatchAbandoned = errors.New("eventstore: the combined append was abandoned by a panic")
+
+// done ends a batch's run: it wakes the batch's other appends and starts
+// the batches the queue holds.
+func (c *combiner) done(batch []*pendingAppend) {
 	c.mu.Lock()
 	c.inFlight--
 	for _, p := range batch {
@@ -221,6 +242,12 @@ func (c *combiner) finish(p *pendingAppend) (AppendResult, error) {
 	case outcomeLost:
 		res, stored, err := s.resolve(p.ctx, p.pid, false, p.stream, p.a.ids)
 		return s.resolved(p.ctx, p.stream, p.a, p.err, res, stored, err)
+	case outcomeAbandoned:
+		ids := make([]uuid.UUID, len(p.a.ids))
+		for i, id := range p.a.ids {
+			ids[i] = id
+		}
+		return AppendResult{}, &AmbiguousError{StreamID: p.stream, EventIDs: ids, Err: errBatchAbandoned, Resolve: errBatchAbandoned}
 	default:
 		return AppendResult{}, p.err
 	}
