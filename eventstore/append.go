@@ -39,6 +39,10 @@ import (
 // IDs: retrying with those IDs is safe (a stored one returns a
 // *DuplicateEventError).
 //
+// Appends made at the same time by many goroutines are combined into one
+// statement and one commit (Config.DisableCombiner), each keeping all of
+// the above; an Append made while no other is on its way goes at once.
+//
 // Each call is a strata.append span with metrics (see package telemetry).
 // When ctx carries a valid span context, every event's Metadata.Values is
 // given the W3C trace context ("traceparent", "tracestate") unless it has
