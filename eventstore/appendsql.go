@@ -128,6 +128,10 @@ x AS (SELECT pg_current_xact_id()::text::bigint AS xid FROM l)`
 //     version (sa: Any, sn: NoStream, su: StreamExists and Exactly), with
 //     the same checks, last_tx included; an append whose check fails moves
 //     nothing and, joined on the rows moved (s), inserts nothing.
+//   - su finds the streams' rows through their index (stream_id = ANY($1)):
+//     joined on a alone, the planner scans the whole table when it thinks
+//     it small, and a small table of hot streams holds every version of
+//     their rows that an open snapshot anywhere still needs.
 //   - The events are inserted in the order of the batch (ORDER BY e.o), so
 //     the positions of one append's events follow its versions.
 //
@@ -168,7 +172,8 @@ sn AS (
 su AS (
 	UPDATE {schema}.streams AS st SET version = st.version + a.n, last_tx = x.xid, updated_at = now()
 	FROM a, x
-	WHERE st.stream_id = a.stream AND a.kind >= 2 AND (a.kind = 2 OR st.version = a.expected) AND st.last_tx <= x.xid
+	WHERE st.stream_id = ANY($1::text[]) AND st.stream_id = a.stream AND a.kind >= 2 AND (a.kind = 2 OR st.version = a.expected)
+		AND st.last_tx <= x.xid
 	RETURNING st.stream_id, st.version{wake}
 ),
 s AS (
