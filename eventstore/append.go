@@ -39,6 +39,10 @@ import (
 // IDs: retrying with those IDs is safe (a stored one returns a
 // *DuplicateEventError).
 //
+// Appends made at the same time by many goroutines are combined into one
+// statement and one commit (Config.DisableCombiner), each keeping all of
+// the above; an Append made while no other is on its way goes at once.
+//
 // Each call is a strata.append span with metrics (see package telemetry).
 // When ctx carries a valid span context, every event's Metadata.Values is
 // given the W3C trace context ("traceparent", "tracestate") unless it has
@@ -105,7 +109,7 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	for attempt := 1; ; attempt++ {
 		var res AppendResult
 		if p, ok := q.(*pgxpool.Pool); ok {
-			res, err = s.appendPooled(ctx, p, streamID, expected, a)
+			res, err = s.pooledAppend(ctx, p, streamID, expected, a)
 		} else {
 			res, err = s.appendOnce(ctx, q, streamID, expected, a, inTx)
 		}

@@ -113,6 +113,89 @@ x AS (SELECT pg_current_xact_id()::text::bigint AS xid FROM l)`
 	appendWakeSQL = `, pg_notify({channel}, '') AS w`
 )
 
+// The combined append statement (combiner.go).
+//
+// appendBatchSQL is the appends of many callers in one statement, one
+// transaction, one commit: the statement the combiner sends for a batch of
+// concurrent Appends, each to a different stream. Each append keeps the
+// rules of the single statements above:
+//
+//   - l takes the advisory lock of every stream of the batch, in the order
+//     of the lock keys (a sort below the lock calls, so that two batches,
+//     or a batch and a single append, never wait for each other in a
+//     cycle), and x takes the transaction's ID only once they are all
+//     held: every append of the batch gets its ID after the previous
+//     appender of its stream committed, as the lock variants above do.
+//   - Each append moves its own stream's row, in the CTE of its expected
+//     version (sa: Any, sn: NoStream, su: StreamExists and Exactly), with
+//     the same checks, last_tx included; an append whose check fails moves
+//     nothing and, joined on the rows moved (s), inserts nothing.
+//   - su finds the streams' rows through their index (stream_id = ANY($1)):
+//     joined on a alone, the planner scans the whole table when it thinks
+//     it small, and a small table of hot streams holds every version of
+//     their rows that an open snapshot anywhere still needs.
+//   - The events are inserted in the order of the batch (ORDER BY e.o), so
+//     the positions of one append's events follow its versions.
+//
+// The result is one row per append that went ahead (its index in the
+// batch, its last version, position and transaction ID); an append with
+// no row was refused by its check and is explained on its own (conflict).
+// A statement that fails (a stored event ID, data the server refuses)
+// writes nothing for any append of the batch: the combiner then runs each
+// of them alone, so that the failure is only its own.
+//
+// Parameters, one element per append: $1 stream, $2 category, $3 kind
+// (expectKind), $4 expected version (Exactly), $5 event count; one per
+// event, in the batch's order: $6 the append's index (from 1), $7 the
+// event's place in its append (from 1), $8..$14 the events' columns.
+const appendBatchSQL = `WITH a AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int8[])
+		WITH ORDINALITY AS a(stream, category, kind, expected, n, i)
+),
+l AS (
+	SELECT count(*) AS locked FROM (
+		SELECT pg_advisory_xact_lock(k.k) FROM (SELECT DISTINCT hashtextextended(a.stream, {lock_seed}) AS k FROM a ORDER BY 1) k
+	) held
+),
+x AS (SELECT pg_current_xact_id()::text::bigint AS xid FROM l),
+sa AS (
+	INSERT INTO {schema}.streams AS st (stream_id, category, version, last_tx)
+	SELECT a.stream, a.category, a.n, x.xid FROM a, x WHERE a.kind = 0
+	ON CONFLICT (stream_id) DO UPDATE SET version = st.version + EXCLUDED.version, last_tx = EXCLUDED.last_tx, updated_at = now()
+	WHERE st.last_tx <= EXCLUDED.last_tx
+	RETURNING st.stream_id, st.version{wake}
+),
+sn AS (
+	INSERT INTO {schema}.streams (stream_id, category, version, last_tx)
+	SELECT a.stream, a.category, a.n, x.xid FROM a, x WHERE a.kind = 1
+	ON CONFLICT (stream_id) DO NOTHING
+	RETURNING stream_id, version{wake}
+),
+su AS (
+	UPDATE {schema}.streams AS st SET version = st.version + a.n, last_tx = x.xid, updated_at = now()
+	FROM a, x
+	WHERE st.stream_id = ANY($1::text[]) AND st.stream_id = a.stream AND a.kind >= 2 AND (a.kind = 2 OR st.version = a.expected)
+		AND st.last_tx <= x.xid
+	RETURNING st.stream_id, st.version{wake}
+),
+s AS (
+	SELECT a.i, a.stream, a.category, m.version - a.n AS base, m.version
+	FROM (SELECT stream_id, version FROM sa UNION ALL SELECT stream_id, version FROM sn UNION ALL SELECT stream_id, version FROM su) m
+	JOIN a ON a.stream = m.stream_id
+),
+ins AS (
+	INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
+	SELECT e.id, s.stream, s.base + e.k, s.category, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, '')
+	FROM unnest($6::int8[], $7::int8[], $8::uuid[], $9::text[], $10::int4[], $11::json[], $12::json[], $13::text[], $14::text[])
+		WITH ORDINALITY AS e(i, k, id, type, sv, data, meta, corr, caus, o)
+	JOIN s ON s.i = e.i
+	ORDER BY e.o
+	RETURNING stream_id, position, transaction_id
+)
+SELECT s.i, s.version, max(ins.position), max(ins.transaction_id)
+FROM ins JOIN s ON s.stream = ins.stream_id
+GROUP BY s.i, s.version`
+
 // appendStreamSQL is {stream}, by expected version.
 var appendStreamSQL = [...]string{
 	expectAny: `INSERT INTO {schema}.streams AS st (stream_id, category, version, last_tx) SELECT $1, $3, $2, x.xid FROM x
@@ -148,6 +231,16 @@ func buildAppendQueries(expand *strings.Replacer) map[appendShape]string {
 		}
 		q = strings.NewReplacer("{xid}", xid, "{stream}", appendStreamSQL[shape.kind], "{wake}", wake).Replace(q)
 		out[shape] = expand.Replace(q)
+	}
+	return out
+}
+
+// buildAppendBatchQueries makes the combined append statement, without
+// and with the wake-up NOTIFY.
+func buildAppendBatchQueries(expand *strings.Replacer) [2]string {
+	var out [2]string
+	for i, wake := range []string{"", appendWakeSQL} {
+		out[i] = expand.Replace(strings.ReplaceAll(appendBatchSQL, "{wake}", wake))
 	}
 	return out
 }

@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 func TestAppendSQLGolden(t *testing.T) {
 	s := New(nil, nil)
 	var b bytes.Buffer
-	b.WriteString("-- The append statements of a Store with Config.Schema \"strata\", one per\n-- appendShape (appendsql.go). Rewrite with: go test -run TestAppendSQLGolden -update ./eventstore/\n")
+	b.WriteString("-- The append statements of a Store with Config.Schema \"strata\", one per\n-- appendShape, then the combined statement (appendsql.go). Rewrite with: go test -run TestAppendSQLGolden -update ./eventstore/\n")
 	for _, kind := range []expectKind{expectAny, expectNone, expectExists, expectExactly} {
 		for _, multi := range []bool{false, true} {
 			for _, lock := range []bool{false, true} {
@@ -32,6 +32,9 @@ func TestAppendSQLGolden(t *testing.T) {
 				}
 			}
 		}
+	}
+	for i, q := range s.sql.appendBatch {
+		fmt.Fprintf(&b, "\n-- combined (appendBatchSQL) notify=%t\n%s;\n", i == 1, q)
 	}
 	if len(s.sql.append) != 32 {
 		t.Fatalf("%d append statements, want 32", len(s.sql.append))

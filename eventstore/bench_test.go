@@ -83,8 +83,9 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 	rounds := benchRounds(b)
 	rates := make([][]float64, len(variants))
 	cpus := make([][]float64, len(variants))
+	p99s := make([][]float64, len(variants)) // ms
 	for i := range variants {
-		rates[i], cpus[i] = make([]float64, rounds), make([]float64, rounds)
+		rates[i], cpus[i], p99s[i] = make([]float64, rounds), make([]float64, rounds), make([]float64, rounds)
 	}
 	for r := range rounds {
 		for k := range variants {
@@ -92,8 +93,10 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 			v := variants[i]
 			b.Run(fmt.Sprintf("round=%d/%s", r+1, v.name), func(b *testing.B) {
 				cpu := processCPU()
+				lastP99 = 0
 				events := v.run(b)
 				cpu = processCPU() - cpu
+				p99 := float64(lastP99.Microseconds()) / 1e3
 				rate := float64(events) / b.Elapsed().Seconds()
 				// This process's CPU per event (the client's side: encoding,
 				// decoding, pgx, TLS), steadier than throughput on a shared
@@ -101,12 +104,16 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 				perEvent := float64(cpu.Nanoseconds()) / 1e3 / float64(events)
 				b.ReportMetric(rate, "events/s")
 				b.ReportMetric(perEvent, "client-µs/event")
+				if p99 > 0 {
+					b.ReportMetric(p99, "p99-ms")
+				}
 				// The last call of a sub-benchmark is the full-length one.
-				rates[i][r], cpus[i][r] = rate, perEvent
+				rates[i][r], cpus[i][r], p99s[i][r] = rate, perEvent, p99
 			})
 		}
 	}
 	ratios := make([][]float64, len(variants))
+	p99Ratios := make([][]float64, len(variants)) // against the first baseline's p99
 	for r := range rounds {
 		best := 0.0
 		for _, j := range baselines {
@@ -115,6 +122,9 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 		for i := range variants {
 			if !slices.Contains(baselines, i) && best > 0 {
 				ratios[i] = append(ratios[i], rates[i][r]/best)
+				if base := p99s[baselines[0]][r]; base > 0 && p99s[i][r] > 0 {
+					p99Ratios[i] = append(p99Ratios[i], p99s[i][r]/base)
+				}
 			}
 		}
 	}
@@ -125,6 +135,9 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 		for i, v := range variants {
 			b.ReportMetric(median(rates[i]), v.name+"_events/s")
 			fmt.Fprintf(&line, "%s %.0f events/s %.1f client-µs/event", v.name, median(rates[i]), median(cpus[i]))
+			if p := median(p99s[i]); p > 0 {
+				fmt.Fprintf(&line, " p99 %.2fms", p)
+			}
 			if len(ratios[i]) > 0 {
 				unit := "x_baseline"
 				if len(variants)-len(baselines) > 1 {
@@ -132,6 +145,10 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 				}
 				b.ReportMetric(median(ratios[i]), unit)
 				fmt.Fprintf(&line, " = %.2fx baseline", median(ratios[i]))
+			}
+			if len(p99Ratios[i]) > 0 {
+				b.ReportMetric(median(p99Ratios[i]), v.name+"_p99_x_baseline")
+				fmt.Fprintf(&line, ", p99 %.2fx baseline's", median(p99Ratios[i]))
 			}
 			line.WriteString("; ")
 		}
@@ -161,7 +178,8 @@ func median(xs []float64) float64 {
 }
 
 // inParallel runs b.N operations on w writers. newWriter is called once per
-// writer before the timer starts and returns that writer's operation.
+// writer before the timer starts and returns that writer's operation. The
+// operations' 99th percentile latency is left in lastP99 for compare.
 func inParallel(b *testing.B, w int, newWriter func() func(ctx context.Context) error) {
 	ctx := context.Background()
 	ops := make([]func(context.Context) error, w)
@@ -170,19 +188,36 @@ func inParallel(b *testing.B, w int, newWriter func() func(ctx context.Context) 
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
+	lat := make([][]time.Duration, w)
 	b.ResetTimer()
-	for _, op := range ops {
+	for k, op := range ops {
 		wg.Go(func() {
 			for next.Add(1) <= int64(b.N) {
+				start := time.Now()
 				if err := op(ctx); err != nil {
 					b.Error(err)
 					return
 				}
+				lat[k] = append(lat[k], time.Since(start))
 			}
 		})
 	}
 	wg.Wait()
 	b.StopTimer()
+	lastP99 = percentile(slices.Concat(lat...), 0.99)
+}
+
+// lastP99 is the 99th percentile latency of the operations of the last
+// inParallel run (0 for benchmarks that do not use it).
+var lastP99 time.Duration
+
+// percentile returns the q-th quantile of ds (nearest rank).
+func percentile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[min(len(ds)-1, int(q*float64(len(ds))))]
 }
 
 // benchStreamSeq makes stream IDs unique across every call of every
@@ -283,6 +318,9 @@ func (d *benchDB) strataAppend(writers, events int) benchVariant {
 				return err
 			}
 		})
+		if a, st := eventstore.CombinerStats(d.store); st > 0 {
+			b.ReportMetric(float64(a)/float64(st), "appends/statement")
+		}
 		return b.N * events
 	}}
 }
@@ -400,12 +438,28 @@ func (d *benchDB) baselineCopy(writers, events int) benchVariant {
 
 // BenchmarkAppendOne: single-event appends with a known expected version,
 // each writer on its own stream, against one autocommit INSERT of the same
-// row.
+// row, with the append combiner (strata, the default) and without it
+// (strata-separate, Config.DisableCombiner), each beside the INSERT's
+// rate and p99 latency.
 func BenchmarkAppendOne(b *testing.B) {
 	d := newBenchDB(b, nil)
-	for _, w := range []int{1, 16} {
+	separate := (&benchDB{db: d.db, store: eventstore.New(d.db.Pool, &eventstore.Config{Schema: d.db.Schema, DisableCombiner: true})}).strataAppend
+	writers := []int{1, 16, 64}
+	if s := os.Getenv("STRATA_BENCH_WRITERS"); s != "" {
+		writers = nil
+		for f := range strings.SplitSeq(s, ",") {
+			w, err := strconv.Atoi(f)
+			if err != nil || w < 1 {
+				b.Fatalf("STRATA_BENCH_WRITERS=%q: want positive integers separated by commas", s)
+			}
+			writers = append(writers, w)
+		}
+	}
+	for _, w := range writers {
 		b.Run("writers="+strconv.Itoa(w), func(b *testing.B) {
-			compare(b, []int{0}, d.baselineInsert(w), d.strataAppend(w, 1))
+			sep := separate(w, 1)
+			sep.name = "strata-separate"
+			compare(b, []int{0}, d.baselineInsert(w), d.strataAppend(w, 1), sep)
 		})
 	}
 }

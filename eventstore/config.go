@@ -71,6 +71,14 @@ type Config struct {
 	// NAT dropped, a failover), and subscribers would then be left to their
 	// PollInterval. Default 10s.
 	ListenerPing time.Duration
+	// DisableCombiner turns the append combiner off: each Append then
+	// sends its own statement and commits on its own. With the combiner
+	// (the default), the Appends that arrive while others are on their way
+	// to the database are combined into one statement and one commit, each
+	// keeping its own outcome (expected version, conflict, duplicate or
+	// invalid event, result); an Append that finds nothing on its way goes
+	// at once. AppendTx never combines.
+	DisableCombiner bool
 	// Logger receives the store's rare warnings. Default slog.Default().
 	Logger *slog.Logger
 	// MeterProvider makes the metrics of appends and of the store's
@@ -91,6 +99,7 @@ type Store struct {
 
 	shared *storeShared // shared with the Stores WithValidator makes
 	tel    *storeTelemetry
+	comb   *combiner // nil when Config.DisableCombiner; shared like shared
 }
 
 // storeShared is the mutable state of a Store, behind a pointer so that the
@@ -127,6 +136,9 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 	s := &Store{pool: pool, cfg: c, schema: pgx.Identifier{c.Schema}.Sanitize(), shared: &storeShared{}}
 	s.sql = buildQueries(c.Schema, s.Channel())
 	s.tel = newStoreTelemetry(c)
+	if !c.DisableCombiner {
+		s.comb = newCombiner(s)
+	}
 	return s
 }
 

@@ -26,6 +26,15 @@
 // AppendTx does the same inside the caller's transaction, so events commit
 // together with read-model rows, processed-command markers or anything else.
 //
+// Concurrent Appends (to different streams, of one event or many) are
+// combined: those that arrive while the store's statements are on their
+// way to the database wait and go together, as one statement, one round
+// trip and one commit, each keeping its own expected-version check,
+// errors, result and span. An Append that finds nothing on its way goes at
+// once, alone. Appends to one stream go one after the other, in the order
+// they arrived. Config.DisableCombiner turns it off; AppendTx never
+// combines (see combiner.go).
+//
 // A stream's versions also follow the log's order (below). Append takes an
 // advisory lock on the stream before its transaction gets an ID, so it
 // always comes after the stream's previous append; AppendTx cannot (the

@@ -251,6 +251,9 @@ func runHistory(t *testing.T, r historyRun) {
 		}()
 	}
 	wg.Wait()
+	if appends, statements := eventstore.CombinerStats(s); statements > 0 {
+		t.Logf("the append combiner sent %d appends in %d combined statements", appends, statements)
+	}
 	p.SetCut(nil)
 	pool.Close()
 	p.Close()

@@ -87,6 +87,13 @@ func (s *Store) resolveAppend(ctx context.Context, c *pgxpool.Conn, streamID str
 	pid, lost := pgc.PID(), pgc.IsClosed()
 	c.Release()
 	res, stored, err := s.resolve(ctx, pid, lost, streamID, a.ids)
+	return s.resolved(ctx, streamID, a, cause, res, stored, err)
+}
+
+// resolved reports what resolve learned of an append whose statement
+// failed with cause, as Append does: its result when stored, cause when
+// not, an *AmbiguousError when it could not be learned (err).
+func (s *Store) resolved(ctx context.Context, streamID string, a *appendArgs, cause error, res AppendResult, stored bool, err error) (AppendResult, error) {
 	if err != nil {
 		ids := make([]uuid.UUID, len(a.ids))
 		for i, id := range a.ids {

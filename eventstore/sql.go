@@ -34,6 +34,7 @@ type queries struct {
 	expand *strings.Replacer // the placeholders, for the statements of other files
 
 	append          map[appendShape]string
+	appendBatch     [2]string // the combined append, by notify (appendsql.go)
 	streamVersion   string
 	readStream      string
 	readLog         string
@@ -63,6 +64,7 @@ func buildQueries(schema, channel string) queries {
 	return queries{
 		expand:          r,
 		append:          buildAppendQueries(r),
+		appendBatch:     buildAppendBatchQueries(r),
 		streamVersion:   r.Replace(streamVersionSQL),
 		readStream:      r.Replace(readStreamSQL),
 		readLog:         r.Replace(readLogSQL),
