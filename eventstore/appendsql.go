@@ -147,10 +147,11 @@ x AS (SELECT pg_current_xact_id()::text::bigint AS xid FROM l)`
 // Parameters, one element per append: $1 stream, $2 category, $3 kind
 // (expectKind), $4 expected version (Exactly), $5 event count; one per
 // event, in the batch's order: $6 the append's index (from 1), $7 the
-// event's place in its append (from 1), $8..$14 the events' columns.
+// event's place in its append (from 1), $8..$14 the events' columns; one
+// per append again: $15 the principal (WithPrincipal; empty: NULL).
 const appendBatchSQL = `WITH a AS (
-	SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int8[])
-		WITH ORDINALITY AS a(stream, category, kind, expected, n, i)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int8[], $15::text[])
+		WITH ORDINALITY AS a(stream, category, kind, expected, n, principal, i)
 ),
 l AS (
 	SELECT count(*) AS locked FROM (
@@ -179,13 +180,13 @@ su AS (
 	RETURNING st.stream_id, st.version{wake}
 ),
 s AS (
-	SELECT a.i, a.stream, a.category, m.version - a.n AS base, m.version
+	SELECT a.i, a.stream, a.category, a.principal, m.version - a.n AS base, m.version
 	FROM (SELECT stream_id, version FROM sa UNION ALL SELECT stream_id, version FROM sn UNION ALL SELECT stream_id, version FROM su) m
 	JOIN a ON a.stream = m.stream_id
 ),
 ins AS (
-	INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id)
-	SELECT e.id, s.stream, s.base + e.k, s.category, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, '')
+	INSERT INTO {schema}.events (event_id, stream_id, version, category, event_type, schema_version, data, metadata, correlation_id, causation_id, principal)
+	SELECT e.id, s.stream, s.base + e.k, s.category, e.type, e.sv, e.data, e.meta, nullif(e.corr, ''), nullif(e.caus, ''), nullif(s.principal, '')
 	FROM unnest($6::int8[], $7::int8[], $8::uuid[], $9::text[], $10::int4[], $11::json[], $12::json[], $13::text[], $14::text[])
 		WITH ORDINALITY AS e(i, k, id, type, sv, data, meta, corr, caus, o)
 	JOIN s ON s.i = e.i

@@ -259,13 +259,13 @@ func batchArgs(batch []*pendingAppend) []any {
 	for _, p := range batch {
 		n += len(p.a.ids)
 	}
-	streams, cats := make([]string, len(batch)), make([]string, len(batch))
+	streams, cats, principals := make([]string, len(batch)), make([]string, len(batch)), make([]string, len(batch))
 	kinds, expected, counts := make([]int32, len(batch)), make([]int64, len(batch)), make([]int64, len(batch))
 	idx, place := make([]int64, 0, n), make([]int64, 0, n)
 	ids, types, svs := make([][16]byte, 0, n), make([]string, 0, n), make([]int32, 0, n)
 	data, meta, corr, caus := make([][]byte, 0, n), make([][]byte, 0, n), make([]string, 0, n), make([]string, 0, n)
 	for i, p := range batch {
-		streams[i], cats[i], counts[i] = p.stream, Category(p.stream), int64(len(p.a.ids))
+		streams[i], cats[i], counts[i], principals[i] = p.stream, Category(p.stream), int64(len(p.a.ids)), p.a.principal
 		switch {
 		case p.expected == Any:
 			kinds[i] = int32(expectAny)
@@ -283,7 +283,7 @@ func batchArgs(batch []*pendingAppend) []any {
 		data, meta = append(data, p.a.data...), append(meta, p.a.meta...)
 		corr, caus = append(corr, p.a.corr...), append(caus, p.a.caus...)
 	}
-	return []any{streams, cats, kinds, expected, counts, idx, place, ids, types, svs, data, meta, corr, caus}
+	return []any{streams, cats, kinds, expected, counts, idx, place, ids, types, svs, data, meta, corr, caus, principals}
 }
 
 // batchContext returns the context a batch's statement runs on: it carries

@@ -369,3 +369,49 @@ func TestCombinerConnectionCut(t *testing.T) {
 		})
 	}
 }
+
+// TestCombinerKeepsEachPrincipal: appends with different principals (and
+// one with none) combined in one statement each record their own.
+func TestCombinerKeepsEachPrincipal(t *testing.T) {
+	t.Parallel()
+	s, db := newStore(t, nil)
+	w := openWindow(t, s, db)
+	who := []string{"alice", "bob", "", "carol"}
+	results := make([]<-chan appendResult, len(who))
+	for i, p := range who {
+		ctx := context.Background()
+		if p != "" {
+			ctx = eventstore.WithPrincipal(ctx, p)
+		}
+		_, before := eventstore.CombinerState(s)
+		out := make(chan appendResult, 1)
+		results[i] = out
+		w.wg.Go(func() {
+			res, err := s.Append(ctx, fmt.Sprintf("audited-%d", i), eventstore.NoStream, ev("Tick", `{}`))
+			out <- appendResult{res, err}
+		})
+		pgtest.WaitFor(t, "the append queued", 10*time.Second, func() bool {
+			_, queued := eventstore.CombinerState(s)
+			return queued == before+1
+		})
+	}
+	w.close()
+	for i, ch := range results {
+		r := <-ch
+		if r.err != nil {
+			t.Fatalf("append %d: %v", i, r.err)
+		}
+		var got *string
+		err := db.Pool.QueryRow(context.Background(), `SELECT principal FROM `+pgx.Identifier{db.Schema, "events"}.Sanitize()+
+			` WHERE stream_id = $1`, fmt.Sprintf("audited-%d", i)).Scan(&got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (who[i] == "" && got != nil) || (who[i] != "" && (got == nil || *got != who[i])) {
+			t.Errorf("append %d by %q recorded principal %v", i, who[i], got)
+		}
+	}
+	if appends, statements := eventstore.CombinerStats(s); statements == 0 || appends < int64(len(who)) {
+		t.Fatalf("combiner sent %d appends in %d combined statements; want the window's %d in one", appends, statements, len(who))
+	}
+}
