@@ -116,7 +116,7 @@ const breakerStateSQL = `UPDATE {schema}.subscriptions SET state = $3, last_erro
 		SELECT name, partition FROM {schema}.subscriptions WHERE name = $1 AND owner = $2 FOR UPDATE SKIP LOCKED)`
 
 // newBreaker returns the subscription's breaker, nil when disabled.
-func newBreaker(sub *Subscription, mp metric.MeterProvider) *breaker {
+func newBreaker(sub *Subscription) *breaker {
 	cfg := sub.cfg.Breaker
 	if cfg.Disabled {
 		return nil
@@ -156,22 +156,16 @@ func newBreaker(sub *Subscription, mp metric.MeterProvider) *breaker {
 			sub.log.Warn("strata: circuit breaker "+stateName(to), "last_error", b.lastError())
 		},
 	})
-	m := telemetry.Meter(mp)
-	b.transitions, _ = m.Int64Counter(telemetry.MetricSubscriptionBreakerTransitions, metric.WithUnit("{transition}"),
-		metric.WithDescription("Circuit breaker state changes, by the state entered."))
+	b.transitions = sub.tel.in.SubscriptionBreakerTransitions
 	return b
 }
 
 // registerGauge starts the breaker's state gauge (0 closed, 1 half-open,
 // 2 open) for one Run; the returned function stops it.
-func (b *breaker) registerGauge(mp metric.MeterProvider) func() {
-	m := telemetry.Meter(mp)
-	g, err := m.Int64ObservableGauge(telemetry.MetricSubscriptionBreakerState, metric.WithUnit("1"),
-		metric.WithDescription("Circuit breaker state: 0 closed, 1 half-open, 2 open."))
-	if err != nil {
-		return func() {}
-	}
-	reg, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+func (b *breaker) registerGauge() func() {
+	in := b.sub.tel.in
+	g := in.SubscriptionBreakerState
+	reg, err := in.Meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(g, int64(b.cb.State()), metric.WithAttributeSet(b.attrs))
 		return nil
 	}, g)

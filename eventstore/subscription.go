@@ -227,7 +227,7 @@ func (s *Store) Subscription(cfg SubscriptionConfig) (*Subscription, error) {
 		tel.in = instrument.New(cfg.MeterProvider)
 	}
 	sub := &Subscription{store: s, cfg: cfg, log: log, sql: buildSubscriptionQueries(s.sql.expand), tel: tel}
-	sub.brk = newBreaker(sub, sub.meterProvider())
+	sub.brk = newBreaker(sub)
 	return sub, nil
 }
 
@@ -338,7 +338,7 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	// return (caught up, a handler error) while the caller's ctx goes on.
 	ctx, cancel := context.WithCancelCause(ctx)
 	if sub.brk != nil {
-		defer sub.brk.registerGauge(sub.meterProvider())()
+		defer sub.brk.registerGauge()()
 	}
 	c := newCoordinator(sub, sub.brk.wrap(sub.recovering(h)), cancel)
 	defer c.stop(ctx)

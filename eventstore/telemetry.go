@@ -242,10 +242,3 @@ func (sub *Subscription) isTransient(err error) bool {
 	return errors.Is(err, ErrUnavailable) || sub.cfg.Transient != nil && sub.cfg.Transient(err)
 }
 
-// meterProvider is the provider of the subscription's metrics.
-func (sub *Subscription) meterProvider() metric.MeterProvider {
-	if sub.cfg.MeterProvider != nil {
-		return sub.cfg.MeterProvider
-	}
-	return sub.store.tel.mp
-}

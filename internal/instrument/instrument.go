@@ -40,6 +40,12 @@ type Set struct {
 	SubscriptionLagSeconds metric.Float64ObservableGauge
 	// HorizonAge observes telemetry.MetricHorizonAge.
 	HorizonAge metric.Float64ObservableGauge
+	// SubscriptionBreakerState observes
+	// telemetry.MetricSubscriptionBreakerState.
+	SubscriptionBreakerState metric.Int64ObservableGauge
+	// SubscriptionBreakerTransitions records
+	// telemetry.MetricSubscriptionBreakerTransitions.
+	SubscriptionBreakerTransitions metric.Int64Counter
 	// SubscriptionErrors records telemetry.MetricSubscriptionErrors.
 	SubscriptionErrors metric.Int64Counter
 	// SubscriptionDeadLetters records telemetry.MetricSubscriptionDeadLetters.
@@ -101,6 +107,10 @@ func New(mp metric.MeterProvider) *Set {
 	n, u, d = opts(telemetry.MetricHorizonAge)
 	in.HorizonAge, err = m.Float64ObservableGauge(n, u, d)
 	check(err)
+	n, u, d = opts(telemetry.MetricSubscriptionBreakerState)
+	in.SubscriptionBreakerState, err = m.Int64ObservableGauge(n, u, d)
+	check(err)
+	in.SubscriptionBreakerTransitions = counter(telemetry.MetricSubscriptionBreakerTransitions)
 	in.SubscriptionErrors = counter(telemetry.MetricSubscriptionErrors)
 	in.SubscriptionDeadLetters = counter(telemetry.MetricSubscriptionDeadLetters)
 	in.RelayPublished = counter(telemetry.MetricRelayPublished)

@@ -27,6 +27,7 @@ func TestInstruments(t *testing.T) {
 	in.SubscriptionEvents.Add(ctx, 1, attrs)
 	in.SubscriptionBatchDuration.Record(ctx, 0.001, attrs)
 	in.SubscriptionErrors.Add(ctx, 1, attrs)
+	in.SubscriptionBreakerTransitions.Add(ctx, 1, attrs)
 	in.SubscriptionDeadLetters.Add(ctx, 1, attrs)
 	in.RelayPublished.Add(ctx, 1, attrs)
 	in.RelayErrors.Add(ctx, 1, attrs)
@@ -36,8 +37,9 @@ func TestInstruments(t *testing.T) {
 		o.ObserveInt64(in.SubscriptionLag, 3, attrs)
 		o.ObserveFloat64(in.SubscriptionLagSeconds, 1.5, attrs)
 		o.ObserveFloat64(in.HorizonAge, 2.5)
+		o.ObserveInt64(in.SubscriptionBreakerState, 0, attrs)
 		return nil
-	}, in.SubscriptionLag, in.SubscriptionLagSeconds, in.HorizonAge)
+	}, in.SubscriptionLag, in.SubscriptionLagSeconds, in.HorizonAge, in.SubscriptionBreakerState)
 	if err != nil {
 		t.Fatal(err)
 	}
