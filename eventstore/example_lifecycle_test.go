@@ -22,6 +22,12 @@ func ExampleStore_WaitFor() {
 	if err != nil {
 		panic(err)
 	}
+	// Registered before the first WaitFor, which refuses a subscription
+	// that does not exist (ErrSubscriptionNotFound); Run registers it too,
+	// but in its own goroutine.
+	if err := sub.Register(ctx); err != nil {
+		panic(err)
+	}
 	handled := make(chan string, 10)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
