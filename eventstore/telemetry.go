@@ -241,4 +241,3 @@ func (sub *Subscription) registerLag() (metric.Registration, error) {
 func (sub *Subscription) isTransient(err error) bool {
 	return errors.Is(err, ErrUnavailable) || sub.cfg.Transient != nil && sub.cfg.Transient(err)
 }
-
