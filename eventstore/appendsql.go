@@ -136,6 +136,14 @@ x AS (SELECT pg_current_xact_id()::text::bigint AS xid FROM l)`
 //     their rows that an open snapshot anywhere still needs.
 //   - The events are inserted in the order of the batch (ORDER BY e.o), so
 //     the positions of one append's events follow its versions.
+//   - Once the advisory locks are held, x sets a short lock_timeout
+//     (batchLockTimeout) for the rest of the statement: a stream row held
+//     by a caller's transaction (AppendTx takes no advisory lock) fails the
+//     statement at once instead of making every append of the batch wait
+//     for it, or closing a deadlock cycle with that transaction (the batch
+//     takes rows in batch order while holding the earlier ones). The
+//     statement then wrote nothing, and each append runs alone, on its own
+//     context, as any failed statement's appends do.
 //
 // The result is one row per append that went ahead (its index in the
 // batch, its last version, position and transaction ID); an append with
@@ -158,7 +166,7 @@ l AS (
 		SELECT pg_advisory_xact_lock(k.k) FROM (SELECT DISTINCT hashtextextended(a.stream, {lock_seed}) AS k FROM a ORDER BY 1) k
 	) held
 ),
-x AS (SELECT pg_current_xact_id()::text::bigint AS xid FROM l),
+x AS (SELECT pg_current_xact_id()::text::bigint AS xid, set_config('lock_timeout', '{batch_lock_timeout}', true) AS lt FROM l),
 sa AS (
 	INSERT INTO {schema}.streams AS st (stream_id, category, version, last_tx)
 	SELECT a.stream, a.category, a.n, x.xid FROM a, x WHERE a.kind = 0
@@ -196,6 +204,12 @@ ins AS (
 SELECT s.i, s.version, max(ins.position), max(ins.transaction_id)
 FROM ins JOIN s ON s.stream = ins.stream_id
 GROUP BY s.i, s.version`
+
+// batchLockTimeout is the longest the combined statement waits for a row
+// lock (see appendBatchSQL): well below deadlock_timeout (1s by default),
+// so that the statement gives up before a deadlock check could pick a
+// caller's transaction as the victim of a cycle through it.
+const batchLockTimeout = "50ms"
 
 // appendStreamSQL is {stream}, by expected version.
 var appendStreamSQL = [...]string{
@@ -241,7 +255,8 @@ func buildAppendQueries(expand *strings.Replacer) map[appendShape]string {
 func buildAppendBatchQueries(expand *strings.Replacer) [2]string {
 	var out [2]string
 	for i, wake := range []string{"", appendWakeSQL} {
-		out[i] = expand.Replace(strings.ReplaceAll(appendBatchSQL, "{wake}", wake))
+		q := strings.NewReplacer("{wake}", wake, "{batch_lock_timeout}", batchLockTimeout).Replace(appendBatchSQL)
+		out[i] = expand.Replace(q)
 	}
 	return out
 }

@@ -59,6 +59,11 @@ const (
 	// append larger than maxBatchEvents goes alone).
 	maxBatchAppends = 256
 	maxBatchEvents  = 2048
+	// maxBatchBytes bounds the data and metadata of a combined statement,
+	// far below Postgres' 1 GiB limit on one protocol message (events may
+	// be up to Config.MaxEventSize each); an append larger than it goes
+	// alone.
+	maxBatchBytes = 32 << 20
 )
 
 // combiner queues and combines a Store's appends. Shared by the Stores
@@ -141,23 +146,33 @@ func (c *combiner) append(ctx context.Context, streamID string, expected Expecte
 	return c.finish(p)
 }
 
+// size is the bytes of an append's data and metadata, what a combined
+// statement's size is bounded by (maxBatchBytes).
+func (a *appendArgs) size() int {
+	n := 0
+	for i := range a.data {
+		n += len(a.data[i]) + len(a.meta[i])
+	}
+	return n
+}
+
 // takeLocked forms the batches that may start now. c.mu is held.
 func (c *combiner) takeLocked() [][]*pendingAppend {
 	var out [][]*pendingAppend
 	for c.inFlight < c.maxInFlight && len(c.queue) > 0 {
 		var batch []*pendingAppend
-		events := 0
+		events, bytes := 0, 0
 		rest := c.queue[:0]
 		for _, p := range c.queue {
-			n := len(p.a.ids)
+			n, b := len(p.a.ids), p.a.size()
 			_, busy := c.busy[p.stream]
-			if busy || len(batch) == maxBatchAppends || (len(batch) > 0 && events+n > maxBatchEvents) {
+			if busy || len(batch) == maxBatchAppends || (len(batch) > 0 && (events+n > maxBatchEvents || bytes+b > maxBatchBytes)) {
 				rest = append(rest, p)
 				continue
 			}
 			c.busy[p.stream] = struct{}{}
 			batch = append(batch, p)
-			events += n
+			events, bytes = events+n, bytes+b
 		}
 		clear(c.queue[len(rest):])
 		c.queue = rest
@@ -329,17 +344,28 @@ func (c *combiner) runBatch(batch []*pendingAppend) {
 		}
 		return
 	}
+	// Released once, on every path, a panic's included (then each append's
+	// outcome stays outcomeAbandoned).
+	var released bool
+	release := func() {
+		if !released {
+			released = true
+			conn.Release()
+		}
+	}
+	defer release()
 	notify, claimed, prevNotify := s.shouldNotify()
 	q := s.sql.appendBatch[0]
 	if notify {
 		q = s.sql.appendBatch[1]
 	}
-	for _, p := range batch {
-		p.outcome = outcomeRefused // unless the statement returns its row
-	}
+	// The outcomes are set once the statement's result is read whole: an
+	// append without a row was refused by its check.
+	results := make([]*AppendResult, len(batch))
 	written := 0
 	rows, err := conn.Query(ctx, q, batchArgs(batch)...)
 	if err == nil {
+		defer rows.Close()
 		for rows.Next() {
 			var i, version, pos, tx int64
 			if err = rows.Scan(&i, &version, &pos, &tx); err != nil {
@@ -349,8 +375,7 @@ func (c *combiner) runBatch(batch []*pendingAppend) {
 				err = fmt.Errorf("eventstore: combined append returned append %d of %d", i, len(batch))
 				break
 			}
-			p := batch[i-1]
-			p.outcome, p.res = outcomeWritten, AppendResult{Version: version, Position: Position{TxID: uint64(tx), Seq: pos}}
+			results[i-1] = &AppendResult{Version: version, Position: Position{TxID: uint64(tx), Seq: pos}}
 			written++
 		}
 		rows.Close()
@@ -358,18 +383,25 @@ func (c *combiner) runBatch(batch []*pendingAppend) {
 			err = rows.Err()
 		}
 	}
+	if err == nil {
+		for i, p := range batch {
+			if r := results[i]; r != nil {
+				p.outcome, p.res = outcomeWritten, *r
+			} else {
+				p.outcome = outcomeRefused
+			}
+		}
+	}
 	if notify && (err != nil || written == 0) {
 		s.shared.lastNotify.CompareAndSwap(claimed, prevNotify) // as appendOnce
 	}
 	if err == nil {
-		conn.Release()
 		return
 	}
 	if !outcomeUnknown(err) {
-		// The server answered with an error: the statement wrote nothing.
-		// Whose append it is cannot be told apart reliably; each runs
-		// alone.
-		conn.Release()
+		// The server answered with an error (a lock timeout included, see
+		// appendBatchSQL): the statement wrote nothing. Whose append it is
+		// cannot be told apart reliably; each runs alone.
 		setAll(outcomeAlone, nil)
 		return
 	}
@@ -377,7 +409,7 @@ func (c *combiner) runBatch(batch []*pendingAppend) {
 	// process once (resolve.go), then each append looks its own events up.
 	pgc := conn.Conn().PgConn()
 	pid, lost := pgc.PID(), pgc.IsClosed()
-	conn.Release()
+	release()
 	if lost {
 		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ResolveTimeout)
 		endErr := pgtx.End(ectx, s.pool, pid, s.cfg.ResolveTimeout)

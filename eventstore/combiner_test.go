@@ -415,3 +415,71 @@ func TestCombinerKeepsEachPrincipal(t *testing.T) {
 		t.Fatalf("combiner sent %d appends in %d combined statements; want the window's %d in one", appends, statements, len(who))
 	}
 }
+
+// TestCombinerDoesNotWaitOnACallersRowLock: a stream row held by a
+// caller's open transaction (AppendTx takes no advisory lock) must not
+// hold up a combined statement's other appends, nor their deadlines: the
+// statement gives up on the row at once (its lock timeout), writes
+// nothing, and each append runs alone. The append to the held stream
+// waits for the transaction, as a single Append does; the one to an
+// unrelated stream, with a 1 s deadline, succeeds within it.
+func TestCombinerDoesNotWaitOnACallersRowLock(t *testing.T) {
+	t.Parallel()
+	s, db := newStore(t, nil)
+	ctx := context.Background()
+	if _, err := s.Append(ctx, "held-1", eventstore.NoStream, ev("Opened", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := s.AppendTx(ctx, tx, "held-1", eventstore.Any, ev("Tick", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+
+	w := openWindow(t, s, db)
+	held := w.append("held-1", eventstore.Any, ev("Tick", `{}`))
+	_, before := eventstore.CombinerState(s)
+	unrelated := make(chan appendResult, 1)
+	w.wg.Go(func() {
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		res, err := s.Append(dctx, "unrelated-1", eventstore.NoStream, ev("Tick", `{}`))
+		unrelated <- appendResult{res, err}
+	})
+	pgtest.WaitFor(t, "the unrelated append queued", 10*time.Second, func() bool {
+		_, queued := eventstore.CombinerState(s)
+		return queued == before+1
+	})
+	if err := w.lock.Rollback(ctx); err != nil { // the window opens
+		t.Fatal(err)
+	}
+	if err := <-w.gate; err != nil {
+		t.Fatalf("the gate's append: %v", err)
+	}
+	select {
+	case r := <-unrelated:
+		if r.err != nil {
+			t.Fatalf("the append to an unrelated stream failed: %v", r.err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the append to an unrelated stream, with a 1s deadline, has not returned after 3s: it waits behind a row another transaction holds")
+	}
+	select {
+	case r := <-held:
+		t.Fatalf("the append to the held stream returned while the row was held: %v", r.err)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.wg.Wait()
+	if r := <-held; r.err != nil || r.res.Version != 3 {
+		t.Fatalf("the append to the held stream after the commit: version %d, %v; want 3", r.res.Version, r.err)
+	}
+	if appends, statements := eventstore.CombinerStats(s); statements == 0 || appends < 2 {
+		t.Fatalf("combiner sent %d appends in %d combined statements; want the window's two in one", appends, statements)
+	}
+}
