@@ -260,7 +260,10 @@ func TestExpireUnderConsumersAndPublishers(t *testing.T) {
 	stopPub()
 	total := int(published.Load())
 	for _, g := range groups {
-		deadline := time.Now().Add(2 * time.Minute)
+		// The slow group may be far behind at the end of a long run on a
+		// fast machine: it has as long again to catch up (nothing it has
+		// not received may have been deleted meanwhile).
+		deadline := time.Now().Add(2*time.Minute + run)
 		for {
 			g.mu.Lock()
 			n := len(g.got)
@@ -304,7 +307,10 @@ func TestExpireUnderConsumersAndPublishers(t *testing.T) {
 	// (Consumers keep up; a transaction held open on a shared server holds
 	// every gap-safe reader back for a while, hence the margin: a 10-minute
 	// run there peaked at 19,074 of 133,458.)
-	if long && maxLeft.Load() >= int64(total)/4 {
+	// A shorter run (CI's 2 minutes) is too short for that fraction: the
+	// slow group's backlog is most of it; it checks the rest (nothing
+	// lost, the table down to the last message of each stream).
+	if run >= 10*time.Minute && maxLeft.Load() >= int64(total)/4 {
 		t.Fatalf("the table grew to %d messages of %d published", maxLeft.Load(), total)
 	}
 }
