@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/strata-go/strata/internal/humantime"
 	"io"
 	"strconv"
 	"strings"
@@ -26,19 +27,8 @@ func formatTime(t time.Time) string {
 	return t.UTC().Format(timeLayout)
 }
 
-// formatAge prints a duration rounded for people: 850ms, 12.3s, 4m12s.
-func formatAge(d time.Duration) string {
-	switch {
-	case d <= 0:
-		return "0s"
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(100 * time.Millisecond).String()
-	default:
-		return d.Round(time.Second).String()
-	}
-}
+// formatAge prints a duration rounded for people (humantime.Age).
+func formatAge(d time.Duration) string { return humantime.Age(d) }
 
 // Everything the CLI prints that it did not write itself — stream IDs,
 // types, metadata, payloads, subscription and owner names, stored errors,

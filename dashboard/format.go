@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/strata-go/strata/internal/humantime"
 	"html/template"
 	"strconv"
 	"strings"
@@ -44,19 +45,8 @@ func visible(s string) string {
 	return s
 }
 
-// age prints a duration rounded for people: 850ms, 12.3s, 4m12s.
-func age(d time.Duration) string {
-	switch {
-	case d <= 0:
-		return "0s"
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(100 * time.Millisecond).String()
-	default:
-		return d.Round(time.Second).String()
-	}
-}
+// age prints a duration rounded for people (humantime.Age).
+func age(d time.Duration) string { return humantime.Age(d) }
 
 // num prints n with thin separators of thousands: 12 345 678.
 func num(n int64) string {
