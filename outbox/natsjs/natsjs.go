@@ -56,7 +56,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 
-	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/outbox"
 )
 
@@ -107,7 +106,7 @@ func PublisherConfig(url string, cfg *Config) wmnats.PublisherConfig {
 	if cfg != nil {
 		c = *cfg
 	}
-	opts := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, securityOptions(c)...)
+	opts := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, securityOptions(c.security())...)
 	opts = append(opts, c.NatsOptions...)
 	pc := wmnats.PublisherConfig{
 		URL:         url,
@@ -139,13 +138,11 @@ func NewPublisher(url string, cfg *Config) (*wmnats.Publisher, error) {
 	}
 	pub, err := wmnats.NewPublisher(PublisherConfig(url, cfg), logger)
 	if err != nil {
-		err = failure.Auth(err, isAuth)
-		if !errors.Is(err, outbox.ErrAuth) && cfg != nil && cfg.TLS != nil {
-			if tlsErr := probeTLS(url, cfg.TLS); tlsErr != nil {
-				err = failure.Auth(fmt.Errorf("%w (the TLS handshake: %w)", err, tlsErr), nil)
-			}
+		var c Config
+		if cfg != nil {
+			c = *cfg
 		}
-		return nil, fmt.Errorf("natsjs: %w", err)
+		return nil, fmt.Errorf("natsjs: %w", connectError(url, c.security(), err))
 	}
 	return pub, nil
 }

@@ -11,12 +11,29 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/internal/tlsprobe"
+	"github.com/strata-go/strata/outbox"
 )
 
-// securityOptions turns Config's TLS and credential fields into nats.go
+// security is what the publisher's Config and the SubscriberConfig say of
+// TLS and credentials.
+type security struct {
+	TLS                                           *tls.Config
+	User, Password, CredentialsFile, NKeySeedFile string
+}
+
+func (c Config) security() security {
+	return security{c.TLS, c.User, c.Password, c.CredentialsFile, c.NKeySeedFile}
+}
+
+func (c SubscriberConfig) security() security {
+	return security{c.TLS, c.User, c.Password, c.CredentialsFile, c.NKeySeedFile}
+}
+
+// securityOptions turns the TLS and credential fields into nats.go
 // options.
-func securityOptions(c Config) []nats.Option {
+func securityOptions(c security) []nats.Option {
 	var opts []nats.Option
 	if c.TLS != nil {
 		opts = append(opts, nats.Secure(c.TLS))
@@ -40,6 +57,18 @@ func securityOptions(c Config) []nats.Option {
 	return opts
 }
 
+// connectError explains a failed first connection: a refusal of the
+// credentials or of the TLS handshake matches outbox.ErrAuth.
+func connectError(url string, c security, err error) error {
+	err = failure.Auth(err, isAuth)
+	if !errors.Is(err, outbox.ErrAuth) && c.TLS != nil {
+		if tlsErr := probeTLS(url, c.TLS); tlsErr != nil {
+			err = failure.Auth(fmt.Errorf("%w (the TLS handshake: %w)", err, tlsErr), nil)
+		}
+	}
+	return err
+}
+
 // isAuth reports NATS's own refusals of a connection's credentials or
 // TLS (the TLS handshake's errors are the failure package's).
 func isAuth(err error) bool {
@@ -56,12 +85,23 @@ func isAuth(err error) bool {
 // is masked, files are named, the TLS configuration is only said to be
 // there.
 func (c Config) String() string {
-	pw := ""
-	if c.Password != "" {
-		pw = "xxxxx"
-	}
 	return fmt.Sprintf("natsjs.Config{SubjectPerStream:%v AutoProvision:%v TLS:%v User:%q Password:%q CredentialsFile:%q NKeySeedFile:%q NatsOptions:%d PublishOptions:%d}",
-		c.SubjectPerStream, c.AutoProvision, c.TLS != nil, c.User, pw, c.CredentialsFile, c.NKeySeedFile, len(c.NatsOptions), len(c.PublishOptions))
+		c.SubjectPerStream, c.AutoProvision, c.TLS != nil, c.User, mask(c.Password), c.CredentialsFile, c.NKeySeedFile, len(c.NatsOptions), len(c.PublishOptions))
+}
+
+// String describes the configuration without its secrets, as
+// Config.String does.
+func (c SubscriberConfig) String() string {
+	return fmt.Sprintf("natsjs.SubscriberConfig{Durable:%q SubjectPerStream:%v AutoProvision:%v MaxAckPending:%d AckWait:%s TLS:%v User:%q Password:%q CredentialsFile:%q NKeySeedFile:%q NatsOptions:%d}",
+		c.Durable, c.SubjectPerStream, c.AutoProvision, c.MaxAckPending, c.AckWait, c.TLS != nil, c.User, mask(c.Password), c.CredentialsFile, c.NKeySeedFile, len(c.NatsOptions))
+}
+
+// mask hides a password.
+func mask(password string) string {
+	if password == "" {
+		return ""
+	}
+	return "xxxxx"
 }
 
 // probeTLS explains a first connection that failed without saying why

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -43,8 +44,14 @@ type SubscriberConfig struct {
 	// AckWait is how long JetStream waits for an acknowledgement before
 	// it delivers the message again. Default 30s.
 	AckWait time.Duration
+	// TLS, User, Password, CredentialsFile and NKeySeedFile are the
+	// connection's TLS configuration and credentials, as in the
+	// publisher's Config. Default: none.
+	TLS                                           *tls.Config
+	User, Password, CredentialsFile, NKeySeedFile string
 	// NatsOptions are passed to nats.Connect after the defaults, which
-	// reconnect forever every 250ms.
+	// reconnect forever every 250ms, and after the options of the fields
+	// above.
 	NatsOptions []nats.Option
 	// Logger is Watermill's logger. Default watermill.NopLogger.
 	Logger watermill.LoggerAdapter
@@ -65,7 +72,8 @@ func SubscriberConfigFor(url string, cfg SubscriberConfig) wmnats.SubscriberConf
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 30 * time.Second
 	}
-	opts := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, cfg.NatsOptions...)
+	opts := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, securityOptions(cfg.security())...)
+	opts = append(opts, cfg.NatsOptions...)
 	sc := wmnats.SubscriberConfig{
 		URL:              url,
 		QueueGroupPrefix: cfg.Durable,
@@ -110,7 +118,9 @@ type Subscriber struct {
 // NewSubscriber connects to the NATS server at url and returns a
 // JetStream subscriber that reads what NewPublisher wrote: the event ID
 // as the message UUID, the metadata, the payload. Wrap its handler with
-// outbox.Deduplicate, since delivery is at least once.
+// outbox.Deduplicate, since delivery is at least once. A server that
+// refuses the credentials or the TLS handshake gives an error matching
+// outbox.ErrAuth at once.
 func NewSubscriber(url string, cfg *SubscriberConfig) (*Subscriber, error) {
 	var c SubscriberConfig
 	if cfg != nil {
@@ -131,7 +141,7 @@ func NewSubscriber(url string, cfg *SubscriberConfig) (*Subscriber, error) {
 	wm := SubscriberConfigFor(url, c)
 	nc, err := nats.Connect(url, wm.NatsOptions...)
 	if err != nil {
-		return nil, fmt.Errorf("natsjs: connect to %s: %w", url, err)
+		return nil, fmt.Errorf("natsjs: connect to %s: %w", url, connectError(url, c.security(), err))
 	}
 	js, err := nc.JetStream()
 	if err != nil {

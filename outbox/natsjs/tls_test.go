@@ -168,3 +168,82 @@ func TestConfigString(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriberTLS reads, through NewSubscriber, what NewPublisher wrote
+// to a server that requires TLS with client certificates and user
+// credentials; then expects NewSubscriber to refuse at once, with an
+// error matching outbox.ErrAuth, each thing that can be wrong.
+func TestSubscriberTLS(t *testing.T) {
+	t.Parallel()
+	s := startSecureNATS(t)
+	good := s.ca.ClientConfig("", s.client)
+	const topic = "secure_sub"
+	pub, err := natsjs.NewPublisher(s.URL, &natsjs.Config{TLS: good, User: natsUser, Password: natsPassword, AutoProvision: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for i := range 3 {
+		if err := pub.Publish(topic, message.NewMessage(fmt.Sprintf("sub-%d", i), []byte(`{}`))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, cfg := range []natsjs.SubscriberConfig{
+		{Durable: "by_password", TLS: good, User: natsUser, Password: natsPassword},
+		{Durable: "by_nkey", TLS: good, NKeySeedFile: s.seedFile},
+	} {
+		t.Run(cfg.Durable, func(t *testing.T) {
+			sub, err := natsjs.NewSubscriber(s.URL, &cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sub.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			msgs, err := sub.Subscribe(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 3 {
+				select {
+				case m := <-msgs:
+					if want := fmt.Sprintf("sub-%d", i); m.UUID != want {
+						t.Fatalf("message %d is %q, want %q", i, m.UUID, want)
+					}
+					m.Ack()
+				case <-ctx.Done():
+					t.Fatalf("%d of 3 messages read", i)
+				}
+			}
+		})
+	}
+	other := tlstest.NewCA(t, "another CA")
+	for _, tc := range []struct {
+		name, says string
+		cfg        natsjs.SubscriberConfig
+	}{
+		{"wrong password", "authorization violation", natsjs.SubscriberConfig{TLS: good, User: natsUser, Password: "wrong"}},
+		{"no credentials", "authorization violation", natsjs.SubscriberConfig{TLS: good}},
+		{"no client certificate", "tls", natsjs.SubscriberConfig{TLS: s.ca.ClientConfig("", nil), User: natsUser, Password: natsPassword}},
+		{"untrusted server certificate", "certificate signed by unknown authority", natsjs.SubscriberConfig{TLS: other.ClientConfig("", s.client), User: natsUser, Password: natsPassword}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.Durable = "refused"
+			start := time.Now()
+			sub, err := natsjs.NewSubscriber(s.URL, &tc.cfg)
+			if err == nil {
+				sub.Close()
+				t.Fatal("connected")
+			}
+			if !errors.Is(err, outbox.ErrAuth) || !strings.Contains(strings.ToLower(err.Error()), tc.says) {
+				t.Fatalf("NewSubscriber: %v; want outbox.ErrAuth saying %q", err, tc.says)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("NewSubscriber took %s to report the refusal", d)
+			}
+			if strings.Contains(err.Error(), natsPassword) || strings.Contains(fmt.Sprint(tc.cfg), natsPassword) {
+				t.Fatalf("the error or the configuration shows the password: %v", err)
+			}
+		})
+	}
+}
