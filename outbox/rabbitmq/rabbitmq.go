@@ -104,17 +104,27 @@ func NewPublisher(url string, cfg *Config) (*amqp.Publisher, error) {
 	}
 	pub, err := amqp.NewPublisher(PublisherConfig(url, cfg), logger)
 	if err != nil {
-		err = failure.Auth(err, isAuth)
-		if !errors.Is(err, failure.ErrAuth) && cfg != nil && cfg.TLS != nil {
-			if u, perr := amqp091.ParseURI(url); perr == nil {
-				if _, tlsErr := tlsprobe.Handshake(net.JoinHostPort(u.Host, strconv.Itoa(u.Port)), cfg.TLS, nil); tlsErr != nil {
-					err = failure.Auth(fmt.Errorf("%w (the TLS handshake: %w)", err, tlsErr), nil)
-				}
-			}
+		var tlsCfg *tls.Config
+		if cfg != nil {
+			tlsCfg = cfg.TLS
 		}
-		return nil, fmt.Errorf("rabbitmq: %w", err)
+		return nil, fmt.Errorf("rabbitmq: %w", connectError(url, tlsCfg, err))
 	}
 	return pub, nil
+}
+
+// connectError explains a failed first connection: a refusal of the
+// credentials or of the TLS handshake matches outbox.ErrAuth.
+func connectError(url string, tlsCfg *tls.Config, err error) error {
+	err = failure.Auth(err, isAuth)
+	if !errors.Is(err, failure.ErrAuth) && tlsCfg != nil {
+		if u, perr := amqp091.ParseURI(url); perr == nil {
+			if _, tlsErr := tlsprobe.Handshake(net.JoinHostPort(u.Host, strconv.Itoa(u.Port)), tlsCfg, nil); tlsErr != nil {
+				err = failure.Auth(fmt.Errorf("%w (the TLS handshake: %w)", err, tlsErr), nil)
+			}
+		}
+	}
+	return err
 }
 
 // isAuth reports RabbitMQ's refusals of a connection's credentials: a

@@ -1,6 +1,7 @@
 package rabbitmq
 
 import (
+	"crypto/tls"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -27,6 +28,9 @@ type SubscriberConfig struct {
 	// several consumers of one queue, a redelivery may come after later
 	// messages of its stream.
 	Prefetch int
+	// TLS, when set, is the connection's TLS configuration for an
+	// amqps:// URL, as in the publisher's Config. Default nil.
+	TLS *tls.Config
 	// Logger is Watermill's logger. Default watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
@@ -41,6 +45,7 @@ func SubscriberConfigFor(url string, cfg SubscriberConfig) amqp.Config {
 		cfg.Prefetch = 1
 	}
 	ac.Consume.Qos.PrefetchCount = cfg.Prefetch
+	ac.Connection.TLSConfig = cfg.TLS
 	if !cfg.AutoProvision {
 		ac.TopologyBuilder = passiveTopology{}
 	}
@@ -51,7 +56,9 @@ func SubscriberConfigFor(url string, cfg SubscriberConfig) amqp.Config {
 // reads what NewPublisher wrote: the event ID as the message UUID, the
 // metadata as headers, the payload. Messages are acknowledged after the
 // handler's Ack and requeued on Nack. Wrap the handler with
-// outbox.Deduplicate, since delivery is at least once.
+// outbox.Deduplicate, since delivery is at least once. A broker that
+// refuses the credentials or the TLS handshake gives an error matching
+// outbox.ErrAuth at once.
 func NewSubscriber(url string, cfg *SubscriberConfig) (*amqp.Subscriber, error) {
 	var c SubscriberConfig
 	if cfg != nil {
@@ -61,7 +68,11 @@ func NewSubscriber(url string, cfg *SubscriberConfig) (*amqp.Subscriber, error) 
 	if c.Logger != nil {
 		logger = c.Logger
 	}
-	return amqp.NewSubscriber(SubscriberConfigFor(url, c), logger)
+	sub, err := amqp.NewSubscriber(SubscriberConfigFor(url, c), logger)
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: %w", connectError(url, c.TLS, err))
+	}
+	return sub, nil
 }
 
 // DeclareQueues declares the durable queue of each topic (idempotent), so

@@ -83,6 +83,30 @@ func TestAMQPS(t *testing.T) {
 		t.Fatalf("read back %v, want id-0..2", got)
 	}
 
+	// The subscriber over the same TLS connection reads what the
+	// publisher writes.
+	sub, err := rabbitmq.NewSubscriber(url, &rabbitmq.SubscriberConfig{TLS: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	msgs, err := sub.Subscribe(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(topic, message.NewMessage("id-sub", []byte(`{}`))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		if m.UUID != "id-sub" {
+			t.Fatalf("subscriber read %q, want id-sub", m.UUID)
+		}
+		m.Ack()
+	case <-ctx.Done():
+		t.Fatal("the subscriber read nothing")
+	}
+
 	other := tlstest.NewCA(t, "another CA")
 	for _, tc := range []struct {
 		name, says, url string
@@ -111,6 +135,14 @@ func TestAMQPS(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), rabbitPassword) {
 				t.Fatalf("the error shows the password: %v", err)
+			}
+			s, err := rabbitmq.NewSubscriber(tc.url, &rabbitmq.SubscriberConfig{TLS: tc.cfg.TLS})
+			if err == nil {
+				s.Close()
+				t.Fatal("the subscriber connected")
+			}
+			if !errors.Is(err, outbox.ErrAuth) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("NewSubscriber: %v; want outbox.ErrAuth saying %q", err, tc.says)
 			}
 		})
 	}
