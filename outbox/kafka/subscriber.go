@@ -1,6 +1,8 @@
 package kafka
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -8,6 +10,9 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	wmkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/strata-go/strata/internal/failure"
 )
 
 // ErrNoGroup is NewSubscriber's error for an empty consumer group: without
@@ -28,6 +33,10 @@ type SubscriberConfig struct {
 	// ReconnectRetrySleep is how long the subscriber waits before it
 	// connects again after losing the brokers. Default 1s.
 	ReconnectRetrySleep time.Duration
+	// TLS and SASL secure the connections, as in the publisher's Config
+	// (applied to Sarama, or to the Sarama field's copy). Default none.
+	TLS  *tls.Config
+	SASL *SASL
 	// Logger is Watermill's logger. Default watermill.NopLogger.
 	Logger watermill.LoggerAdapter
 }
@@ -56,11 +65,20 @@ func SubscriberConfigFor(brokers []string, group string, cfg *SubscriberConfig) 
 	return wmkafka.SubscriberConfig{
 		Brokers:               brokers,
 		Unmarshaler:           Marshaler(),
-		OverwriteSaramaConfig: c.Sarama,
+		OverwriteSaramaConfig: secured(c.Sarama, c.TLS, c.SASL),
 		ConsumerGroup:         group,
 		NackResendSleep:       c.NackResendSleep,
 		ReconnectRetrySleep:   c.ReconnectRetrySleep,
 	}
+}
+
+// Subscriber is watermill-kafka's subscriber whose Subscribe explains a
+// refused connection: brokers that refuse the SASL credentials or the
+// TLS handshake give an error matching outbox.ErrAuth.
+type Subscriber struct {
+	*wmkafka.Subscriber
+	brokers []string
+	tls     *tls.Config
 }
 
 // NewSubscriber returns a subscriber of the consumer group group that
@@ -69,17 +87,33 @@ func SubscriberConfigFor(brokers []string, group string, cfg *SubscriberConfig) 
 // previous was acked), so each stream arrives in order. Every Subscribe
 // call joins the group for one topic. It does not connect until
 // Subscribe.
-func NewSubscriber(brokers []string, group string, cfg *SubscriberConfig) (*wmkafka.Subscriber, error) {
+func NewSubscriber(brokers []string, group string, cfg *SubscriberConfig) (*Subscriber, error) {
 	if group == "" {
 		return nil, ErrNoGroup
 	}
-	var logger watermill.LoggerAdapter = watermill.NopLogger{}
-	if cfg != nil && cfg.Logger != nil {
-		logger = cfg.Logger
+	var c SubscriberConfig
+	if cfg != nil {
+		c = *cfg
 	}
-	sub, err := wmkafka.NewSubscriber(SubscriberConfigFor(brokers, group, cfg), logger)
+	if err := checkSASL(c.SASL); err != nil {
+		return nil, err
+	}
+	var logger watermill.LoggerAdapter = watermill.NopLogger{}
+	if c.Logger != nil {
+		logger = c.Logger
+	}
+	sub, err := wmkafka.NewSubscriber(SubscriberConfigFor(brokers, group, &c), logger)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: subscriber: %w", err)
 	}
-	return sub, nil
+	return &Subscriber{Subscriber: sub, brokers: brokers, tls: c.TLS}, nil
+}
+
+// Subscribe joins the group for topic and returns its messages.
+func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	msgs, err := s.Subscriber.Subscribe(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: subscribe to %q: %w", topic, failure.Auth(explain(err, s.brokers, s.tls), isAuth))
+	}
+	return msgs, nil
 }

@@ -161,3 +161,73 @@ func TestSASLChecked(t *testing.T) {
 		t.Errorf("SASL printed as %s", s)
 	}
 }
+
+// TestSubscriberTLSSASL reads, through NewSubscriber over TLS with SASL
+// SCRAM-SHA-512, what NewPublisher wrote; a subscriber with a wrong
+// password reads nothing and its Subscribe fails with an error that
+// matches outbox.ErrAuth.
+func TestSubscriberTLSSASL(t *testing.T) {
+	t.Parallel()
+	k := startSecureKafka(t)
+	good := k.ca.ClientConfig("", k.client)
+	u := kafkaUsers[kafka.SCRAMSHA512]
+	sasl := &kafka.SASL{Mechanism: kafka.SCRAMSHA512, User: u[0], Password: u[1]}
+	pub, err := kafka.NewPublisher(k.cluster.ListenAddrs(), &kafka.Config{TLS: good, SASL: sasl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for i := range 3 {
+		e := eventstore.Event{ID: uuid.New(), StreamID: "secure-sub", Version: int64(i + 1), Type: "Secured", Data: []byte(`{}`)}
+		if err := pub.Publish("secure", outbox.NewMessage(e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := kafka.NewSubscriber(k.cluster.ListenAddrs(), "secure-readers", &kafka.SubscriberConfig{TLS: good, SASL: sasl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, "secure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		select {
+		case m := <-msgs:
+			m.Ack()
+		case <-ctx.Done():
+			t.Fatalf("read %d of 3 messages", i)
+		}
+	}
+
+	if _, err := kafka.NewSubscriber(k.cluster.ListenAddrs(), "g", &kafka.SubscriberConfig{SASL: &kafka.SASL{Mechanism: "NOPE", User: "u", Password: "p"}}); err == nil {
+		t.Fatal("NewSubscriber took an unknown SASL mechanism")
+	}
+	sc := kafka.ConsumerSaramaConfig()
+	sc.Metadata.Retry.Max = 0
+	bad, err := kafka.NewSubscriber(k.cluster.ListenAddrs(), "intruders", &kafka.SubscriberConfig{Sarama: sc, TLS: good,
+		SASL: &kafka.SASL{Mechanism: kafka.SCRAMSHA512, User: u[0], Password: "wrong-" + u[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	start := time.Now()
+	badCtx, badCancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer badCancel()
+	if got, err := bad.Subscribe(badCtx, "secure"); err == nil {
+		select {
+		case m := <-got:
+			t.Fatalf("a wrong password read message %v", m)
+		case <-time.After(2 * time.Second):
+			t.Fatal("Subscribe with a wrong password did not fail")
+		}
+	} else {
+		t.Logf("wrong password: %v (after %s)", err, time.Since(start))
+		if !errors.Is(err, outbox.ErrAuth) || strings.Contains(err.Error(), u[1]) {
+			t.Fatalf("Subscribe: %v; want outbox.ErrAuth without the password", err)
+		}
+	}
+}
