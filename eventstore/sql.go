@@ -17,7 +17,7 @@ import (
 //
 //	{schema}         the configured schema, quoted as an identifier: {schema}.events
 //	{event_columns}  the columns of an event row, in the order rows.go declares them
-//	{channel}        the wake-up channel (Store.Channel), as a string literal
+//	{channel}        the wake-up channel (Store.channel), as a string literal
 //	{channel_name}   the same channel as an identifier, for LISTEN
 //	{lock_seed}      the seed of the streams' advisory lock keys (appendLockSeed)
 //

@@ -11,6 +11,7 @@ import (
 
 	"github.com/strata-go/strata/internal/pgtx"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // candidate is a due deadline, as the scan saw it.
@@ -148,7 +149,7 @@ func (r *Runner[S]) fire(ctx context.Context, cands []candidate) (fired int, bus
 	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
 		fired, busy, done = 0, false, done[:0]
 		for _, c := range cands {
-			a, b := lockKey(r.store.Schema(), r.wf.Name, c.key)
+			a, b := lockKey(storeview.Of(r.store).Schema, r.wf.Name, c.key)
 			var locked bool
 			if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil {
 				return err

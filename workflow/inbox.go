@@ -14,6 +14,7 @@ import (
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtx"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // runInbox is one reaction worker: it takes the instances with queued
@@ -161,7 +162,7 @@ func (r *Runner[S]) reactInstances(ctx context.Context, keys []string, limit int
 	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
 		n, busy, done = 0, false, done[:0]
 		for _, key := range keys {
-			a, b := lockKey(r.store.Schema(), r.wf.Name, key)
+			a, b := lockKey(storeview.Of(r.store).Schema, r.wf.Name, key)
 			var locked bool
 			if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil {
 				return err
