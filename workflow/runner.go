@@ -82,22 +82,22 @@ func (r *Runner[S]) StreamID(key string) string { return r.wf.Name + "-" + key }
 // with an error that no restart cures (a changed partition count).
 func (r *Runner[S]) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
+	var err error
 	wake := r.listenAll(ctx, &wg)
 	if !r.cfg.NoEvents {
-		wg.Go(func() { errs[0] = r.runEvents(ctx) })
+		wg.Go(func() { err = r.runEvents(ctx) })
 		for i := range r.cfg.Workers {
 			wg.Go(func() { r.runInbox(ctx, wake[i]) })
 		}
 	}
 	if !r.cfg.NoDeadlines {
-		wg.Go(func() { errs[1] = r.runDeadlines(ctx, wake[len(wake)-1]) })
+		wg.Go(func() { r.runDeadlines(ctx, wake[len(wake)-1]) })
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // subscription builds the workflow's eventstore subscription: the
