@@ -153,16 +153,12 @@ func (p *Proxy) Cuts() int64 { return p.cuts.Load() }
 // SetLatency delays every chunk forwarded in either direction by d (0:
 // none).
 func (p *Proxy) SetLatency(d time.Duration) {
-	p.mu.Lock()
-	p.latency = d
-	p.mu.Unlock()
+	p.set(func() { p.latency = d })
 }
 
 // SetBlackhole drops every byte in both directions while on.
 func (p *Proxy) SetBlackhole(on bool) {
-	p.mu.Lock()
-	p.blackhole = on
-	p.mu.Unlock()
+	p.set(func() { p.blackhole = on })
 }
 
 // SetPartition drops every byte in both directions while on, as
@@ -174,23 +170,24 @@ func (p *Proxy) SetBlackhole(on bool) {
 // process waits for the client's next message until a keepalive notices,
 // hours later.
 func (p *Proxy) SetPartition(on bool) {
-	p.mu.Lock()
-	p.partition = on
-	p.mu.Unlock()
+	p.set(func() { p.partition = on })
 }
 
 // SetRefuse closes new connections as soon as they are accepted while on.
 func (p *Proxy) SetRefuse(on bool) {
-	p.mu.Lock()
-	p.refuse = on
-	p.mu.Unlock()
+	p.set(func() { p.refuse = on })
 }
 
 // SetDropCancels closes, while on, every connection that sends a
 // CancelRequest, without forwarding it.
 func (p *Proxy) SetDropCancels(on bool) {
+	p.set(func() { p.noCancel = on })
+}
+
+// set runs f, which sets a field of p, under p's lock.
+func (p *Proxy) set(f func()) {
 	p.mu.Lock()
-	p.noCancel = on
+	f()
 	p.mu.Unlock()
 }
 
