@@ -258,11 +258,16 @@ func (p *Proxy) accept() {
 	}
 }
 
-// state returns the faults in force.
-func (p *Proxy) state() (latency time.Duration, blackhole bool) {
+// delay waits out the latency set for a chunk read in either direction
+// and says whether the chunk is to be dropped (a blackhole or partition).
+func (p *Proxy) delay() (blackhole bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.latency, p.blackhole || p.partition
+	latency, blackhole := p.latency, p.blackhole || p.partition
+	p.mu.Unlock()
+	if latency > 0 {
+		time.Sleep(latency)
+	}
+	return blackhole
 }
 
 func (p *Proxy) partitioned() bool {
@@ -362,10 +367,7 @@ func (c *conn) clientToServer() {
 	for {
 		n, err := c.client.Read(buf)
 		if n > 0 {
-			latency, blackhole := c.p.state()
-			if latency > 0 {
-				time.Sleep(latency)
-			}
+			blackhole := c.p.delay()
 			c.mu.Lock()
 			if c.tls {
 				fr.opaque = true
@@ -454,10 +456,7 @@ func (c *conn) serverToClient() {
 	for {
 		n, err := c.server.Read(buf)
 		if n > 0 {
-			latency, blackhole := c.p.state()
-			if latency > 0 {
-				time.Sleep(latency)
-			}
+			blackhole := c.p.delay()
 			c.mu.Lock()
 			cut, up, cutSyncs := c.cut, c.upstream, c.cutSyncs
 			br.oneByte += c.oneByte
