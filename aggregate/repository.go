@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/schema"
 )
 
@@ -67,7 +68,7 @@ type Config struct {
 	// for concurrent use and quick. Default nil.
 	OnLoad func(LoadStats)
 	// Logger receives the warnings of snapshots that could not be saved
-	// or read. Default: the store's logger (eventstore.Store.Logger).
+	// or read. Default: the store's logger (eventstore.Config.Logger).
 	Logger *slog.Logger
 }
 
@@ -151,7 +152,7 @@ func NewRepository[T Aggregate](store *eventstore.Store, reg *schema.Registry, n
 	}
 	c.MaxRetryDelay = max(c.MaxRetryDelay, c.RetryDelay)
 	if c.Logger == nil {
-		c.Logger = store.Logger()
+		c.Logger = storeview.Of(store).Logger
 	}
 	return &Repository[T]{store: store, reg: reg, newFn: newFn, cfg: c}
 }

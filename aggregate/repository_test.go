@@ -764,7 +764,7 @@ func TestApplyPanicReachesLoader(t *testing.T) {
 }
 
 // Without Config.Logger, a repository's warnings go to the store's logger
-// (eventstore.Store.Logger), like every package built on the store.
+// (eventstore.Config.Logger), like every package built on the store.
 func TestWarningsGoToStoreLogger(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -17,6 +17,7 @@ import (
 	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/internal/pgtx"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // The errors a unit of work retries on, each matched with errors.Is. A
@@ -400,7 +401,7 @@ func (u *UnitOfWork) runOnce(ctx context.Context, fn func(ctx context.Context, s
 		return nil, nil
 	}
 	for _, w := range writes {
-		keys = append(keys, streamKey(u.store.Schema(), w.m.stream))
+		keys = append(keys, streamKey(storeview.Of(u.store).Schema, w.m.stream))
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys)

@@ -20,6 +20,7 @@ import (
 	"github.com/strata-go/strata/aggregate"
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtest"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/migrations"
 	"github.com/strata-go/strata/schema"
 )
@@ -340,7 +341,7 @@ func TestUnitOfWorkErrors(t *testing.T) {
 	e := newEnv(t)
 	store := eventstore.New(e.db.Pool, &eventstore.Config{Schema: e.db.Schema, NotifyInterval: -1})
 	repo, reg := accountRepo(t, store)
-	store = store.WithValidator(reg)
+	store = storeview.WithValidator(store, reg)
 	ctx := context.Background()
 	openAccounts(t, ctx, repo)
 	runs := 0

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
@@ -558,6 +559,17 @@ func TestTrace(t *testing.T) {
 	}
 	want(t, d.strata("trace", "req-404"), cli.ExitNotFound)
 	want(t, d.strata("trace"), cli.ExitUsage)
+
+	// Two events naming each other as their cause: each is printed once,
+	// the first as the root (internal/causaltree's contract).
+	a, b := ev("Ping", `{}`), ev("Pong", `{}`)
+	a.ID, b.ID = uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
+	d.append("cycle-1", with(a, "req-cycle", b.ID.String()), with(b, "req-cycle", a.ID.String()))
+	r = want(t, d.strata("trace", "req-cycle"), cli.ExitOK)
+	lines = strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "Ping  cycle-1@1  +0s (caused by ") || !strings.HasPrefix(lines[2], "└─ Pong  cycle-1@2  +") {
+		t.Fatalf("trace of a causation cycle:\n%s", r)
+	}
 }
 
 func TestDeadLetters(t *testing.T) {

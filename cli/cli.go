@@ -14,6 +14,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/failure"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/migrations"
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/schema"
@@ -148,7 +149,7 @@ func New(cfg *Config) *CLI {
 	}
 	if c.Schema == "" {
 		if p, ok := c.Projections.(interface{ Store() *eventstore.Store }); ok && p.Store() != nil {
-			c.Schema = p.Store().Schema()
+			c.Schema = storeview.Of(p.Store()).Schema
 		}
 	}
 	if c.Schema == "" {

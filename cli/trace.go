@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/causaltree"
 )
 
 // traceNode is one event of a trace with the events it caused.
@@ -21,8 +22,9 @@ type traceNode struct {
 	AfterCauseMS *float64     `json:"after_cause_ms,omitempty"`
 	Caused       []*traceNode `json:"caused"`
 
-	ev  eventstore.Event
-	who eventstore.Audit
+	ev   eventstore.Event
+	who  eventstore.Audit
+	line string // the tree's branches drawn before the event
 }
 
 type traceReport struct {
@@ -32,6 +34,8 @@ type traceReport struct {
 	DurationMS    float64      `json:"duration_ms"`
 	Truncated     bool         `json:"truncated"`
 	Roots         []*traceNode `json:"roots"`
+
+	nodes []*traceNode // depth first, the printing order
 }
 
 func (s *session) traceCmd() *cobra.Command {
@@ -77,67 +81,40 @@ event carries the ID.`,
 	return cmd
 }
 
-// buildTrace arranges events (in log order) into their causal tree.
+// buildTrace arranges events (in log order) into their causal tree
+// (internal/causaltree).
 func buildTrace(id string, events []eventstore.Event, limit int) *traceReport {
 	rep := &traceReport{CorrelationID: id, Roots: []*traceNode{}}
 	if len(events) > limit {
 		events, rep.Truncated = events[:limit], true
 	}
-	first, last := events[0].RecordedAt, events[0].RecordedAt
-	for _, e := range events {
-		first, last = minTime(first, e.RecordedAt), maxTime(last, e.RecordedAt)
-	}
-	byID := make(map[string]*traceNode, len(events))
-	streams := map[string]bool{}
-	for _, e := range events {
-		byID[e.ID.String()] = &traceNode{Event: toJSONEvent(e), OffsetMS: ms(e.RecordedAt.Sub(first)), Caused: []*traceNode{}, ev: e}
-		streams[e.StreamID] = true
-	}
-	for _, e := range events {
-		n := byID[e.ID.String()]
-		cause, ok := byID[e.Metadata.CausationID]
-		if !ok || cause == n {
+	tree := causaltree.New(events)
+	nodes := make(map[*causaltree.Node]*traceNode, len(tree.Nodes))
+	for _, c := range tree.Nodes {
+		n := &traceNode{Event: toJSONEvent(c.Event), OffsetMS: ms(c.Offset), Caused: []*traceNode{}, ev: c.Event, line: c.Line}
+		nodes[c] = n
+		if cause := nodes[c.Cause]; cause != nil {
+			d := ms(c.AfterCause())
+			n.AfterCauseMS = &d
+			cause.Caused = append(cause.Caused, n)
+		} else {
 			rep.Roots = append(rep.Roots, n)
-			continue
 		}
-		d := ms(e.RecordedAt.Sub(cause.ev.RecordedAt))
-		n.AfterCauseMS = &d
-		cause.Caused = append(cause.Caused, n)
+		rep.nodes = append(rep.nodes, n)
 	}
-	rep.Events, rep.Streams, rep.DurationMS = len(events), len(streams), ms(last.Sub(first))
+	rep.Events, rep.Streams, rep.DurationMS = len(events), tree.Streams, ms(tree.Last.Sub(tree.First))
 	return rep
 }
 
 // setAudits records who appended each event of the trace.
 func (rep *traceReport) setAudits(who map[uuid.UUID]eventstore.Audit) {
-	var walk func(n *traceNode)
-	walk = func(n *traceNode) {
+	for _, n := range rep.nodes {
 		n.who = who[n.ev.ID]
 		n.Event.Principal, n.Event.DBRole = n.who.Principal, n.who.Role
-		for _, c := range n.Caused {
-			walk(c)
-		}
-	}
-	for _, r := range rep.Roots {
-		walk(r)
 	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
 
 func (s *session) printTrace(rep *traceReport) error {
 	fmt.Fprintf(s.out, "Trace %s: %s in %s over %s\n", display(rep.CorrelationID),
@@ -146,8 +123,7 @@ func (s *session) printTrace(rep *traceReport) error {
 	if rep.Truncated {
 		fmt.Fprintln(s.out, "(only the first events: raise --limit to see all)")
 	}
-	var walk func(n *traceNode, prefix, branch string)
-	walk = func(n *traceNode, prefix, branch string) {
+	for _, n := range rep.nodes {
 		e := n.ev
 		timing := fmt.Sprintf("+%s", formatAge(time.Duration(n.OffsetMS*float64(time.Millisecond))))
 		if n.AfterCauseMS != nil {
@@ -158,24 +134,7 @@ func (s *session) printTrace(rep *traceReport) error {
 		if n.who.Principal != "" {
 			timing += "  by " + auditLine(n.who)
 		}
-		fmt.Fprintf(s.out, "%s%s%s  %s@%d  %s\n", prefix, branch, typeName(e), display(e.StreamID), e.Version, timing)
-		child := prefix
-		switch branch {
-		case "├─ ":
-			child += "│  "
-		case "└─ ":
-			child += "   "
-		}
-		for i, c := range n.Caused {
-			b := "├─ "
-			if i == len(n.Caused)-1 {
-				b = "└─ "
-			}
-			walk(c, child, b)
-		}
-	}
-	for _, r := range rep.Roots {
-		walk(r, "", "")
+		fmt.Fprintf(s.out, "%s%s  %s@%d  %s\n", n.line, typeName(e), display(e.StreamID), e.Version, timing)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/schema"
 )
 
@@ -108,7 +109,7 @@ func New(store *eventstore.Store, cfg *Config) *Server {
 		c.HorizonAge = 5 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = store.Logger()
+		c.Logger = storeview.Of(store).Logger
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -244,5 +245,5 @@ func (s *Server) page(r *http.Request, title string) page {
 	if i := strings.IndexByte(nav, '/'); i >= 0 {
 		nav = nav[:i]
 	}
-	return page{Title: title, Prefix: s.cfg.Prefix, Schema: s.store.Schema(), Actions: s.cfg.Actions, CSRF: s.csrf, Nav: nav}
+	return page{Title: title, Prefix: s.cfg.Prefix, Schema: storeview.Of(s.store).Schema, Actions: s.cfg.Actions, CSRF: s.csrf, Nav: nav}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/causaltree"
 )
 
 // maxTraceEvents is the most events a trace page reads.
@@ -27,8 +28,6 @@ type traceNode struct {
 	PX, PY   int // the cause's tree point (HasCause)
 	PTX      int // the cause's timeline x (HasCause)
 	Color    string
-
-	caused []*traceNode
 }
 
 // tracePage is the data of trace.html.
@@ -90,83 +89,29 @@ func (s *Server) tracePage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, "trace.html", &p)
 }
 
-// layoutTrace arranges events (in log order) into their causal tree, as
-// `strata trace` prints it: an event sits under the event its causation
-// ID names; the others are roots, in log order. Then it places each on
-// the drawing: one row per event, depth first; the tree on the left, the
-// timeline (time since the first event) on the right.
+// layoutTrace places events (in log order) on the drawing in their causal
+// tree (internal/causaltree, as `strata trace` prints it): one row per
+// event, depth first; the tree on the left, the timeline (time since the
+// first event) on the right.
 func layoutTrace(p *tracePage, events []eventstore.Event) {
-	first, last := events[0].RecordedAt, events[0].RecordedAt
-	byID := make(map[string]*traceNode, len(events))
-	streams := map[string]bool{}
-	for _, e := range events {
-		if e.RecordedAt.Before(first) {
-			first = e.RecordedAt
-		}
-		if e.RecordedAt.After(last) {
-			last = e.RecordedAt
-		}
-		byID[e.ID.String()] = &traceNode{Event: e, Color: colorOf(e.Category())}
-		streams[e.StreamID] = true
-	}
-	p.Streams, p.Duration = len(streams), last.Sub(first)
-	var roots []*traceNode
-	for _, e := range events {
-		n := byID[e.ID.String()]
-		n.Offset = e.RecordedAt.Sub(first)
-		cause, ok := byID[e.Metadata.CausationID]
-		if !ok || cause == n {
-			roots = append(roots, n)
-			continue
-		}
-		n.HasCause, n.AfterCause = true, e.RecordedAt.Sub(cause.Event.RecordedAt)
-		cause.caused = append(cause.caused, n)
-	}
+	tree := causaltree.New(events)
+	p.Streams, p.Duration = tree.Streams, tree.Last.Sub(tree.First)
 	p.TreeW, p.TimeW = traceTreeW, traceTimeW
 	p.TimeX = p.TreeW + 30
 	span := max(p.Duration, time.Millisecond)
 	timeX := func(d time.Duration) int { return p.TimeX + int(float64(p.TimeW)*float64(d)/float64(span)) }
-	seen := map[*traceNode]bool{}
-	var walk func(n, parent *traceNode, depth int, prefix, branch string)
-	walk = func(n, parent *traceNode, depth int, prefix, branch string) {
-		if seen[n] { // a causation cycle: each event is drawn once
-			return
-		}
-		seen[n] = true
-		row := len(p.Nodes)
-		n.Depth, n.Line = depth, prefix+branch
-		n.X = 16 + depth*traceIndent
+	placed := make(map[*causaltree.Node]*traceNode, len(tree.Nodes))
+	for row, c := range tree.Nodes {
+		n := &traceNode{Event: c.Event, Depth: c.Depth, Offset: c.Offset, Line: c.Line, Color: colorOf(c.Event.Category())}
+		n.X = 16 + c.Depth*traceIndent
 		n.Y = 40 + row*traceRowH
-		n.TX = timeX(n.Offset)
-		if parent != nil {
+		n.TX = timeX(c.Offset)
+		if parent := placed[c.Cause]; parent != nil {
+			n.HasCause, n.AfterCause = true, c.AfterCause()
 			n.PX, n.PY, n.PTX = parent.X, parent.Y, parent.TX
 		}
+		placed[c] = n
 		p.Nodes = append(p.Nodes, n)
-		child := prefix
-		switch branch {
-		case "├─ ":
-			child += "│  "
-		case "└─ ":
-			child += "   "
-		}
-		for i, c := range n.caused {
-			b := "├─ "
-			if i == len(n.caused)-1 {
-				b = "└─ "
-			}
-			walk(c, n, depth+1, child, b)
-		}
-	}
-	for _, r := range roots {
-		walk(r, nil, 0, "", "")
-	}
-	// Events in a causation cycle (each naming another as its cause) are
-	// reached from no root: each such cycle is drawn from its first event.
-	for _, e := range events {
-		if n := byID[e.ID.String()]; !seen[n] {
-			n.HasCause = false
-			walk(n, nil, 0, "", "")
-		}
 	}
 	p.W = p.TimeX + p.TimeW + 60
 	p.H = 40 + len(p.Nodes)*traceRowH + 10

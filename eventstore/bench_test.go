@@ -51,6 +51,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtest"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // benchRounds is how many interleaved rounds each comparison runs.
@@ -680,7 +681,7 @@ func BenchmarkNotify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{d.store.Channel()}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{storeview.Of(d.store).Channel}.Sanitize()); err != nil {
 		b.Fatal(err)
 	}
 	var received atomic.Int64

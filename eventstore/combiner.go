@@ -67,7 +67,7 @@ const (
 )
 
 // combiner queues and combines a Store's appends. Shared by the Stores
-// WithValidator derives.
+// withValidator derives.
 type combiner struct {
 	s *Store
 

@@ -97,13 +97,13 @@ type Store struct {
 	schema string // quoted identifier
 	sql    queries
 
-	shared *storeShared // shared with the Stores WithValidator makes
+	shared *storeShared // shared with the Stores withValidator makes
 	tel    *storeTelemetry
 	comb   *combiner // nil when Config.DisableCombiner; shared like shared
 }
 
 // storeShared is the mutable state of a Store, behind a pointer so that the
-// Stores WithValidator derives from one another share it: one notification
+// Stores withValidator derives from one another share it: one notification
 // rhythm and one wake-up listener per Store and its derivatives.
 type storeShared struct {
 	lastNotify atomic.Int64 // unix nanos of the last append that notified
@@ -134,7 +134,7 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 		c.Logger = slog.Default()
 	}
 	s := &Store{pool: pool, cfg: c, schema: pgx.Identifier{c.Schema}.Sanitize(), shared: &storeShared{}}
-	s.sql = buildQueries(c.Schema, s.Channel())
+	s.sql = buildQueries(c.Schema, s.channel())
 	s.tel = newStoreTelemetry(c)
 	if !c.DisableCombiner {
 		s.comb = newCombiner(s)
@@ -142,15 +142,15 @@ func New(pool *pgxpool.Pool, cfg *Config) *Store {
 	return s
 }
 
-// WithValidator returns a Store on the same pool, schema and tables as s
+// withValidator returns a Store on the same pool, schema and tables as s
 // that checks appended events with v instead of Config.Validator (nil: no
 // validator, events are only checked to be well formed). Everything else
 // is shared with s: the configuration, the telemetry, the pacing of
 // wake-up notifications and the one LISTEN connection that wakes this
-// process's subscriptions. Use it where one component appends events that
-// are not of the application's registered types, such as pubsub's
-// messages, without opening a second Store.
-func (s *Store) WithValidator(v Validator) *Store {
+// process's subscriptions. Packages that append events that are not of
+// the application's registered types, such as pubsub's messages, get it
+// through internal/storeview.
+func (s *Store) withValidator(v Validator) *Store {
 	d := *s // immutable fields and pointers; the mutable state is in shared
 	d.cfg.Validator = v
 	return &d
@@ -159,17 +159,14 @@ func (s *Store) WithValidator(v Validator) *Store {
 // Pool returns the pool the store uses.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Schema returns the Postgres schema the store's tables live in.
-func (s *Store) Schema() string { return s.cfg.Schema }
-
 // Table returns the schema-qualified, quoted name of one of Strata's
 // tables, for packages that keep their own tables beside the store's.
 func (s *Store) Table(name string) string { return s.schema + "." + pgx.Identifier{name}.Sanitize() }
 
-// Channel is the LISTEN/NOTIFY channel on which appends wake subscribers.
+// channel is the LISTEN/NOTIFY channel on which appends wake subscribers.
 // It fits Postgres' 63-byte limit on names: for a schema name longer than
 // 49 bytes it ends in a hash of the name instead of the name.
-func (s *Store) Channel() string {
+func (s *Store) channel() string {
 	if ch := "strata_events_" + s.cfg.Schema; len(ch) <= 63 {
 		return ch
 	}

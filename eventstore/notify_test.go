@@ -10,6 +10,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtest"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // TestFailedAppendDoesNotSwallowWakeUp: an append that conflicts sends no
@@ -26,7 +27,7 @@ func TestFailedAppendDoesNotSwallowWakeUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.Channel()}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{storeview.Of(s).Channel}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Append(ctx, "order-1", eventstore.Exactly(3), ev("Placed", `{}`)); !errors.Is(err, eventstore.ErrConflict) {

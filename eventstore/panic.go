@@ -32,12 +32,12 @@ func (e *PanicError) Unwrap() error {
 	return nil
 }
 
-// Recovered turns a value recovered from a panic into a *PanicError and
+// recovered turns a value recovered from a panic into a *PanicError and
 // logs it, with its stack, through log (slog.Default() when nil). what
-// says whose code panicked. Packages built on the store call it from
-// their deferred recover; call it only from a deferred function, so that
-// the stack is the panic's.
-func Recovered(log *slog.Logger, what string, v any) *PanicError {
+// says whose code panicked. Packages built on the store call it (through
+// internal/storeview) from their deferred recover; call it only from a
+// deferred function, so that the stack is the panic's.
+func recovered(log *slog.Logger, what string, v any) *PanicError {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -51,7 +51,7 @@ func (sub *Subscription) recovering(h Handler) Handler {
 	return func(ctx context.Context, tx pgx.Tx, events []Event) (err error) {
 		defer func() {
 			if v := recover(); v != nil {
-				err = Recovered(sub.log, "subscription handler", v)
+				err = recovered(sub.log, "subscription handler", v)
 			}
 		}()
 		return h(ctx, tx, events)
@@ -66,7 +66,7 @@ func safeHooks(cfg *SubscriptionConfig, log *slog.Logger) {
 		cfg.OnBatch = func(b BatchInfo) {
 			defer func() {
 				if v := recover(); v != nil {
-					Recovered(log, "OnBatch", v)
+					recovered(log, "OnBatch", v)
 				}
 			}()
 			f(b)
@@ -76,7 +76,7 @@ func safeHooks(cfg *SubscriptionConfig, log *slog.Logger) {
 		cfg.Transient = func(err error) (transient bool) {
 			defer func() {
 				if v := recover(); v != nil {
-					Recovered(log, "Transient", v)
+					recovered(log, "Transient", v)
 					transient = false
 				}
 			}()

@@ -17,7 +17,8 @@ import (
 //
 //	{schema}         the configured schema, quoted as an identifier: {schema}.events
 //	{event_columns}  the columns of an event row, in the order rows.go declares them
-//	{channel}        the wake-up channel (Store.Channel), as a string literal
+//	{status_columns} the columns of a subscription partition's status (status.go)
+//	{channel}        the wake-up channel (Store.channel), as a string literal
 //	{channel_name}   the same channel as an identifier, for LISTEN
 //	{lock_seed}      the seed of the streams' advisory lock keys (appendLockSeed)
 //
@@ -50,6 +51,7 @@ type queries struct {
 // of a store in schema whose wake-up channel is channel.
 func sqlExpander(schema, channel string) *strings.Replacer {
 	return sqltext.Expander(schema,
+		"{status_columns}", statusColumns,
 		"{event_columns}", eventColumns,
 		"{channel}", "'"+strings.ReplaceAll(channel, "'", "''")+"'",
 		"{channel_name}", pgx.Identifier{channel}.Sanitize(),

@@ -46,14 +46,20 @@ type SubscriptionStatus struct {
 	UpdatedAt time.Time
 }
 
+// statusColumns are the columns of a subscription partition's status but
+// its dead letters' count, in the order subscriptionStatuses scans them
+// ({status_columns}): the partition's row (s) and its lag from the
+// statement's lateral subquery (lag: n, oldest, capped).
+const statusColumns = `s.name, s.partition, s.partitions, s.position_tx, s.position_seq,
+		coalesce(s.owner, ''), coalesce(s.lease_until, 'epoch'), s.state, coalesce(s.last_error, ''), s.events_handled, s.updated_at,
+		lag.n, coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8, lag.capped`
+
 // subscriptionStatusesSQL reads the partitions of subscription $1 (NULL:
 // all), each with its lag: the events its own filter and partition select
 // after its checkpoint, counted up to $2 so a far-behind partition costs a
 // bounded scan. Index: events_log_idx, a range scan from the checkpoint;
 // dead_letters_partition_idx for the dead letters.
-const subscriptionStatusesSQL = `SELECT s.name, s.partition, s.partitions, s.position_tx, s.position_seq,
-		coalesce(s.owner, ''), coalesce(s.lease_until, 'epoch'), s.state, coalesce(s.last_error, ''), s.events_handled, s.updated_at,
-		lag.n, coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8, lag.capped,
+const subscriptionStatusesSQL = `SELECT {status_columns},
 		(SELECT count(*) FROM {schema}.dead_letters d WHERE d.subscription = s.name AND d.partition = s.partition)
 	FROM {schema}.subscriptions s
 	CROSS JOIN LATERAL (
@@ -101,9 +107,7 @@ type ProbeOptions struct {
 // index range scan of events_log_idx that stops after $2 entries, however
 // few of them the filter selects), and only the partitions owned by $3
 // (NULL: any) are read.
-const probeSubscriptionSQL = `SELECT s.name, s.partition, s.partitions, s.position_tx, s.position_seq,
-		coalesce(s.owner, ''), coalesce(s.lease_until, 'epoch'), s.state, coalesce(s.last_error, ''), s.events_handled, s.updated_at,
-		lag.n, coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8, lag.capped,
+const probeSubscriptionSQL = `SELECT {status_columns},
 		(SELECT count(*) FROM {schema}.dead_letters d WHERE d.subscription = s.name AND d.partition = s.partition)
 	FROM {schema}.subscriptions s
 	CROSS JOIN LATERAL (

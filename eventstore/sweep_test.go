@@ -19,6 +19,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtest"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/migrations"
 )
 
@@ -860,8 +861,8 @@ func TestSweepSchemaNameLengths(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := eventstore.New(base.Pool, &eventstore.Config{Schema: name, NotifyInterval: time.Nanosecond})
-			if len(s.Channel()) > 63 {
-				t.Errorf("schema of %d bytes: channel %q is %d bytes, longer than Postgres' 63", n, s.Channel(), len(s.Channel()))
+			if len(storeview.Of(s).Channel) > 63 {
+				t.Errorf("schema of %d bytes: channel %q is %d bytes, longer than Postgres' 63", n, storeview.Of(s).Channel, len(storeview.Of(s).Channel))
 			}
 			for i := range 3 {
 				if _, err := s.Append(ctx, "s-1", eventstore.Any, data(`{}`)); err != nil {

@@ -3,7 +3,6 @@ package eventstore
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -63,21 +62,6 @@ func newStoreTelemetry(c Config) *storeTelemetry {
 		cats:   map[string]*categoryAttrs{},
 	}
 }
-
-// Logger returns the store's logger (Config.Logger, or slog.Default()),
-// the default of the packages built on the store, so that every worker of
-// a program logs through the one logger it configured.
-func (s *Store) Logger() *slog.Logger { return s.cfg.Logger }
-
-// MeterProvider returns the provider of the store's metrics
-// (Config.MeterProvider, or the global one), the default of the packages
-// built on the store.
-func (s *Store) MeterProvider() metric.MeterProvider { return s.tel.mp }
-
-// TracerProvider returns the provider of the store's spans
-// (Config.TracerProvider, or the global one), the default of the packages
-// built on the store.
-func (s *Store) TracerProvider() trace.TracerProvider { return s.tel.tp }
 
 func (t *storeTelemetry) category(cat string) *categoryAttrs {
 	t.mu.RLock()

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // TestWithValidator: a Store made by WithValidator validates with its own
@@ -20,8 +21,8 @@ func TestWithValidator(t *testing.T) {
 	t.Parallel()
 	s, db := newStore(t, &eventstore.Config{Validator: refuseType("Bad")})
 	ctx := context.Background()
-	open := s.WithValidator(nil)
-	other := s.WithValidator(refuseType("Other"))
+	open := storeview.WithValidator(s, nil)
+	other := storeview.WithValidator(s, refuseType("Other"))
 
 	if _, err := s.Append(ctx, "v-1", eventstore.Any, ev("Bad", `{}`)); !errors.Is(err, eventstore.ErrInvalidEvent) {
 		t.Fatalf("original store accepted a refused type: %v", err)
@@ -58,7 +59,7 @@ func TestWithValidator(t *testing.T) {
 	listeners := func() int {
 		var n int
 		if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`,
-			s.ListenerName()).Scan(&n); err != nil {
+			eventstore.ListenerName(s)).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -71,6 +72,6 @@ func TestWithValidator(t *testing.T) {
 	}
 	waitFor(t, "both subscriptions to see the new event", 60*time.Second, func() bool { return seen[0].Load() == 3 && seen[1].Load() == 3 })
 	if n := listeners(); n != 1 {
-		t.Fatalf("%d LISTEN connections on %s, want the one both stores share", n, s.Channel())
+		t.Fatalf("%d LISTEN connections on %s, want the one both stores share", n, storeview.Of(s).Channel)
 	}
 }

@@ -20,7 +20,7 @@ import (
 // relay, a consumer group) has handled a position of the log, woken by the
 // commit of the subscription's checkpoint in whichever process it runs:
 // a trigger on the subscriptions table (migration 0030) notifies on
-// CheckpointChannel whenever a checkpoint moves, with the partition and
+// checkpointChannel whenever a checkpoint moves, with the partition and
 // its new checkpoint as the payload, and the store's one LISTEN
 // connection (wake.go) hands each notification to the waiters of that
 // subscription (waitRegistry). Nothing polls: a waiter looks at the
@@ -71,8 +71,9 @@ const waitTargetSQL = `SELECT sub.partitions, e.stream_id IS NOT NULL, p.partiti
 // once when the subscription handled pos already, or does not select the
 // event (another category or type). It is woken by the commit of the
 // subscription's checkpoint, in whatever process the subscription runs
-// (see CheckpointChannel), not by polling; it waits as long as ctx allows
-// and returns ctx's error (wrapped) when ctx ends first.
+// (a NOTIFY on the channel strata_checkpoints_ and the schema's name),
+// not by polling; it waits as long as ctx allows and returns ctx's error
+// (wrapped) when ctx ends first.
 //
 // "Handled" is per stream: the events of pos's stream up to pos that the
 // subscription selects are handled (committed, with the handler's writes,
@@ -162,12 +163,12 @@ func (s *Store) waitCheck(ctx context.Context, name string, pos Position, w *wai
 	return false, nil
 }
 
-// CheckpointChannel is the LISTEN/NOTIFY channel on which every commit
+// checkpointChannel is the LISTEN/NOTIFY channel on which every commit
 // that moves a checkpoint of this store's subscriptions notifies (payload
 // "partitions/partition/position_tx/position_seq/name"), for WaitFor. It
 // fits Postgres' 63-byte limit on names: for a schema name longer than 44
 // bytes it ends in the md5 of the name, in hex.
-func (s *Store) CheckpointChannel() string {
+func (s *Store) checkpointChannel() string {
 	if ch := "strata_checkpoints_" + s.cfg.Schema; len(ch) <= 63 {
 		return ch
 	}

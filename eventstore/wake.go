@@ -106,11 +106,11 @@ func (s *Store) listen(ctx context.Context, done chan struct{}) {
 	}
 }
 
-// ListenerName is the application_name of the store's wake-up listener
+// listenerName is the application_name of the store's wake-up listener
 // connection ("strata listen " and the channel, cut to Postgres's 63 bytes),
 // by which pg_stat_activity shows it.
-func (s *Store) ListenerName() string {
-	name := "strata listen " + s.Channel()
+func (s *Store) listenerName() string {
+	name := "strata listen " + s.channel()
 	if len(name) > 63 {
 		name = name[:63]
 	}
@@ -132,7 +132,7 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
-	cfg.RuntimeParams["application_name"] = s.ListenerName()
+	cfg.RuntimeParams["application_name"] = s.listenerName()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
@@ -142,7 +142,7 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 		return err
 	}
 	// Checkpoint moves, for WaitFor (waitfor.go).
-	checkpoints := s.CheckpointChannel()
+	checkpoints := s.checkpointChannel()
 	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{checkpoints}.Sanitize()); err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 
 // notify wakes every subscriber of this store, in all processes.
 func (s *Store) notify(ctx context.Context, q querier) error {
-	_, err := q.Exec(ctx, `SELECT pg_notify($1, '')`, s.Channel())
+	_, err := q.Exec(ctx, `SELECT pg_notify($1, '')`, s.channel())
 	return err
 }
 

@@ -122,7 +122,7 @@ func (w *wakeTest) listener(not int) (pid, port int) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		err := w.admin.QueryRow(context.Background(), `SELECT pid, client_port FROM pg_stat_activity
-			WHERE application_name = $1 AND pid <> $2 AND state = 'idle'`, w.s.ListenerName(), not).Scan(&pid, &port)
+			WHERE application_name = $1 AND pid <> $2 AND state = 'idle'`, w.s.listenerName(), not).Scan(&pid, &port)
 		if err == nil {
 			return pid, port
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/internal/instrument"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/internal/subdefault"
 	"github.com/strata-go/strata/telemetry"
 )
@@ -123,10 +124,10 @@ type Config struct {
 	// MeterProvider makes the relay's metrics (strata.relay.published,
 	// strata.relay.errors) and those of its subscription (lag, batches,
 	// errors, dead letters; see package telemetry). Default: the store's
-	// (eventstore.Store.MeterProvider: its Config's, else the global one).
+	// (eventstore.Config.MeterProvider, else the global one).
 	MeterProvider metric.MeterProvider
 	// TracerProvider makes the strata.relay.publish spans. Default: the
-	// store's (eventstore.Store.TracerProvider).
+	// store's (eventstore.Config.TracerProvider).
 	TracerProvider trace.TracerProvider
 	// HealthMaxLag is how many events behind the log the relay may be
 	// before Check reports it Lagging. Default 10,000.
@@ -213,16 +214,16 @@ func NewRelay(store *eventstore.Store, publisher message.Publisher, cfg *Config)
 	subdefault.Or(&c.RetryBackoff, subdefault.RetryBackoff)
 	subdefault.Or(&c.MaxRetryBackoff, relayMaxRetryBackoff)
 	if c.MeterProvider == nil && store != nil {
-		c.MeterProvider = store.MeterProvider()
+		c.MeterProvider = storeview.Of(store).MeterProvider
 	}
 	if c.TracerProvider == nil && store != nil {
-		c.TracerProvider = store.TracerProvider()
+		c.TracerProvider = storeview.Of(store).TracerProvider
 	}
 	subdefault.Or(&c.HealthMaxLag, 10_000)
 	subdefault.Or(&c.HealthMaxLagTime, 30*time.Second)
 	log := c.Logger
 	if log == nil && store != nil {
-		log = store.Logger()
+		log = storeview.Of(store).Logger
 	}
 	if log == nil {
 		log = slog.Default()

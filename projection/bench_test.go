@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/projection"
 )
 
@@ -357,7 +358,7 @@ func rawFollower(ctx context.Context, b *testing.B, s *eventstore.Store, pool *p
 		return
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{s.Channel()}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{storeview.Of(s).Channel}.Sanitize()); err != nil {
 		b.Error(err)
 		return
 	}

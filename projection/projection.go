@@ -159,7 +159,7 @@ type Config struct {
 	Logger *slog.Logger
 	// MeterProvider makes the OpenTelemetry metrics of the projections'
 	// subscriptions (see package telemetry). Default: the store's
-	// (eventstore.Store.MeterProvider).
+	// (eventstore.Config.MeterProvider).
 	MeterProvider metric.MeterProvider
 	// HealthMaxLag is how many events behind the log a projection may be
 	// before Check reports it Lagging. Default 10,000.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // Progress reports how far a Rebuild has come.
@@ -254,7 +255,7 @@ func (r *Runner) reset(ctx context.Context, e *entry, tx pgx.Tx) (err error) {
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			err = fmt.Errorf("reset: %w", eventstore.Recovered(r.log.With("projection", e.p.Name), "ResetFunc", v))
+			err = fmt.Errorf("reset: %w", storeview.Recovered(r.log.With("projection", e.p.Name), "ResetFunc", v))
 		}
 	}()
 	if err := e.p.Reset(withVersion(ctx, e), tx); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // Runner runs projections: each reads the global log through its own
@@ -52,7 +53,7 @@ func NewRunner(store *eventstore.Store, projections []Projection, cfg *Config) *
 	r := &Runner{store: store, cfg: c, byName: map[string]*entry{}, sql: buildQueries(store)}
 	r.log = c.Logger
 	if r.log == nil && store != nil {
-		r.log = store.Logger()
+		r.log = storeview.Of(store).Logger
 	}
 	if r.log == nil {
 		r.log = slog.Default()

@@ -3,6 +3,7 @@ package projection
 import (
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/sqltext"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // queries holds the SQL of the table this package owns,
@@ -15,7 +16,7 @@ func buildQueries(store *eventstore.Store) queries {
 	if store == nil {
 		return queries{}
 	}
-	r := sqltext.Expander(store.Schema())
+	r := sqltext.Expander(storeview.Of(store).Schema)
 	return queries{
 		// Runs in the reset's transaction; a concurrent Rebuild of the same
 		// projection (another process) ends up with the later target.

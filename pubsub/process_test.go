@@ -111,9 +111,9 @@ func (c *child) kill() {
 // are renewed every lease/3) does not lose it, since a lost lease hands the
 // partition on and makes messages come again, which these tests count as
 // a failure.
-func childEnvFor(db interface{ Schema() string }, url, topic string, batch, partitions int, work, lease time.Duration) []string {
+func childEnvFor(schema, url, topic string, batch, partitions int, work, lease time.Duration) []string {
 	return []string{
-		"STRATA_PUBSUB_URL=" + url, "STRATA_PUBSUB_SCHEMA=" + db.Schema(), "STRATA_PUBSUB_TOPIC=" + topic,
+		"STRATA_PUBSUB_URL=" + url, "STRATA_PUBSUB_SCHEMA=" + schema, "STRATA_PUBSUB_TOPIC=" + topic,
 		"STRATA_PUBSUB_BATCH=" + strconv.Itoa(batch), "STRATA_PUBSUB_PARTITIONS=" + strconv.Itoa(partitions),
 		"STRATA_PUBSUB_WORK=" + work.String(), "STRATA_PUBSUB_LEASE=" + lease.String(),
 	}
@@ -142,7 +142,7 @@ func TestKilledConsumerResumesAfterLastAck(t *testing.T) {
 			}
 			// The restarted child takes over once the killed one's lease
 			// expired: 6s keeps that short and the lease safe under load.
-			env := childEnvFor(s, db.URL, "jobs", batch, 1, 2*time.Millisecond, 6*time.Second)
+			env := childEnvFor(db.Schema, db.URL, "jobs", batch, 1, 2*time.Millisecond, 6*time.Second)
 			next := func(c *child) int {
 				select {
 				case l := <-c.lines:
@@ -204,7 +204,7 @@ func TestConsumerGroupAcrossProcesses(t *testing.T) {
 	}
 	const parts = 8
 	// Nothing is killed here: the lease only has to survive load.
-	env := childEnvFor(s, db.URL, "shared", 10, parts, 0, 10*time.Second)
+	env := childEnvFor(db.Schema, db.URL, "shared", 10, parts, 0, 10*time.Second)
 	a, b := startChild(t, env...), startChild(t, env...)
 	name := pubsub.SubscriptionName(pubsub.DefaultPrefix, "workers", "shared")
 	pgtest.WaitFor(t, "both processes to own half the partitions", 60*time.Second, func() bool {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/internal/subdefault"
 	"github.com/strata-go/strata/telemetry"
 )
@@ -57,10 +58,10 @@ type Publisher struct {
 }
 
 // NewPublisher returns a Publisher appending to store, without the
-// store's Config.Validator (store.WithValidator(nil)): Watermill messages
-// are not domain events, and a *schema.Registry does not know their types
-// (EventTypeJSON, EventTypeBytes), so the application's store,
-// registry and all, can be passed as it is. The pool, schema and wake-ups
+// store's Config.Validator: Watermill messages are not domain events, and
+// a *schema.Registry does not know their types (EventTypeJSON,
+// EventTypeBytes), so the application's store, registry and all, can be
+// passed as it is. The pool, schema and wake-ups
 // are the store's.
 func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, error) {
 	if store == nil {
@@ -75,7 +76,7 @@ func NewPublisher(store *eventstore.Store, cfg *PublisherConfig) (*Publisher, er
 	}
 	subdefault.Or(&c.MaxBatch, 1000)
 	closing, cancel := context.WithCancel(context.Background())
-	return &Publisher{store: store.WithValidator(nil), cfg: c, queues: map[string]*streamQueue{}, closing: closing, closeCancel: cancel}, nil
+	return &Publisher{store: storeview.WithValidator(store, nil), cfg: c, queues: map[string]*streamQueue{}, closing: closing, closeCancel: cancel}, nil
 }
 
 // ContextWithTx returns a context carrying tx. A message whose context

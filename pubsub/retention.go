@@ -10,6 +10,7 @@ import (
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/retry"
 	"github.com/strata-go/strata/internal/sqltext"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // Retention of messages. Messages are events of the log, so a topic that
@@ -121,10 +122,10 @@ func NewExpirer(store *eventstore.Store, cfg *ExpirerConfig) (*Expirer, error) {
 	}
 	log := c.Logger
 	if log == nil {
-		log = store.Logger()
+		log = storeview.Of(store).Logger
 	}
 	return &Expirer{store: store, cfg: c, log: log, cats: cats,
-		sql: sqltext.Expander(store.Schema()).Replace(expireMessagesSQL)}, nil
+		sql: sqltext.Expander(storeview.Of(store).Schema).Replace(expireMessagesSQL)}, nil
 }
 
 // expireMessagesSQL deletes one batch of a topic's messages (see migration

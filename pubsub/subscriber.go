@@ -15,6 +15,7 @@ import (
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/internal/subdefault"
 )
 
@@ -173,7 +174,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		d := &delivery{out: out, nackSleep: cfg.NackResendSleep}
 		log := cfg.Logger
 		if log == nil {
-			log = s.store.Logger()
+			log = storeview.Of(s.store).Logger
 		}
 		wait := retry.Backoff(subdefault.RetryBackoff, subdefault.MaxRetryBackoff)
 		for {

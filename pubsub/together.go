@@ -15,6 +15,7 @@ import (
 	"github.com/strata-go/strata/internal/pgtx"
 	"github.com/strata-go/strata/internal/retry"
 	"github.com/strata-go/strata/internal/sqltext"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // Publishing to several streams at once.
@@ -158,7 +159,7 @@ func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []s
 			}
 		}
 	}
-	log := p.store.Logger()
+	log := storeview.Of(p.store).Logger
 	pool := p.store.Pool()
 	pace := retry.Backoff(time.Millisecond, 50*time.Millisecond)
 	var last error
@@ -169,7 +170,7 @@ func (p *Publisher) resolveTogether(ctx context.Context, pid uint32, streams []s
 			last = err
 		} else {
 			var n int
-			err := pool.QueryRow(ctx, sqltext.Expander(p.store.Schema()).Replace(countStoredSQL), ids).Scan(&n)
+			err := pool.QueryRow(ctx, sqltext.Expander(storeview.Of(p.store).Schema).Replace(countStoredSQL), ids).Scan(&n)
 			if err == nil {
 				stored := n == len(ids)
 				log.InfoContext(ctx, "pubsub: publish outcome resolved after a lost connection", "stream", streams[0].stream, "stored", stored, "error", cause)

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/strata-go/strata/internal/pgtx"
-	"github.com/strata-go/strata/internal/retry"
 )
 
 // candidate is a due deadline, as the scan saw it.
@@ -33,60 +32,8 @@ const scanSize = 64
 // (which every writer of the instance's deadlines holds), so a process
 // that dies mid-reaction leaves the row for the next one, and a second
 // process that meets the row after the commit finds it gone.
-func (r *Runner[S]) runDeadlines(ctx context.Context, wake <-chan struct{}) error {
-	poll := r.cfg.PollInterval
-	if poll <= 0 {
-		poll = defaultDeadlinePoll
-	}
-	failWait := retry.Backoff(r.cfg.RetryBackoff, poll)
-	for ctx.Err() == nil {
-		fired, busy, err := r.FireDue(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			d := failWait.NextBackOff()
-			r.log.Warn("strata: firing deadlines failed; retrying", "err", err, "retry_in", d)
-			if !retry.Sleep(ctx, d) {
-				return nil
-			}
-			continue
-		}
-		failWait.Reset()
-		wait := poll
-		var next *time.Time
-		if err := r.store.Pool().QueryRow(ctx, r.sql.nextDue, r.wf.Name).Scan(&next); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			r.log.Warn("strata: reading the next deadline failed", "err", err)
-		} else if next != nil {
-			wait = min(wait, next.Sub(r.cfg.Clock.Now()))
-		}
-		if busy {
-			// Due deadlines of instances busy in another transaction: look
-			// again soon.
-			wait = min(wait, 5*time.Millisecond)
-		}
-		if wait <= 0 {
-			if fired > 0 {
-				continue
-			}
-			// Due but held (behind a parked input, or waiting for a
-			// busy instance): do not spin on it.
-			wait = poll
-			if busy {
-				wait = 5 * time.Millisecond
-			}
-		}
-		select {
-		case <-ctx.Done():
-		case <-wake:
-		case <-r.cfg.Clock.After(wait):
-		case <-time.After(poll):
-		}
-	}
-	return nil
+func (r *Runner[S]) runDeadlines(ctx context.Context, wake <-chan struct{}) {
+	r.poll(ctx, wake, "firing deadlines", r.FireDue, r.sql.nextDue)
 }
 
 // FireDue fires the deadlines that are due by the workflow's clock, in due
@@ -148,9 +95,8 @@ func (r *Runner[S]) fire(ctx context.Context, cands []candidate) (fired int, bus
 	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
 		fired, busy, done = 0, false, done[:0]
 		for _, c := range cands {
-			a, b := lockKey(r.store.Schema(), r.wf.Name, c.key)
-			var locked bool
-			if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil {
+			locked, err := r.tryLock(ctx, tx, c.key)
+			if err != nil {
 				return err
 			}
 			if !locked {
@@ -171,7 +117,7 @@ func (r *Runner[S]) fire(ctx context.Context, cands []candidate) (fired int, bus
 			}
 			now := r.cfg.Clock.Now()
 			var f Fired
-			err := tx.QueryRow(ctx, r.sql.claimDeadline, c.id, now).Scan(&f.Name, &f.DueAt)
+			err = tx.QueryRow(ctx, r.sql.claimDeadline, c.id, now).Scan(&f.Name, &f.DueAt)
 			if errors.Is(err, pgx.ErrNoRows) {
 				continue
 			}
@@ -225,9 +171,16 @@ func (r *Runner[S]) failed(ctx context.Context, c candidate, cause error) {
 // RetryDeadlines makes the workflow's parked (failed) deadlines due again
 // and returns how many there were.
 func (r *Runner[S]) RetryDeadlines(ctx context.Context) (int64, error) {
-	tag, err := r.store.Pool().Exec(ctx, r.sql.retryDeadlines, r.wf.Name)
+	return r.retryParked(ctx, "deadlines", r.sql.retryDeadlines)
+}
+
+// retryParked runs the statement that makes the workflow's parked
+// deadlines or inputs (what) due again, and wakes the workers when there
+// were any.
+func (r *Runner[S]) retryParked(ctx context.Context, what, query string) (int64, error) {
+	tag, err := r.store.Pool().Exec(ctx, query, r.wf.Name)
 	if err != nil {
-		return 0, fmt.Errorf("workflow %q: retry deadlines: %w", r.wf.Name, err)
+		return 0, fmt.Errorf("workflow %q: retry %s: %w", r.wf.Name, what, err)
 	}
 	if tag.RowsAffected() > 0 {
 		_, _ = r.store.Pool().Exec(ctx, r.sql.notify, r.ch, r.wf.Name)

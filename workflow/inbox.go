@@ -13,7 +13,6 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/pgtx"
-	"github.com/strata-go/strata/internal/retry"
 )
 
 // runInbox is one reaction worker: it takes the instances with queued
@@ -21,51 +20,7 @@ import (
 // instance's inputs in log order, until ctx ends. Instances another
 // worker (of this process or another) holds are passed over.
 func (r *Runner[S]) runInbox(ctx context.Context, wake <-chan struct{}) {
-	poll := r.cfg.PollInterval
-	if poll <= 0 {
-		poll = defaultDeadlinePoll
-	}
-	failWait := retry.Backoff(r.cfg.RetryBackoff, poll)
-	for ctx.Err() == nil {
-		handled, busy, err := r.React(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			d := failWait.NextBackOff()
-			r.log.Warn("strata: workflow reactions failed; retrying", "err", err, "retry_in", d)
-			if !retry.Sleep(ctx, d) {
-				return
-			}
-			continue
-		}
-		failWait.Reset()
-		wait := poll
-		var next *time.Time
-		if err := r.store.Pool().QueryRow(ctx, r.sql.inboxNextRetry, r.wf.Name).Scan(&next); err == nil && next != nil {
-			wait = min(wait, next.Sub(r.cfg.Clock.Now()))
-		}
-		if busy {
-			wait = min(wait, 5*time.Millisecond)
-		}
-		if wait <= 0 {
-			if handled > 0 {
-				continue
-			}
-			// Due but held (behind a parked input, or waiting for a
-			// busy instance): do not spin on it.
-			wait = poll
-			if busy {
-				wait = 5 * time.Millisecond
-			}
-		}
-		select {
-		case <-ctx.Done():
-		case <-wake:
-		case <-r.cfg.Clock.After(wait):
-		case <-time.After(poll):
-		}
-	}
+	r.poll(ctx, wake, "workflow reactions", r.React, r.sql.inboxNextRetry)
 }
 
 // React reacts to the queued inputs of every instance it can take, and
@@ -161,9 +116,8 @@ func (r *Runner[S]) reactInstances(ctx context.Context, keys []string, limit int
 	err = pgtx.Run(ctx, r.store.Pool(), pgtx.Options{}, func(tx pgx.Tx) error {
 		n, busy, done = 0, false, done[:0]
 		for _, key := range keys {
-			a, b := lockKey(r.store.Schema(), r.wf.Name, key)
-			var locked bool
-			if err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked); err != nil {
+			locked, err := r.tryLock(ctx, tx, key)
+			if err != nil {
 				return err
 			}
 			if !locked {
@@ -291,12 +245,5 @@ func (r *Runner[S]) recordFailure(ctx context.Context, query string, id int64, c
 // RetryInputs makes the workflow's parked inputs due again and returns
 // how many there were.
 func (r *Runner[S]) RetryInputs(ctx context.Context) (int64, error) {
-	tag, err := r.store.Pool().Exec(ctx, r.sql.inboxRetry, r.wf.Name)
-	if err != nil {
-		return 0, fmt.Errorf("workflow %q: retry inputs: %w", r.wf.Name, err)
-	}
-	if tag.RowsAffected() > 0 {
-		_, _ = r.store.Pool().Exec(ctx, r.sql.notify, r.ch, r.wf.Name)
-	}
-	return tag.RowsAffected(), nil
+	return r.retryParked(ctx, "inputs", r.sql.inboxRetry)
 }

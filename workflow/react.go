@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/telemetry"
 )
 
@@ -80,7 +81,7 @@ func (r *Runner[S]) load(ctx context.Context, tx pgx.Tx, key string) (*instance[
 func (r *Runner[S]) evolve(s S, ev any) (out S, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = eventstore.Recovered(r.log, "workflow evolve", v)
+			err = storeview.Recovered(r.log, "workflow evolve", v)
 		}
 	}()
 	return r.wf.Evolve(s, ev), nil
@@ -90,7 +91,7 @@ func (r *Runner[S]) evolve(s S, ev any) (out S, err error) {
 func (r *Runner[S]) decide(s S, in Input) (d Decision, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = eventstore.Recovered(r.log, "workflow decide", v)
+			err = storeview.Recovered(r.log, "workflow decide", v)
 		}
 	}()
 	return r.wf.Decide(s, in)

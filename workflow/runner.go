@@ -15,6 +15,7 @@ import (
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/failure"
 	"github.com/strata-go/strata/internal/retry"
+	"github.com/strata-go/strata/internal/storeview"
 	"github.com/strata-go/strata/schema"
 )
 
@@ -51,16 +52,16 @@ func New[S any](store *eventstore.Store, reg *schema.Registry, wf Workflow[S], c
 	c := cfg.withDefaults()
 	log := c.Logger
 	if log == nil {
-		log = store.Logger()
+		log = storeview.Of(store).Logger
 	}
 	if c.MeterProvider == nil {
-		c.MeterProvider = store.MeterProvider()
+		c.MeterProvider = storeview.Of(store).MeterProvider
 	}
 	if c.TracerProvider == nil {
-		c.TracerProvider = store.TracerProvider()
+		c.TracerProvider = storeview.Of(store).TracerProvider
 	}
 	r := &Runner[S]{store: store, reg: reg, wf: wf, cfg: c, log: log.With("workflow", wf.Name),
-		sql: buildQueries(store.Schema()), ch: channel(store.Schema())}
+		sql: buildQueries(storeview.Of(store).Schema), ch: channel(storeview.Of(store).Schema)}
 	r.tel = newTelemetry(c.MeterProvider, c.TracerProvider)
 	return r, nil
 }
@@ -81,22 +82,22 @@ func (r *Runner[S]) StreamID(key string) string { return r.wf.Name + "-" + key }
 // with an error that no restart cures (a changed partition count).
 func (r *Runner[S]) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	errs := make([]error, 2)
+	var err error
 	wake := r.listenAll(ctx, &wg)
 	if !r.cfg.NoEvents {
-		wg.Go(func() { errs[0] = r.runEvents(ctx) })
+		wg.Go(func() { err = r.runEvents(ctx) })
 		for i := range r.cfg.Workers {
 			wg.Go(func() { r.runInbox(ctx, wake[i]) })
 		}
 	}
 	if !r.cfg.NoDeadlines {
-		wg.Go(func() { errs[1] = r.runDeadlines(ctx, wake[len(wake)-1]) })
+		wg.Go(func() { r.runDeadlines(ctx, wake[len(wake)-1]) })
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
-	return errors.Join(errs...)
+	return err
 }
 
 // subscription builds the workflow's eventstore subscription: the
@@ -229,7 +230,7 @@ func (a *inboxArgs) add(key string, e eventstore.Event) error {
 func (r *Runner[S]) route(e eventstore.Event, ev any) (key string, ok bool, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = eventstore.Recovered(r.log, "workflow route", v)
+			err = storeview.Recovered(r.log, "workflow route", v)
 		}
 	}()
 	key, ok = r.wf.Route(e, ev)

@@ -1,10 +1,14 @@
 package workflow
 
 import (
+	"context"
 	"fmt"
 	"hash/fnv"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/strata-go/strata/internal/sqltext"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // queries holds the SQL of the tables this package owns,
@@ -112,6 +116,15 @@ func buildQueries(schema string) queries {
 // workflow in two schemas of one database does not contend.
 func lockKey(schema, workflow, key string) (int32, int32) {
 	return hash32(schema + "\x00" + workflow), hash32(key)
+}
+
+// tryLock takes the transaction advisory lock of the instance key in tx,
+// without waiting: false when another transaction holds it.
+func (r *Runner[S]) tryLock(ctx context.Context, tx pgx.Tx, key string) (bool, error) {
+	a, b := lockKey(storeview.Of(r.store).Schema, r.wf.Name, key)
+	var locked bool
+	err := tx.QueryRow(ctx, r.sql.tryLock, a, b).Scan(&locked)
+	return locked, err
 }
 
 func hash32(s string) int32 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/internal/sqltext"
+	"github.com/strata-go/strata/internal/storeview"
 )
 
 // Stats is one workflow's state, for operators (`strata status`).
@@ -63,7 +64,7 @@ ORDER BY w.workflow`
 // of now: a deadline counts as overdue when it has been due for longer
 // than overdue (0: any due deadline is overdue).
 func Status(ctx context.Context, store *eventstore.Store, now time.Time, overdue time.Duration) ([]Stats, error) {
-	q := sqltext.Expander(store.Schema()).Replace(statusQuery)
+	q := sqltext.Expander(storeview.Of(store).Schema).Replace(statusQuery)
 	rows, err := store.Pool().Query(ctx, q, now, overdue.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("workflow: status: %w", err)

@@ -1,15 +1,12 @@
 package aggregatetest
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/strata-go/strata/aggregate"
-	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/scenario"
 	"github.com/strata-go/strata/schema"
 )
 
@@ -62,27 +59,13 @@ func (f *Fixture[T]) Given(events ...any) *Scenario[T] {
 	f.tb.Helper()
 	history := make([]any, len(events))
 	for i, ev := range events {
-		v, err := f.roundTrip(ev)
+		v, err := scenario.RoundTrip(f.cfg.Registry, ev)
 		if err != nil {
 			f.tb.Fatalf("aggregatetest: given event %d (%T): %v", i+1, ev, err)
 		}
 		history[i] = v
 	}
 	return &Scenario[T]{f: f, a: aggregate.Rehydrate(f.newFn(f.cfg.ID), f.cfg.ID, history...)}
-}
-
-// roundTrip encodes and decodes ev through the registry, as a save and a
-// load would.
-func (f *Fixture[T]) roundTrip(ev any) (any, error) {
-	reg := f.cfg.Registry
-	if reg == nil {
-		return ev, nil
-	}
-	ne, err := reg.Encode(ev)
-	if err != nil {
-		return nil, err
-	}
-	return reg.Decode(eventstore.Event{Type: ne.Type, SchemaVersion: ne.SchemaVersion, Data: ne.Data})
 }
 
 // When runs the command fn on the aggregate, as Repository.Update would,
@@ -118,7 +101,7 @@ func (s *Scenario[T]) Then(events ...any) {
 		tb.Fatalf("aggregatetest: Then before When")
 	}
 	if s.err != nil {
-		tb.Errorf("aggregatetest: When returned an error: %v\nwant events:\n%s", s.err, indent(render(events)))
+		tb.Errorf("aggregatetest: When returned an error: %v\nwant events:\n%s", s.err, scenario.Indent(render(events), "(none)"))
 		return
 	}
 	if s.f.cfg.Registry != nil {
@@ -130,7 +113,7 @@ func (s *Scenario[T]) Then(events ...any) {
 	}
 	want, got := render(events), render(s.raised)
 	if want != got {
-		tb.Errorf("aggregatetest: events differ (-want +got):\n%s", diff(want, got))
+		tb.Errorf("aggregatetest: events differ (-want +got):\n%s", scenario.Diff(want, got))
 	}
 }
 
@@ -145,9 +128,9 @@ func (s *Scenario[T]) ThenError(target error) {
 	}
 	switch {
 	case s.err == nil && target == nil:
-		tb.Errorf("aggregatetest: When returned no error, want one; it raised:\n%s", indent(render(s.raised)))
+		tb.Errorf("aggregatetest: When returned no error, want one; it raised:\n%s", scenario.Indent(render(s.raised), "(none)"))
 	case s.err == nil:
-		tb.Errorf("aggregatetest: When returned no error, want %q; it raised:\n%s", target, indent(render(s.raised)))
+		tb.Errorf("aggregatetest: When returned no error, want %q; it raised:\n%s", target, scenario.Indent(render(s.raised), "(none)"))
 	case target != nil && !errors.Is(s.err, target):
 		tb.Errorf("aggregatetest: When returned %q, want an error matching %q", s.err, target)
 	}
@@ -162,66 +145,7 @@ func (s *Scenario[T]) Aggregate() T { return s.a }
 func render(events []any) string {
 	var b strings.Builder
 	for _, ev := range events {
-		name := "<nil>"
-		if t := reflect.TypeOf(ev); t != nil {
-			name = t.String()
-		}
-		data, err := json.MarshalIndent(ev, "", "  ")
-		if err != nil {
-			data = []byte(fmt.Sprintf("%+v (no JSON: %v)", ev, err))
-		}
-		fmt.Fprintf(&b, "%s %s\n", name, data)
+		b.WriteString(scenario.Value(ev) + "\n")
 	}
 	return b.String()
-}
-
-func indent(s string) string {
-	if s == "" {
-		return "    (none)\n"
-	}
-	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
-}
-
-// diff returns a line diff of a and b: lines of both prefixed "  ", lines
-// only in a "- ", lines only in b "+ ". It uses a longest common
-// subsequence, which is plenty for the few events of a scenario.
-func diff(a, b string) string {
-	x, y := lines(a), lines(b)
-	// lcs[i][j] is the length of the longest common subsequence of x[i:] and y[j:].
-	lcs := make([][]int, len(x)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(y)+1)
-	}
-	for i := len(x) - 1; i >= 0; i-- {
-		for j := len(y) - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var out strings.Builder
-	i, j := 0, 0
-	for i < len(x) || j < len(y) {
-		switch {
-		case i < len(x) && j < len(y) && x[i] == y[j]:
-			out.WriteString("    " + x[i] + "\n")
-			i, j = i+1, j+1
-		case j < len(y) && (i == len(x) || lcs[i][j+1] > lcs[i+1][j]):
-			out.WriteString("  + " + y[j] + "\n")
-			j++
-		default:
-			out.WriteString("  - " + x[i] + "\n")
-			i++
-		}
-	}
-	return out.String()
-}
-
-func lines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 }

@@ -41,6 +41,18 @@
 
   function live(tbody) {
     var prefix = tbody.getAttribute("data-prefix");
+    // link adds a cell of a link (class cls) to the page path + value,
+    // showing value, followed by the text after.
+    function link(tr, cls, path, value, after) {
+      var td = document.createElement("td");
+      var a = document.createElement("a");
+      a.className = cls;
+      a.href = prefix + path + encodeURIComponent(value);
+      a.textContent = value;
+      td.appendChild(a);
+      if (after) td.appendChild(document.createTextNode(after));
+      tr.appendChild(td);
+    }
     var state = document.getElementById("live-state");
     var pause = document.getElementById("pause");
     var paused = false, held = [];
@@ -55,22 +67,8 @@
       tr.className = "ev new";
       cell(tr, e.recorded_at, "at");
       cell(tr, e.position, "mono");
-      var td = document.createElement("td");
-      var a = document.createElement("a");
-      a.className = "stream";
-      a.href = prefix + "streams?id=" + encodeURIComponent(e.stream_id);
-      a.textContent = e.stream_id;
-      td.appendChild(a);
-      td.appendChild(document.createTextNode("@" + e.version));
-      tr.appendChild(td);
-      var tt = document.createElement("td");
-      var ta = document.createElement("a");
-      ta.className = "type";
-      ta.href = prefix + "events?type=" + encodeURIComponent(e.type);
-      ta.textContent = e.type;
-      tt.appendChild(ta);
-      if (e.schema_version > 1) tt.appendChild(document.createTextNode("/v" + e.schema_version));
-      tr.appendChild(tt);
+      link(tr, "stream", "streams?id=", e.stream_id, "@" + e.version);
+      link(tr, "type", "events?type=", e.type, e.schema_version > 1 ? "/v" + e.schema_version : "");
       cell(tr, e.data, "payload");
       tbody.insertBefore(tr, tbody.firstChild);
       while (tbody.rows.length > 1000) tbody.deleteRow(tbody.rows.length - 1);

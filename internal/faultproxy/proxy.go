@@ -153,16 +153,12 @@ func (p *Proxy) Cuts() int64 { return p.cuts.Load() }
 // SetLatency delays every chunk forwarded in either direction by d (0:
 // none).
 func (p *Proxy) SetLatency(d time.Duration) {
-	p.mu.Lock()
-	p.latency = d
-	p.mu.Unlock()
+	p.set(func() { p.latency = d })
 }
 
 // SetBlackhole drops every byte in both directions while on.
 func (p *Proxy) SetBlackhole(on bool) {
-	p.mu.Lock()
-	p.blackhole = on
-	p.mu.Unlock()
+	p.set(func() { p.blackhole = on })
 }
 
 // SetPartition drops every byte in both directions while on, as
@@ -174,23 +170,24 @@ func (p *Proxy) SetBlackhole(on bool) {
 // process waits for the client's next message until a keepalive notices,
 // hours later.
 func (p *Proxy) SetPartition(on bool) {
-	p.mu.Lock()
-	p.partition = on
-	p.mu.Unlock()
+	p.set(func() { p.partition = on })
 }
 
 // SetRefuse closes new connections as soon as they are accepted while on.
 func (p *Proxy) SetRefuse(on bool) {
-	p.mu.Lock()
-	p.refuse = on
-	p.mu.Unlock()
+	p.set(func() { p.refuse = on })
 }
 
 // SetDropCancels closes, while on, every connection that sends a
 // CancelRequest, without forwarding it.
 func (p *Proxy) SetDropCancels(on bool) {
+	p.set(func() { p.noCancel = on })
+}
+
+// set runs f, which sets a field of p, under p's lock.
+func (p *Proxy) set(f func()) {
 	p.mu.Lock()
-	p.noCancel = on
+	f()
 	p.mu.Unlock()
 }
 
@@ -261,11 +258,16 @@ func (p *Proxy) accept() {
 	}
 }
 
-// state returns the faults in force.
-func (p *Proxy) state() (latency time.Duration, blackhole bool) {
+// delay waits out the latency set for a chunk read in either direction
+// and says whether the chunk is to be dropped (a blackhole or partition).
+func (p *Proxy) delay() (blackhole bool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.latency, p.blackhole || p.partition
+	latency, blackhole := p.latency, p.blackhole || p.partition
+	p.mu.Unlock()
+	if latency > 0 {
+		time.Sleep(latency)
+	}
+	return blackhole
 }
 
 func (p *Proxy) partitioned() bool {
@@ -365,10 +367,7 @@ func (c *conn) clientToServer() {
 	for {
 		n, err := c.client.Read(buf)
 		if n > 0 {
-			latency, blackhole := c.p.state()
-			if latency > 0 {
-				time.Sleep(latency)
-			}
+			blackhole := c.p.delay()
 			c.mu.Lock()
 			if c.tls {
 				fr.opaque = true
@@ -457,10 +456,7 @@ func (c *conn) serverToClient() {
 	for {
 		n, err := c.server.Read(buf)
 		if n > 0 {
-			latency, blackhole := c.p.state()
-			if latency > 0 {
-				time.Sleep(latency)
-			}
+			blackhole := c.p.delay()
 			c.mu.Lock()
 			cut, up, cutSyncs := c.cut, c.upstream, c.cutSyncs
 			br.oneByte += c.oneByte

@@ -1,10 +1,8 @@
 package workflowtest
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/scenario"
 	"github.com/strata-go/strata/schema"
 	"github.com/strata-go/strata/workflow"
 )
@@ -99,7 +98,7 @@ func (f *Fixture[S]) Given(events ...any) *Scenario[S] {
 		s.state = f.wf.Initial(f.cfg.Key)
 	}
 	for i, ev := range events {
-		v, err := f.roundTrip(ev)
+		v, err := scenario.RoundTrip(f.cfg.Registry, ev)
 		if err != nil {
 			f.tb.Fatalf("workflowtest: given event %d (%T): %v", i+1, ev, err)
 		}
@@ -267,7 +266,7 @@ func (s *Scenario[S]) Then(want Expect) *Scenario[S] {
 		tb.Fatalf("workflowtest: Then before When")
 	}
 	if s.err != nil {
-		tb.Errorf("workflowtest: the decision returned an error: %v\nwant:\n%s", s.err, indent(render(want)))
+		tb.Errorf("workflowtest: the decision returned an error: %v\nwant:\n%s", s.err, scenario.Indent(render(want), "(nothing)"))
 		return s
 	}
 	got := s.out
@@ -275,7 +274,7 @@ func (s *Scenario[S]) Then(want Expect) *Scenario[S] {
 		got.Fired = nil
 	}
 	if w, g := render(want), render(got); w != g {
-		tb.Errorf("workflowtest: decisions differ (-want +got):\n%s", diff(w, g))
+		tb.Errorf("workflowtest: decisions differ (-want +got):\n%s", scenario.Diff(w, g))
 	}
 	return s
 }
@@ -289,7 +288,7 @@ func (s *Scenario[S]) ThenError(target error) {
 	case !s.ran:
 		tb.Fatalf("workflowtest: ThenError before When")
 	case s.err == nil:
-		tb.Errorf("workflowtest: the decision returned no error; it decided:\n%s", indent(render(s.out)))
+		tb.Errorf("workflowtest: the decision returned no error; it decided:\n%s", scenario.Indent(render(s.out), "(nothing)"))
 	case target != nil && !errors.Is(s.err, target):
 		tb.Errorf("workflowtest: the decision returned %q, want an error matching %q", s.err, target)
 	}
@@ -300,10 +299,10 @@ func (s *Scenario[S]) ThenError(target error) {
 func render(e Expect) string {
 	var b strings.Builder
 	for _, ev := range e.Events {
-		fmt.Fprintf(&b, "event %s\n", value(ev))
+		fmt.Fprintf(&b, "event %s\n", scenario.Value(ev))
 	}
 	for _, m := range e.Send {
-		fmt.Fprintf(&b, "send to %q: %s\n", m.Stream, value(m.Event))
+		fmt.Fprintf(&b, "send to %q: %s\n", m.Stream, scenario.Value(m.Event))
 	}
 	for _, d := range e.Schedule {
 		fmt.Fprintf(&b, "schedule %q at %s\n", d.Name, d.At.UTC().Format(time.RFC3339Nano))
@@ -318,79 +317,4 @@ func render(e Expect) string {
 		b.WriteString("finish\n")
 	}
 	return b.String()
-}
-
-func value(ev any) string {
-	name := "<nil>"
-	if t := reflect.TypeOf(ev); t != nil {
-		name = t.String()
-	}
-	data, err := json.MarshalIndent(ev, "", "  ")
-	if err != nil {
-		data = fmt.Appendf(nil, "%+v (no JSON: %v)", ev, err)
-	}
-	return name + " " + string(data)
-}
-
-func indent(s string) string {
-	if s == "" {
-		return "    (nothing)\n"
-	}
-	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
-}
-
-// diff returns a line diff of a and b (longest common subsequence),
-// lines only in a prefixed "- ", only in b "+ ".
-func diff(a, b string) string {
-	x, y := lines(a), lines(b)
-	lcs := make([][]int, len(x)+1)
-	for i := range lcs {
-		lcs[i] = make([]int, len(y)+1)
-	}
-	for i := len(x) - 1; i >= 0; i-- {
-		for j := len(y) - 1; j >= 0; j-- {
-			if x[i] == y[j] {
-				lcs[i][j] = lcs[i+1][j+1] + 1
-			} else {
-				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
-			}
-		}
-	}
-	var out strings.Builder
-	i, j := 0, 0
-	for i < len(x) || j < len(y) {
-		switch {
-		case i < len(x) && j < len(y) && x[i] == y[j]:
-			out.WriteString("    " + x[i] + "\n")
-			i, j = i+1, j+1
-		case j < len(y) && (i == len(x) || lcs[i][j+1] > lcs[i+1][j]):
-			out.WriteString("  + " + y[j] + "\n")
-			j++
-		default:
-			out.WriteString("  - " + x[i] + "\n")
-			i++
-		}
-	}
-	return out.String()
-}
-
-func lines(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-}
-
-// roundTrip encodes and decodes ev through the registry, as a store and
-// a load would.
-func (f *Fixture[S]) roundTrip(ev any) (any, error) {
-	reg := f.cfg.Registry
-	if reg == nil {
-		return ev, nil
-	}
-	ne, err := reg.Encode(ev)
-	if err != nil {
-		return nil, err
-	}
-	return reg.Decode(eventstore.Event{Type: ne.Type, SchemaVersion: ne.SchemaVersion, Data: ne.Data})
 }
