@@ -22,6 +22,13 @@ import (
 // leases give each projection partition one owner at a time across
 // processes, and notifications wake it when events are appended. Create
 // it with NewRunner; many processes may run the same projections.
+//
+// Its administration (Status, DeadLetters, RetryDeadLetters, Reset,
+// WaitFor) names a projection and goes through the store's administration
+// of the projection's subscription (eventstore.Store.SubscriptionStatuses,
+// DeadLetters, RetryDeadLetters, ResetSubscription, WaitFor), which serves
+// every kind of subscription (relays and Pub/Sub groups too): one path,
+// the Runner adding the projection's name, version and read model.
 type Runner struct {
 	store   *eventstore.Store
 	cfg     Config

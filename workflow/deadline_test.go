@@ -47,7 +47,13 @@ func TestOverdueDeadlinesFireOnceInOrder(t *testing.T) {
 		mu.Unlock()
 	}})
 	run(t, deadlines)
-	pgtest.WaitFor(t, "every instance timed out", 30*time.Second, func() bool { return e.finished(t) == n })
+	// OnReaction runs after its reaction's commit: wait for both.
+	pgtest.WaitFor(t, "every instance timed out", 30*time.Second, func() bool {
+		mu.Lock()
+		k := len(fired)
+		mu.Unlock()
+		return e.finished(t) == n && k >= n
+	})
 	mu.Lock()
 	got := slices.Clone(fired)
 	mu.Unlock()
