@@ -24,12 +24,26 @@ import (
 //
 // The rules:
 //
-//   - An append that arrives when fewer than maxInFlight statements are on
-//     their way goes at once, alone, with the single statement of
-//     appendsql.go: a lone writer waits for nobody and pays nothing for
-//     the combiner. The others queue; when a statement ends, the queue
-//     (up to maxBatchAppends appends, maxBatchEvents events) becomes the
-//     next statement. There are no timers.
+//   - An append that arrives when no statement is on its way goes at
+//     once, alone, with the single statement of appendsql.go: a lone
+//     writer waits for nobody and pays nothing for the combiner. The
+//     others queue. The queue (up to maxBatchAppends appends,
+//     maxBatchEvents events) becomes the next statement when fewer than
+//     maxInFlight statements are on their way and it holds at least as
+//     many appends as those statements do on average (pacing, below), or
+//     when the last statement on its way ends. There are no timers.
+//   - Pacing: the writers of a busy store come back together when their
+//     statement ends, one after the other. If the first one back started
+//     a statement of its own in the free slot, the others would wait for
+//     a slot behind it, and under load the statements would settle into
+//     a few large ones and many of one append, each paying a whole
+//     statement and commit for one append (measured: a tenth of the
+//     appends at 16 writers, and a mean of 8 appends a statement where
+//     16 writers allow twice as many). Waiting until the queue is as large as
+//     the statements on their way spreads the writers evenly over
+//     the statements. It cannot stall: a queued append waits only while a
+//     statement is on its way, and the end of the last one sends the
+//     queue whatever its size.
 //   - A batch holds at most one append per stream, and no append to a
 //     stream whose append is on its way: a stream's appends go one after
 //     the other in the order they queued, the second seeing the first's
@@ -79,7 +93,8 @@ type combiner struct {
 
 	mu       sync.Mutex
 	queue    []*pendingAppend
-	inFlight int
+	inFlight int                 // statements on their way
+	flying   int                 // appends in the statements on their way
 	busy     map[string]struct{} // streams of the batches on their way
 }
 
@@ -160,6 +175,11 @@ func (a *appendArgs) size() int {
 func (c *combiner) takeLocked() [][]*pendingAppend {
 	var out [][]*pendingAppend
 	for c.inFlight < c.maxInFlight && len(c.queue) > 0 {
+		// Pacing (see above): with statements on their way, the queue
+		// waits until it is as large as they are on average.
+		if c.inFlight > 0 && len(c.queue)*c.inFlight < c.flying {
+			break
+		}
 		var batch []*pendingAppend
 		events, bytes := 0, 0
 		rest := c.queue[:0]
@@ -180,6 +200,7 @@ func (c *combiner) takeLocked() [][]*pendingAppend {
 			break // every queued append waits for its stream
 		}
 		c.inFlight++
+		c.flying += len(batch)
 		out = append(out, batch)
 	}
 	return out
@@ -232,6 +253,7 @@ var errBatchAbandoned = errors.New("eventstore: the combined append was abandone
 func (c *combiner) done(batch []*pendingAppend) {
 	c.mu.Lock()
 	c.inFlight--
+	c.flying -= len(batch)
 	for _, p := range batch {
 		delete(c.busy, p.stream)
 	}
