@@ -89,7 +89,8 @@ type combiner struct {
 	// statements and those statements (tests read them).
 	combined, statements atomic.Int64
 
-	maxInFlight int // maxInFlight, unless a test sets another
+	maxInFlight int  // maxInFlight, unless a test sets another
+	unpaced     bool // a benchmark's comparison: no pacing (takeLocked)
 
 	mu       sync.Mutex
 	queue    []*pendingAppend
@@ -177,7 +178,7 @@ func (c *combiner) takeLocked() [][]*pendingAppend {
 	for c.inFlight < c.maxInFlight && len(c.queue) > 0 {
 		// Pacing (see above): with statements on their way, the queue
 		// waits until it is as large as they are on average.
-		if c.inFlight > 0 && len(c.queue)*c.inFlight < c.flying {
+		if c.inFlight > 0 && len(c.queue)*c.inFlight < c.flying && !c.unpaced {
 			break
 		}
 		var batch []*pendingAppend
