@@ -84,7 +84,8 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 	rounds := benchRounds(b)
 	rates := make([][]float64, len(variants))
 	cpus := make([][]float64, len(variants))
-	p99s := make([][]float64, len(variants)) // ms
+	p99s := make([][]float64, len(variants))    // ms
+	batches := make([][]float64, len(variants)) // appends per combined statement
 	for i := range variants {
 		rates[i], cpus[i], p99s[i] = make([]float64, rounds), make([]float64, rounds), make([]float64, rounds)
 	}
@@ -94,7 +95,7 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 			v := variants[i]
 			b.Run(fmt.Sprintf("round=%d/%s", r+1, v.name), func(b *testing.B) {
 				cpu := processCPU()
-				lastP99 = 0
+				lastP99, lastBatch = 0, 0
 				events := v.run(b)
 				cpu = processCPU() - cpu
 				p99 := float64(lastP99.Microseconds()) / 1e3
@@ -110,6 +111,9 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 				}
 				// The last call of a sub-benchmark is the full-length one.
 				rates[i][r], cpus[i][r], p99s[i][r] = rate, perEvent, p99
+				if lastBatch > 0 {
+					batches[i] = append(batches[i][:r], lastBatch)
+				}
 			})
 		}
 	}
@@ -138,6 +142,9 @@ func compare(b *testing.B, baselines []int, variants ...benchVariant) {
 			fmt.Fprintf(&line, "%s %.0f events/s %.1f client-µs/event", v.name, median(rates[i]), median(cpus[i]))
 			if p := median(p99s[i]); p > 0 {
 				fmt.Fprintf(&line, " p99 %.2fms", p)
+			}
+			if m := median(batches[i]); m > 0 {
+				fmt.Fprintf(&line, " %.1f appends/statement", m)
 			}
 			if len(ratios[i]) > 0 {
 				unit := "x_baseline"
@@ -211,6 +218,10 @@ func inParallel(b *testing.B, w int, newWriter func() func(ctx context.Context) 
 // lastP99 is the 99th percentile latency of the operations of the last
 // inParallel run (0 for benchmarks that do not use it).
 var lastP99 time.Duration
+
+// lastBatch is the mean number of appends in the combined statements of
+// the last strataAppend run (0: none, or not a store's run).
+var lastBatch float64
 
 // percentile returns the q-th quantile of ds (nearest rank).
 func percentile(ds []time.Duration, q float64) time.Duration {
@@ -304,7 +315,7 @@ const baselineColumns = `event_id, stream_id, version, category, event_type, sch
 // with the expected version known.
 func (d *benchDB) strataAppend(writers, events int) benchVariant {
 	return benchVariant{name: "strata", run: func(b *testing.B) int {
-		inParallel(b, writers, func() func(context.Context) error {
+		newWriter := func() func(context.Context) error {
 			stream := benchStream("strata")
 			var version int64
 			batch := make([]eventstore.NewEvent, events)
@@ -318,9 +329,12 @@ func (d *benchDB) strataAppend(writers, events int) benchVariant {
 				version = res.Version
 				return err
 			}
-		})
-		if a, st := eventstore.CombinerStats(d.store); st > 0 {
-			b.ReportMetric(float64(a)/float64(st), "appends/statement")
+		}
+		a0, st0 := eventstore.CombinerStats(d.store)
+		inParallel(b, writers, newWriter)
+		if a, st := eventstore.CombinerStats(d.store); st > st0 {
+			lastBatch = float64(a-a0) / float64(st-st0)
+			b.ReportMetric(lastBatch, "appends/statement")
 		}
 		return b.N * events
 	}}
@@ -441,10 +455,16 @@ func (d *benchDB) baselineCopy(writers, events int) benchVariant {
 // each writer on its own stream, against one autocommit INSERT of the same
 // row, with the append combiner (strata, the default) and without it
 // (strata-separate, Config.DisableCombiner), each beside the INSERT's
-// rate and p99 latency.
+// rate and p99 latency; the combiner's variants also print the mean
+// number of appends in its combined statements. STRATA_BENCH_WRITERS
+// sets the writer counts (default 1,16,64); STRATA_BENCH_UNPACED=1 adds
+// the combiner without its pacing (combiner.go) as strata-unpaced.
 func BenchmarkAppendOne(b *testing.B) {
 	d := newBenchDB(b, nil)
 	separate := (&benchDB{db: d.db, store: eventstore.New(d.db.Pool, &eventstore.Config{Schema: d.db.Schema, DisableCombiner: true})}).strataAppend
+	unpacedStore := eventstore.New(d.db.Pool, &eventstore.Config{Schema: d.db.Schema})
+	eventstore.SetCombinerUnpaced(unpacedStore, true)
+	unpaced := (&benchDB{db: d.db, store: unpacedStore}).strataAppend
 	writers := []int{1, 16, 64}
 	if s := os.Getenv("STRATA_BENCH_WRITERS"); s != "" {
 		writers = nil
@@ -460,7 +480,13 @@ func BenchmarkAppendOne(b *testing.B) {
 		b.Run("writers="+strconv.Itoa(w), func(b *testing.B) {
 			sep := separate(w, 1)
 			sep.name = "strata-separate"
-			compare(b, []int{0}, d.baselineInsert(w), d.strataAppend(w, 1), sep)
+			variants := []benchVariant{d.baselineInsert(w), d.strataAppend(w, 1), sep}
+			if os.Getenv("STRATA_BENCH_UNPACED") == "1" {
+				v := unpaced(w, 1)
+				v.name = "strata-unpaced"
+				variants = append(variants, v)
+			}
+			compare(b, []int{0}, variants...)
 		})
 	}
 }

@@ -24,3 +24,11 @@ func SetCombinerInFlight(s *Store, n int) {
 	defer s.comb.mu.Unlock()
 	s.comb.maxInFlight = n
 }
+
+// SetCombinerUnpaced turns the pacing of s's combiner off (on: false), so
+// that a benchmark compares the two.
+func SetCombinerUnpaced(s *Store, on bool) {
+	s.comb.mu.Lock()
+	defer s.comb.mu.Unlock()
+	s.comb.unpaced = on
+}
