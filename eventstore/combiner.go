@@ -57,7 +57,8 @@ import (
 //     it is explained on its own (conflict). When the statement fails (a
 //     stored event ID, data the server refuses, a deadlock with a caller's
 //     transaction), it wrote nothing, and each append of the batch is run
-//     again alone, so that only the one at fault fails. When the
+//     again alone, so that only the one at fault fails (its stream's next
+//     append stays queued until it has run). When the
 //     connection is lost with the statement possibly on the server, the
 //     server process is ended once and each append looks its own events
 //     up (resolve.go), as a single Append does.
@@ -229,7 +230,15 @@ func (c *combiner) run(batch []*pendingAppend) {
 	for _, p := range batch {
 		p.outcome = outcomeAbandoned
 	}
-	defer c.done(batch)
+	ended := false
+	defer func() {
+		if !ended && batch[0].outcome == outcomeAlone {
+			// Panicking: batch[0]'s goroutine will not run it alone
+			// (finish), nor free its stream.
+			batch[0].outcome = outcomeAbandoned
+		}
+		c.done(batch)
+	}()
 	if len(batch) == 1 {
 		// Alone: the single statement, on the append's own context.
 		p := batch[0]
@@ -243,6 +252,7 @@ func (c *combiner) run(batch []*pendingAppend) {
 		c.combined.Add(int64(len(batch)))
 		c.runBatch(batch)
 	}
+	ended = true
 }
 
 // errBatchAbandoned is the cause of the *AmbiguousError of the appends of
@@ -258,13 +268,27 @@ func (c *combiner) done(batch []*pendingAppend) {
 	c.inFlight--
 	c.flying -= len(batch)
 	for _, p := range batch {
-		delete(c.busy, p.stream)
+		if p.outcome != outcomeAlone {
+			delete(c.busy, p.stream)
+		}
+		// An append to be run again alone keeps its stream busy until
+		// it has run (release): the stream's next append must see it.
 	}
 	next := c.takeLocked()
 	c.mu.Unlock()
 	for _, p := range batch[1:] {
 		p.wake <- struct{}{}
 	}
+	dispatch(next)
+}
+
+// release frees the stream of an append that ran alone after its batch
+// and starts the batches the queue holds.
+func (c *combiner) release(stream string) {
+	c.mu.Lock()
+	delete(c.busy, stream)
+	next := c.takeLocked()
+	c.mu.Unlock()
 	dispatch(next)
 }
 
@@ -278,6 +302,7 @@ func (c *combiner) finish(p *pendingAppend) (AppendResult, error) {
 	case outcomeRefused:
 		return AppendResult{}, s.conflict(p.ctx, s.pool, p.stream, p.expected)
 	case outcomeAlone:
+		defer c.release(p.stream)
 		return s.appendPooled(p.ctx, s.pool, p.stream, p.expected, p.a)
 	case outcomeLost:
 		res, stored, err := s.resolve(p.ctx, p.pid, false, p.stream, p.a.ids)

@@ -422,7 +422,9 @@ func TestCombinerKeepsEachPrincipal(t *testing.T) {
 // statement gives up on the row at once (its lock timeout), writes
 // nothing, and each append runs alone. The append to the held stream
 // waits for the transaction, as a single Append does; the one to an
-// unrelated stream, with a 1 s deadline, succeeds within it.
+// unrelated stream, with a 1 s deadline, succeeds within it. The held
+// stream's next append stays queued until the one before it has run
+// alone, and comes after it.
 func TestCombinerDoesNotWaitOnACallersRowLock(t *testing.T) {
 	t.Parallel()
 	s, db := newStore(t, nil)
@@ -441,6 +443,7 @@ func TestCombinerDoesNotWaitOnACallersRowLock(t *testing.T) {
 
 	w := openWindow(t, s, db)
 	held := w.append("held-1", eventstore.Any, ev("Tick", `{}`))
+	next := w.append("held-1", eventstore.Any, ev("Tock", `{}`))
 	_, before := eventstore.CombinerState(s)
 	unrelated := make(chan appendResult, 1)
 	w.wg.Go(func() {
@@ -472,12 +475,20 @@ func TestCombinerDoesNotWaitOnACallersRowLock(t *testing.T) {
 		t.Fatalf("the append to the held stream returned while the row was held: %v", r.err)
 	default:
 	}
+	// The held stream's first append now runs alone; its second must
+	// stay queued until then, or it could overtake it.
+	if _, queued := eventstore.CombinerState(s); queued != 1 {
+		t.Fatalf("%d appends queued while the held stream's first append runs alone; want its second one", queued)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	w.wg.Wait()
 	if r := <-held; r.err != nil || r.res.Version != 3 {
 		t.Fatalf("the append to the held stream after the commit: version %d, %v; want 3", r.res.Version, r.err)
+	}
+	if r := <-next; r.err != nil || r.res.Version != 4 {
+		t.Fatalf("the held stream's second append: version %d, %v; want 4", r.res.Version, r.err)
 	}
 	if appends, statements := eventstore.CombinerStats(s); statements == 0 || appends < 2 {
 		t.Fatalf("combiner sent %d appends in %d combined statements; want the window's two in one", appends, statements)
