@@ -86,11 +86,18 @@ func TestBreakerOpensOnUnavailable(t *testing.T) {
 	appendN(t, s, 5, 4, "Ok")
 	run(t, sub, h)
 	waitFor(t, "the breaker open", 10*time.Second, func() bool { return sub.BreakerState() == eventstore.BreakerOpen })
-	sts, err := s.SubscriptionStatuses(t.Context(), "down")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sts) != 1 || (sts[0].State != eventstore.BreakerOpen && sts[0].State != eventstore.BreakerHalfOpen) || !strings.Contains(sts[0].LastError, "service down") {
+	// The status row is written as the partition goes: while the breaker
+	// opens and probes, it may say failing for a moment between two
+	// reads, so it is read until it shows the breaker.
+	var sts []eventstore.SubscriptionStatus
+	waitFor(t, "the status to show the open breaker", 10*time.Second, func() bool {
+		sts, err = s.SubscriptionStatuses(t.Context(), "down")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(sts) == 1 && (sts[0].State == eventstore.BreakerOpen || sts[0].State == eventstore.BreakerHalfOpen)
+	})
+	if !strings.Contains(sts[0].LastError, "service down") {
 		t.Errorf("status while open: %+v", sts)
 	}
 	time.Sleep(500 * time.Millisecond) // open 100ms at a time: a few probes, no storm
