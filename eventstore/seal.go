@@ -87,3 +87,18 @@ func (s *Store) openPage(ctx context.Context) func(Page, error) (Page, error) {
 		return page, err
 	}
 }
+
+// OpenTx opens events that a component kept as stored (a workflow's
+// inbox, say) as a subscription opens its batch: in tx, their keys locked
+// (FOR SHARE) until tx ends. Without an Opener it returns events as they
+// are.
+func (s *Store) OpenTx(ctx context.Context, tx pgx.Tx, events []Event) ([]Event, error) {
+	if s.cfg.Opener == nil || len(events) == 0 {
+		return events, nil
+	}
+	opened, err := s.cfg.Opener.Open(ctx, tx, events, true)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: open events: %w", err)
+	}
+	return opened, nil
+}
