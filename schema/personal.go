@@ -108,9 +108,6 @@ func personalOf(doc any) (Personal, error) {
 	if err := walk(doc, ""); err != nil {
 		return Personal{}, err
 	}
-	if len(p.Fields) > 0 && p.Subject == "" {
-		return Personal{}, fmt.Errorf("personal properties %v but none marked %s: name the data subject", p.Fields, SubjectKeyword)
-	}
 	return p, nil
 }
 
@@ -155,4 +152,71 @@ func personalTags(rt reflect.Type) (Personal, error) {
 // escapePointer escapes a property name as a JSON pointer token.
 func escapePointer(s string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+// erasedOK drops from err, a validation of data against v, the failures
+// at personal fields that hold their erased value (Erased or null): a
+// forgotten subject's event still decodes, upcast or not. It returns nil
+// when no failure is left, and err itself when it is not a
+// *ValidationError.
+func (t *eventType) erasedOK(v *vschema, data []byte, err error) error {
+	verr, ok := err.(*ValidationError)
+	if !ok || len(verr.Failures) == 0 {
+		return err
+	}
+	p := v.personal
+	if v.n == t.current {
+		p.Fields = append(slices.Clone(p.Fields), t.tags.Fields...)
+	}
+	if len(p.Fields) == 0 {
+		return err
+	}
+	doc, perr := parseDoc(data)
+	if perr != nil {
+		return err
+	}
+	var left []Failure
+	for _, f := range verr.Failures {
+		if !erasedAt(doc, p.Fields, f.Pointer) {
+			left = append(left, f)
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	out := *verr
+	out.Failures = left
+	return &out
+}
+
+// erasedAt reports whether the failure at ptr is in a personal field
+// whose value in doc is erased.
+func erasedAt(doc any, fields []string, ptr string) bool {
+	for _, f := range fields {
+		if ptr != f && !strings.HasPrefix(ptr, f+"/") {
+			// A failure reported at the parent (a required property
+			// missing, say) is not the erased field's.
+			continue
+		}
+		v, ok := lookup(doc, f)
+		if ok && (v == nil || v == Erased) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup returns the value at a JSON pointer of doc.
+func lookup(doc any, ptr string) (any, bool) {
+	for _, tok := range strings.Split(ptr, "/")[1:] {
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		m, ok := doc.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if doc, ok = m[tok]; !ok {
+			return nil, false
+		}
+	}
+	return doc, true
 }

@@ -211,8 +211,9 @@ func Register[T any](reg *Registry, name string, version int, jsonSchema []byte)
 		if sub := t.versions[version].personal.Subject; sub != "" && tags.Subject != "" && sub != tags.Subject {
 			return fmt.Errorf("schema: register %q v%d as %s: the schema names the subject %s, the struct tag %s", name, version, rt, sub, tags.Subject)
 		}
-		if len(tags.Fields) > 0 && tags.Subject == "" && t.versions[version].personal.Subject == "" {
-			return fmt.Errorf("schema: register %q as %s: personal fields %v but no subject: tag the field naming it %s:\"subject\"", name, rt, tags.Fields, structTag)
+		if p := t.versions[version].personal; (len(tags.Fields) > 0 || len(p.Fields) > 0) && tags.Subject == "" && p.Subject == "" {
+			return fmt.Errorf("schema: register %q as %s: personal fields but no subject: mark the field naming it %q in the schema or tag it %s:\"subject\"",
+				name, rt, SubjectKeyword, structTag)
 		}
 		t.goType, t.current, t.tags = rt, version, tags
 		s.byGo[rt] = t
@@ -233,6 +234,9 @@ func (r *Registry) RegisterVersion(name string, version int, jsonSchema []byte) 
 	v, err := compile(name, version, jsonSchema, "")
 	if err != nil {
 		return fmt.Errorf("schema: register %q v%d: %w", name, version, err)
+	}
+	if len(v.personal.Fields) > 0 && v.personal.Subject == "" {
+		return fmt.Errorf("schema: register %q v%d: personal fields %v but no property marked %q", name, version, v.personal.Fields, SubjectKeyword)
 	}
 	return r.update(func(s *state) error { return addVersion(s, name, v) })
 }
