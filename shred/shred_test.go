@@ -39,8 +39,21 @@ func TestSealOpenForget(t *testing.T) {
 	}
 	before := evs[0].Data
 
+	// Snapshots are state folded from plaintext: forgetting deletes those
+	// of the subject's streams, and only those.
+	for _, stream := range []string{"account-ada", "account-bob"} {
+		if err := f.store.SaveSnapshot(ctx, eventstore.Snapshot{StreamID: stream, Version: 1, Data: []byte(`{"email":"` + stream + `@snap"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := f.sh.Forget(ctx, "c-ada"); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := f.store.LoadSnapshot(ctx, "account-ada"); !errors.Is(err, eventstore.ErrSnapshotNotFound) {
+		t.Fatalf("ada's snapshot after forget: %v", err)
+	}
+	if _, err := f.store.LoadSnapshot(ctx, "account-bob"); err != nil {
+		t.Fatalf("bob's snapshot after ada's forget: %v", err)
 	}
 	evs = f.read(t, "account-ada")
 	got, err = schema.DecodeAs[Signup](f.reg, evs[0])
