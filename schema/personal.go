@@ -150,9 +150,12 @@ func personalTags(rt reflect.Type) (Personal, error) {
 }
 
 // escapePointer escapes a property name as a JSON pointer token.
-func escapePointer(s string) string {
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
-}
+func escapePointer(s string) string { return pointerEscaper.Replace(s) }
+
+var (
+	pointerEscaper   = strings.NewReplacer("~", "~0", "/", "~1")
+	pointerUnescaper = strings.NewReplacer("~1", "/", "~0", "~")
+)
 
 // erasedOK drops from err, a validation of data against v, the failures
 // at personal fields that hold their erased value (Erased or null): a
@@ -209,7 +212,7 @@ func erasedAt(doc any, fields []string, ptr string) bool {
 // lookup returns the value at a JSON pointer of doc.
 func lookup(doc any, ptr string) (any, bool) {
 	for _, tok := range strings.Split(ptr, "/")[1:] {
-		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		tok = pointerUnescaper.Replace(tok)
 		m, ok := doc.(map[string]any)
 		if !ok {
 			return nil, false

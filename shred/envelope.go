@@ -45,11 +45,7 @@ func (h header) bytes() []byte {
 }
 
 // sealValue encrypts the JSON value plain for the field ptr.
-func sealValue(key []byte, h header, ptr string, plain []byte) ([]byte, error) {
-	aead, err := newAEAD(key)
-	if err != nil {
-		return nil, err
-	}
+func sealValue(aead cipher.AEAD, h header, ptr string, plain []byte) ([]byte, error) {
 	hb := h.bytes()
 	nonce := make([]byte, aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
@@ -89,12 +85,8 @@ func parseSealed(text string) (sealed, error) {
 	return v, nil
 }
 
-// open decrypts v, sealed for the field ptr, with key.
-func (v sealed) open(key []byte, ptr string) ([]byte, error) {
-	aead, err := newAEAD(key)
-	if err != nil {
-		return nil, err
-	}
+// open decrypts v, sealed for the field ptr, with its subject's key.
+func (v sealed) open(aead cipher.AEAD, ptr string) ([]byte, error) {
 	plain, err := aead.Open(nil, v.nonce, v.ct, aad(v.hb, ptr))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s of subject %q does not authenticate", ErrTampered, ptr, v.subject)

@@ -2,6 +2,7 @@ package shred
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -101,7 +102,11 @@ func (s *Shredder) sealKeys(ctx context.Context, streamID string, subjects []str
 				if err != nil {
 					return nil, fmt.Errorf("shred: unwrap key of %q: %w", sub, err)
 				}
-				out[sub] = sealKey{version: uint32(r.version), key: key}
+				aead, err := newAEAD(key)
+				if err != nil {
+					return nil, fmt.Errorf("shred: key of %q: %w", sub, err)
+				}
+				out[sub] = sealKey{version: uint32(r.version), aead: aead}
 			default:
 				key := make([]byte, keySize)
 				if _, err := rand.Read(key); err != nil {
@@ -126,5 +131,5 @@ func (s *Shredder) sealKeys(ctx context.Context, streamID string, subjects []str
 
 type sealKey struct {
 	version uint32
-	key     []byte
+	aead    cipher.AEAD
 }

@@ -3,6 +3,7 @@ package shred
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -130,7 +131,7 @@ func (s *Shredder) Seal(ctx context.Context, streamID string, events []eventstor
 			if ev.Data[f.start] == '"' {
 				h.kind = kindString
 			}
-			with, err := sealValue(k.key, h, f.ptr, ev.Data[f.start:f.end])
+			with, err := sealValue(k.aead, h, f.ptr, ev.Data[f.start:f.end])
 			if err != nil {
 				return nil, fmt.Errorf("shred: seal %s of event %d: %w", f.ptr, w.i, err)
 			}
@@ -272,7 +273,7 @@ func (s *Shredder) Open(ctx context.Context, q eventstore.Querier, events []even
 	if err != nil {
 		return nil, fmt.Errorf("shred: open: keys: %w", err)
 	}
-	keys := make(map[string][]byte, len(rows))
+	keys := make(map[string]cipher.AEAD, len(rows))
 	out := slices.Clone(events)
 	var sp []splice
 	for j, w := range work {
@@ -287,14 +288,18 @@ func (s *Shredder) Open(ctx context.Context, q eventstore.Querier, events []even
 		case r.wrapped == nil:
 			with = []byte("null")
 		default:
-			key, ok := keys[w.v.subject]
+			aead, ok := keys[w.v.subject]
 			if !ok {
-				if key, err = s.wrapper.Unwrap(ctx, w.v.subject, r.wrapped); err != nil {
+				key, err := s.wrapper.Unwrap(ctx, w.v.subject, r.wrapped)
+				if err != nil {
 					return nil, fmt.Errorf("shred: unwrap key of %q: %w", w.v.subject, err)
 				}
-				keys[w.v.subject] = key
+				if aead, err = newAEAD(key); err != nil {
+					return nil, fmt.Errorf("shred: open event %s: key of %q: %w", events[w.i].ID, w.v.subject, err)
+				}
+				keys[w.v.subject] = aead
 			}
-			if with, err = w.v.open(key, w.ptr); err != nil {
+			if with, err = w.v.open(aead, w.ptr); err != nil {
 				return nil, fmt.Errorf("shred: open event %s: %w", events[w.i].ID, err)
 			}
 		}

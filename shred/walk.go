@@ -11,6 +11,9 @@ import (
 
 var errBadJSON = errors.New("not valid JSON")
 
+// pointerEscaper escapes a property name as a JSON pointer token.
+var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
+
 // walk visits the values of the JSON document data with their JSON
 // pointers. take says whether the value at ptr, whose first byte is
 // first, is taken whole: then found gets its byte range and walk does not
@@ -66,7 +69,10 @@ func walkValue(s *rawjson.Scanner, ptr string, depth int, take func(string, byte
 					return errBadJSON
 				}
 			}
-			tok = strings.NewReplacer("~", "~0", "/", "~1").Replace(key)
+			tok = key
+			if strings.ContainsAny(key, "~/") {
+				tok = pointerEscaper.Replace(key)
+			}
 			s.Space()
 			if !s.Byte(':') {
 				return errBadJSON
