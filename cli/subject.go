@@ -8,9 +8,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/schema"
 	"github.com/strata-go/strata/shred"
 )
+
+// projectionForgetter is the optional part of Projections that forgets a
+// subject in the read models: *projection.Runner has it.
+type projectionForgetter interface {
+	Forget(ctx context.Context, keys projection.KeyForgetter, subject string) error
+}
 
 // subjectCmd is `subject forget|forgotten`: crypto-shredding (package
 // shred).
@@ -26,10 +33,11 @@ copy; the snapshots of the streams its data was appended to are deleted.
 Appends of personal data for the subject are refused afterwards. A
 subject never seen is recorded as forgotten. There is no undo.
 
-Read models hold what their projections wrote from plaintext: the
-application's projection.Runner.Forget scrubs them in the same transaction
-(each projection's Forget); a projection without one keeps its rows until
-it is rebuilt. See the README's "Forgetting a data subject" for the
+Read models hold what their projections wrote from plaintext. Embedded in
+the application with its *projection.Runner (cli.Config.Projections), the
+command runs each projection's Forget in the key's transaction
+(projection.Runner.Forget); standalone, or for a projection without one,
+read models keep their rows until they are rebuilt. See the README's "Forgetting a data subject" for the
 operator's part (VACUUM, backups).`,
 		Args: usageArgs(cobra.ExactArgs(1)),
 		RunE: s.run(func(ctx context.Context, args []string) error {
@@ -38,7 +46,13 @@ operator's part (VACUUM, backups).`,
 				return err
 			}
 			sh := shred.New(store.Pool(), &shred.Config{Schema: s.schema})
-			if err := sh.Forget(ctx, args[0]); err != nil {
+			forget := sh.Forget
+			if p, ok := s.cfg.Projections.(projectionForgetter); ok {
+				// Embedded with a *projection.Runner: its projections'
+				// Forget run in the key's transaction.
+				forget = func(ctx context.Context, subject string) error { return p.Forget(ctx, sh, subject) }
+			}
+			if err := forget(ctx, args[0]); err != nil {
 				if errors.Is(err, eventstore.ErrInvalidArgument) {
 					return usageErr("%v", err)
 				}

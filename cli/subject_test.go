@@ -5,8 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/strata-go/strata/cli"
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/schema"
 	"github.com/strata-go/strata/shred"
 )
@@ -52,4 +55,26 @@ func TestSubjectForget(t *testing.T) {
 	if r := d.embedded(cli.Config{}, "subject", "forget", ""); r.code != 2 {
 		t.Fatalf("forget of an empty subject: %s", r)
 	}
+
+	// Embedded with the application's Runner: each projection's Forget
+	// runs in the key's transaction.
+	if _, err := d.db.Pool.Exec(ctx, `CREATE TABLE `+store.Table("forgot")+` (subject text)`); err != nil {
+		t.Fatal(err)
+	}
+	runner := projection.NewRunner(store, []projection.Projection{{
+		Name:    "accounts",
+		Handler: projection.HandlerFunc(func(context.Context, pgx.Tx, eventstore.Event) error { return nil }),
+		Forget: func(ctx context.Context, tx pgx.Tx, subject string) error {
+			_, err := tx.Exec(ctx, `INSERT INTO `+store.Table("forgot")+` VALUES ($1)`, subject)
+			return err
+		},
+	}}, nil)
+	if r := d.embedded(cli.Config{Projections: runner}, "subject", "forget", "c-bob"); r.code != 0 {
+		t.Fatalf("embedded subject forget: %s", r)
+	}
+	var got string
+	if err := d.db.Pool.QueryRow(ctx, `SELECT subject FROM `+store.Table("forgot")).Scan(&got); err != nil || got != "c-bob" {
+		t.Fatalf("the projection's Forget: %q %v", got, err)
+	}
+	show("account-bob", `"email":"`+schema.Erased+`"`, "bob@example.com")
 }
