@@ -3,10 +3,8 @@ package shred_test
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
@@ -101,43 +99,13 @@ func (f *fixture) read(t testing.TB, stream string) []eventstore.Event {
 	return out
 }
 
-// scanSchema returns, for each table of the schema, the rows (every
-// column cast to text, as the whole row's text) that contain any of
-// secrets. Tables come from pg_class, so a table added later is scanned
-// too.
+// scanSchema returns the hits of pgtest.FindText in the schema, which must
+// have the events and key tables.
 func scanSchema(t testing.TB, pool *pgxpool.Pool, schemaName string, secrets []string) []string {
 	t.Helper()
-	ctx := context.Background()
-	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm') ORDER BY 1`, schemaName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	tables, hits := pgtest.FindText(t, pool, schemaName, secrets)
 	if !slices.Contains(tables, "events") || !slices.Contains(tables, "subject_keys") {
 		t.Fatalf("tables %v: events or subject_keys missing", tables)
-	}
-	var hits []string
-	for _, table := range tables {
-		q := `SELECT t::text FROM ` + pgx.Identifier{schemaName, table}.Sanitize() + ` t`
-		rows, err := pool.Query(ctx, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		texts, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, text := range texts {
-			for _, s := range secrets {
-				if strings.Contains(text, s) {
-					hits = append(hits, table+": "+s+" in "+text)
-				}
-			}
-		}
 	}
 	return hits
 }

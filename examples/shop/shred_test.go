@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
+	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/schema"
 	"github.com/strata-go/strata/shred"
@@ -126,37 +127,14 @@ func summaryEmails(t *testing.T, pool *pgxpool.Pool, store *eventstore.Store) ma
 	return out
 }
 
-// scanTables returns "table: secret" for each table of the schema (from
-// pg_class: every table, whoever made it) whose rows, all columns cast to
-// text, contain a secret.
+// scanTables returns the hits of pgtest.FindText in the schema, which
+// must have the tables the shop and Strata make.
 func scanTables(t *testing.T, pool *pgxpool.Pool, schemaName string, secrets []string) []string {
 	t.Helper()
-	ctx := context.Background()
-	rows, err := pool.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm') ORDER BY 1`, schemaName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	tables, hits := pgtest.FindText(t, pool, schemaName, secrets)
 	for _, want := range []string{"events", "snapshots", "dead_letters", "order_summary", "processed_messages", "workflow_inbox", "subject_keys"} {
 		if !slices.Contains(tables, want) {
 			t.Fatalf("tables %v: %s missing", tables, want)
-		}
-	}
-	var hits []string
-	for _, table := range tables {
-		for _, s := range secrets {
-			var n int
-			q := `SELECT count(*) FROM ` + pgx.Identifier{schemaName, table}.Sanitize() + ` t WHERE strpos(t::text, $1) > 0`
-			if err := pool.QueryRow(ctx, q, s).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			if n > 0 {
-				hits = append(hits, table+": "+s)
-			}
 		}
 	}
 	return hits
