@@ -143,6 +143,11 @@ func TestSealRefuses(t *testing.T) {
 	if err := f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM `+f.store.Table("subject_keys")+` WHERE subject = 'c-m'`).Scan(&keys); err != nil || keys != 0 {
 		t.Fatalf("a key was made for a refused append: %d %v", keys, err)
 	}
+	// Optional personal fields all absent: nothing to seal, no subject
+	// needed.
+	if _, err := store.Append(ctx, "account-anon", eventstore.Any, eventstore.NewEvent{Type: "Signup", Data: []byte(`{"plan":"x","email":null}`)}); err != nil {
+		t.Fatalf("an event without personal values: %v", err)
+	}
 	if err := f.sh.Forget(ctx, ""); !errors.Is(err, eventstore.ErrInvalidArgument) {
 		t.Fatalf("forget of an empty subject: %v", err)
 	}

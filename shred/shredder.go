@@ -108,7 +108,7 @@ func (s *Shredder) Seal(ctx context.Context, streamID string, events []eventstor
 			return nil, invalid{fmt.Errorf("event %d (%s): %w", i, ev.Type, err)}
 		}
 		if len(fields) == 0 {
-			continue // optional personal fields, all absent
+			continue
 		}
 		work = append(work, todo{i, subject, fields})
 		if !slices.Contains(subjects, subject) {
@@ -165,6 +165,9 @@ func findFields(data []byte, p schema.Personal) (subject string, fields []span, 
 		})
 	if err != nil {
 		return "", nil, err
+	}
+	if len(fields) == 0 {
+		return "", nil, nil // optional personal fields, all absent: nothing to seal, no subject needed
 	}
 	if subj == nil || subj[0] != '"' || json.Unmarshal(subj, &subject) != nil || subject == "" {
 		return "", nil, fmt.Errorf("%w: the subject field %s is missing, empty or not a string", ErrNoSubject, p.Subject)
@@ -354,6 +357,3 @@ func (s *Shredder) Forgotten(ctx context.Context) ([]string, error) {
 	}
 	return out, nil
 }
-
-// IsSealed reports whether data holds a sealed value.
-func IsSealed(data []byte) bool { return bytes.Contains(data, prefixJSON) }
