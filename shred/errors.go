@@ -19,6 +19,10 @@ var (
 	// values, or a key named as one of its personal fields. It matches
 	// eventstore.ErrInvalidEvent too; nothing is written.
 	ErrPersonalMetadata = errors.New("shred: personal data in metadata")
+	// ErrReserved: an event of a registered type holds a string beginning
+	// with Prefix, which only sealing may write. It matches
+	// eventstore.ErrInvalidEvent too; nothing is written.
+	ErrReserved = errors.New("shred: a value begins with the sealed-value prefix")
 	// ErrTampered: a sealed value does not authenticate (changed, moved to
 	// another field or event, or not a sealed value at all).
 	ErrTampered = errors.New("shred: sealed value does not authenticate")

@@ -124,6 +124,8 @@ func TestSealRefuses(t *testing.T) {
 			Metadata: eventstore.Metadata{Values: map[string]string{"to": "m@example.com"}}}, shred.ErrPersonalMetadata},
 		{"metadata key", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
 			Metadata: eventstore.Metadata{Values: map[string]string{"Email": "hidden"}}}, shred.ErrPersonalMetadata},
+		{"a value that looks sealed", eventstore.NewEvent{Type: "Note", Data: []byte(`{"text":"` + shred.Prefix + `AAAA"}`)}, shred.ErrReserved},
+		{"NUL in the subject", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"a@example.com","plan":"x","customer":"a\u0000b"}`)}, shred.ErrNoSubject},
 		{"correlation ID", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
 			Metadata: eventstore.Metadata{CorrelationID: "m@example.com"}}, shred.ErrPersonalMetadata},
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -95,6 +96,13 @@ func (s *Shredder) Seal(ctx context.Context, streamID string, events []eventstor
 		out[i] = ev.Data
 		if s.reg == nil {
 			continue
+		}
+		// A value that looks sealed in an event of a registered type is
+		// not the sealer's: written in, it would make every read of the
+		// event fail (ErrTampered). Events of other types (Pub/Sub's
+		// copies of sealed events) pass.
+		if bytes.Contains(ev.Data, prefixJSON) && !errors.Is(s.reg.Validate(ev), schema.ErrUnknownType) {
+			return nil, invalid{fmt.Errorf("event %d (%s): %w", i, ev.Type, ErrReserved)}
 		}
 		p, ok := s.reg.Personal(ev.Type, ev.SchemaVersion)
 		if !ok {
