@@ -99,7 +99,7 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	if err != nil {
 		return AppendResult{}, err
 	}
-	if err := s.seal(ctx, streamID, events, a); err != nil {
+	if err := s.seal(ctx, q, streamID, events, a); err != nil {
 		return AppendResult{}, err
 	}
 	if a.principal, err = principalOf(ctx, streamID); err != nil {

@@ -156,7 +156,7 @@ func (s *Store) readStreamOpened(ctx context.Context, q querier, streamID string
 			err = scanEvents(rows, func(e Event) bool { page = append(page, e); return true })
 		}
 		if err == nil {
-			page, err = s.open(ctx, page)
+			page, err = s.openOn(ctx, q, page)
 		}
 		if err != nil {
 			return n, err

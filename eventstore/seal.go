@@ -13,11 +13,13 @@ import (
 // fixed. Package shred's *Shredder is one.
 //
 // Seal returns the data to store for each event, in order (the events'
-// own Data when there is nothing to seal). An error matching
-// ErrInvalidEvent (a personal field without a subject, say) is bad input;
-// any error means nothing is written.
+// own Data when there is nothing to seal). q is what the append runs on:
+// the caller's transaction for AppendTx (so that keys made for it commit
+// with it, and no second connection is taken while it is held), the pool
+// for Append. An error matching ErrInvalidEvent (a personal field without
+// a subject, say) is bad input; any error means nothing is written.
 type Sealer interface {
-	Seal(ctx context.Context, streamID string, events []NewEvent) ([][]byte, error)
+	Seal(ctx context.Context, q Querier, streamID string, events []NewEvent) ([][]byte, error)
 }
 
 // Querier is the part of a pool, a connection or a transaction that an
@@ -43,7 +45,7 @@ type Opener interface {
 }
 
 // seal runs the Sealer over a prepared append.
-func (s *Store) seal(ctx context.Context, streamID string, events []NewEvent, a *appendArgs) error {
+func (s *Store) seal(ctx context.Context, q querier, streamID string, events []NewEvent, a *appendArgs) error {
 	if s.cfg.Sealer == nil {
 		return nil
 	}
@@ -52,7 +54,7 @@ func (s *Store) seal(ctx context.Context, streamID string, events []NewEvent, a 
 		evs[i] = events[i]
 		evs[i].ID, evs[i].SchemaVersion, evs[i].Data = a.ids[i], int(a.versions[i]), a.data[i]
 	}
-	data, err := s.cfg.Sealer.Seal(ctx, streamID, evs)
+	data, err := s.cfg.Sealer.Seal(ctx, q, streamID, evs)
 	if err != nil {
 		return fmt.Errorf("eventstore: append to %q: %w", streamID, err)
 	}
@@ -69,12 +71,20 @@ func (s *Store) seal(ctx context.Context, streamID string, events []NewEvent, a 
 	return nil
 }
 
-// open runs the Opener over events read by one of the store's reads.
+// open runs the Opener over events read by one of the store's reads,
+// looking keys up on the pool.
 func (s *Store) open(ctx context.Context, events []Event) ([]Event, error) {
+	return s.openOn(ctx, s.pool, events)
+}
+
+// openOn is open looking keys up on q: a read in the caller's
+// transaction (ReadStreamTx) opens in it, so that it never waits for a
+// second connection of the pool while holding one.
+func (s *Store) openOn(ctx context.Context, q querier, events []Event) ([]Event, error) {
 	if s.cfg.Opener == nil || len(events) == 0 {
 		return events, nil
 	}
-	return s.cfg.Opener.Open(ctx, s.pool, events, false)
+	return s.cfg.Opener.Open(ctx, q, events, false)
 }
 
 // openPage is open for a page read: s.openPage(ctx)(read(…)).

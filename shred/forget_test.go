@@ -14,6 +14,7 @@ import (
 	"github.com/strata-go/strata/internal/pgtest"
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/schema"
+	"github.com/strata-go/strata/shred"
 )
 
 // signups is a read model that keeps the personal email of each signup,
@@ -158,5 +159,48 @@ func TestForgetRacesRunningProjection(t *testing.T) {
 	}
 	if rows := sg.rows(t, f); rows["c-ada"] != schema.Erased || rows["c-bob"] != "bob@example.com" {
 		t.Fatalf("after the rebuild: %v", rows)
+	}
+}
+
+// A handler's error may quote a personal value: forgetting the subject
+// replaces the error text of its streams' dead letters.
+func TestForgetScrubsDeadLetters(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	failing := projection.Projection{
+		Name:        "mailer",
+		MaxAttempts: 1,
+		Handler: projection.HandlerFunc(func(ctx context.Context, tx pgx.Tx, e eventstore.Event) error {
+			v, err := schema.DecodeAs[Signup](f.reg, e)
+			if err != nil {
+				return err
+			}
+			return errors.New("cannot mail " + v.Email)
+		}),
+	}
+	runner := projection.NewRunner(f.store, []projection.Projection{failing}, nil)
+	f.append(t, "account-ada", Signup{Customer: "c-ada", Email: "ada@example.com", Plan: "pro"})
+	runDone := make(chan error, 1)
+	go func() { runDone <- runner.Run(ctx) }()
+	pgtest.WaitFor(t, "the dead letter", time.Minute, func() bool {
+		dl, err := runner.DeadLetters(ctx, "mailer")
+		return err == nil && len(dl) == 1
+	})
+	cancel()
+	<-runDone
+	if hits := scanSchema(t, f.db.Pool, f.db.Schema, []string{"ada@example.com"}); len(hits) != 1 || !strings.HasPrefix(hits[0], "dead_letters") {
+		t.Fatalf("before forget, the email should be in the dead letter only: %v", hits)
+	}
+	if err := f.sh.Forget(context.Background(), "c-ada"); err != nil {
+		t.Fatal(err)
+	}
+	if hits := scanSchema(t, f.db.Pool, f.db.Schema, []string{"ada@example.com"}); len(hits) > 0 {
+		t.Fatalf("after forget: %v", hits)
+	}
+	dl, err := runner.DeadLetters(context.Background(), "mailer")
+	if err != nil || len(dl) != 1 || dl[0].Error != shred.ErasedError {
+		t.Fatalf("dead letters after forget: %+v %v", dl, err)
 	}
 }

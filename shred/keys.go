@@ -54,6 +54,12 @@ const (
 	// data went to: a snapshot is state folded from plaintext.
 	forgetSnapshotsSQL = `DELETE FROM {schema}.snapshots WHERE stream_id IN
 		(SELECT stream_id FROM {schema}.subject_streams WHERE subject = $1)`
+	// forgetDeadLettersSQL replaces the error text of the dead letters of
+	// the subject's streams: a handler's error may quote what it was
+	// handed. Index: dead_letters_partition_idx is not on stream_id; dead
+	// letters are few.
+	forgetDeadLettersSQL = `UPDATE {schema}.dead_letters SET error = $2 WHERE stream_id IN
+		(SELECT stream_id FROM {schema}.subject_streams WHERE subject = $1)`
 	// forgottenSQL lists forgotten subjects. Index: subject_keys_pkey.
 	forgottenSQL = `SELECT subject FROM {schema}.subject_keys WHERE forgotten_at IS NOT NULL ORDER BY subject`
 )
@@ -83,11 +89,12 @@ func readKeys(ctx context.Context, q eventstore.Querier, sql string, subjects []
 }
 
 // sealKeys returns the current key of each subject, creating keys for new
-// subjects, and records streamID as holding their data.
-func (s *Shredder) sealKeys(ctx context.Context, streamID string, subjects []string) (map[string]sealKey, error) {
+// subjects, and records streamID as holding their data, on q (the
+// append's transaction or pool).
+func (s *Shredder) sealKeys(ctx context.Context, q eventstore.Querier, streamID string, subjects []string) (map[string]sealKey, error) {
 	out := make(map[string]sealKey, len(subjects))
 	for attempt := 0; attempt < 3; attempt++ {
-		rows, err := readKeys(ctx, s.pool, s.sql.record, subjects, streamID)
+		rows, err := readKeys(ctx, q, s.sql.record, subjects, streamID)
 		if err != nil {
 			return nil, fmt.Errorf("shred: keys: %w", err)
 		}
@@ -116,7 +123,7 @@ func (s *Shredder) sealKeys(ctx context.Context, streamID string, subjects []str
 				if err != nil {
 					return nil, fmt.Errorf("shred: wrap key of %q: %w", sub, err)
 				}
-				if _, err := s.pool.Exec(ctx, s.sql.create, sub, wrapped); err != nil {
+				if err := exec(ctx, q, s.sql.create, sub, wrapped); err != nil {
 					return nil, fmt.Errorf("shred: create key of %q: %w", sub, err)
 				}
 				created = true
@@ -127,6 +134,16 @@ func (s *Shredder) sealKeys(ctx context.Context, streamID string, subjects []str
 		}
 	}
 	return nil, errors.New("shred: keys: a subject's key could not be read back after creating it")
+}
+
+// exec runs a statement that returns no rows through a Querier.
+func exec(ctx context.Context, q eventstore.Querier, sql string, args ...any) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
 }
 
 type sealKey struct {

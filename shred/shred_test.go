@@ -7,6 +7,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/strata-go/strata/eventstore"
 	"github.com/strata-go/strata/schema"
@@ -221,4 +225,45 @@ func (f *fixture) table(t testing.TB, stream string) []eventstore.Event {
 		out = append(out, e)
 	}
 	return out
+}
+
+// AppendTx and ReadStreamTx seal and open in the caller's transaction:
+// on a pool of one connection, held by that transaction, they do not
+// wait for a second one (a deadlock once every connection of a pool is
+// such a transaction).
+func TestSealAndOpenInTheCallersTransaction(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	cfg := f.db.Pool.Config()
+	cfg.MaxConns = 1
+	one, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	sh := shred.New(one, &shred.Config{Schema: f.db.Schema, Registry: f.reg})
+	store := eventstore.New(one, &eventstore.Config{Schema: f.db.Schema, Validator: f.reg, Sealer: sh, Opener: sh, NotifyInterval: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = pgx.BeginFunc(ctx, one, func(tx pgx.Tx) error {
+		ne, err := f.reg.Encode(Signup{Customer: "c-tx", Email: "tx@example.com", Plan: "pro"})
+		if err != nil {
+			return err
+		}
+		if _, err := store.AppendTx(ctx, tx, "account-tx", eventstore.NoStream, ne); err != nil {
+			return err
+		}
+		for e, err := range store.ReadStreamTx(ctx, tx, "account-tx", 0) {
+			if err != nil {
+				return err
+			}
+			if !bytes.Contains(e.Data, []byte(`"tx@example.com"`)) {
+				return errors.New("not opened: " + string(e.Data))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

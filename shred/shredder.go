@@ -45,7 +45,7 @@ type Shredder struct {
 	pool    *pgxpool.Pool
 	reg     *schema.Registry
 	wrapper Wrapper
-	sql     struct{ record, create, keys, locked, forget, snapshots, forgotten string }
+	sql     struct{ record, create, keys, locked, forget, snapshots, deadLetters, forgotten string }
 }
 
 var (
@@ -70,20 +70,22 @@ func New(pool *pgxpool.Pool, cfg *Config) *Shredder {
 	s.sql.record, s.sql.create, s.sql.keys = r.Replace(recordSQL), r.Replace(createSQL), r.Replace(keysSQL)
 	s.sql.locked, s.sql.forget = r.Replace(lockedKeysSQL), r.Replace(forgetSQL)
 	s.sql.snapshots, s.sql.forgotten = r.Replace(forgetSnapshotsSQL), r.Replace(forgottenSQL)
+	s.sql.deadLetters = r.Replace(forgetDeadLettersSQL)
 	return s
 }
 
 // Seal encrypts the personal fields of events (see schema.Personal) under
 // their subjects' keys, creating a key for a subject seen for the first
 // time. It is what makes a Shredder an eventstore.Sealer; the store calls
-// it after validating the events. Events of types without personal fields
+// it after validating the events, with q the append's transaction or
+// pool (keys are looked up and made on it). Events of types without personal fields
 // (or unknown to the registry) are left as they are.
 //
 // Errors, each matching eventstore.ErrInvalidEvent, nothing written:
 // ErrNoSubject (the subject field is missing, empty, too long or not a
 // string), ErrForgotten (the subject was forgotten), ErrPersonalMetadata
 // (see checkMetadata).
-func (s *Shredder) Seal(ctx context.Context, streamID string, events []eventstore.NewEvent) ([][]byte, error) {
+func (s *Shredder) Seal(ctx context.Context, q eventstore.Querier, streamID string, events []eventstore.NewEvent) ([][]byte, error) {
 	out := make([][]byte, len(events))
 	type todo struct {
 		i       int
@@ -126,7 +128,7 @@ func (s *Shredder) Seal(ctx context.Context, streamID string, events []eventstor
 	if len(work) == 0 {
 		return out, nil
 	}
-	keys, err := s.sealKeys(ctx, streamID, subjects)
+	keys, err := s.sealKeys(ctx, q, streamID, subjects)
 	if err != nil {
 		return nil, err
 	}
@@ -323,9 +325,14 @@ func (s *Shredder) Open(ctx context.Context, q eventstore.Querier, events []even
 	return out, nil
 }
 
+// ErasedError replaces the error text of the dead letters of a forgotten
+// subject's streams: a handler's error may have quoted a personal value.
+const ErasedError = "[erased: the data subject was forgotten]"
+
 // Forget deletes the subject's key, so that every sealed value of the
-// subject reads back erased from then on, wherever it was copied, and
-// deletes the snapshots of the streams its data was appended to. A
+// subject reads back erased from then on, wherever it was copied, deletes
+// the snapshots of the streams its data was appended to and replaces the
+// error text of their dead letters with ErasedError. A
 // subject never seen is recorded as forgotten too. Forgetting twice is a
 // no-op. A subscription batch that is opening the subject's values when
 // Forget runs finishes first (Forget waits for its lock); the next one
@@ -349,6 +356,9 @@ func (s *Shredder) ForgetTx(ctx context.Context, tx pgx.Tx, subject string) erro
 	}
 	if _, err := tx.Exec(ctx, s.sql.snapshots, subject); err != nil {
 		return fmt.Errorf("shred: forget %q: snapshots: %w", subject, err)
+	}
+	if _, err := tx.Exec(ctx, s.sql.deadLetters, subject, ErasedError); err != nil {
+		return fmt.Errorf("shred: forget %q: dead letters: %w", subject, err)
 	}
 	return nil
 }
