@@ -78,13 +78,13 @@ func New(pool *pgxpool.Pool, cfg *Config) *Shredder {
 // their subjects' keys, creating a key for a subject seen for the first
 // time. It is what makes a Shredder an eventstore.Sealer; the store calls
 // it after validating the events, with q the append's transaction or
-// pool (keys are looked up and made on it). Events of types without personal fields
-// (or unknown to the registry) are left as they are.
+// pool (keys are looked up and made on it). Events of types without
+// personal fields (or unknown to the registry) are left as they are.
 //
 // Errors, each matching eventstore.ErrInvalidEvent, nothing written:
 // ErrNoSubject (the subject field is missing, empty, too long or not a
 // string), ErrForgotten (the subject was forgotten), ErrPersonalMetadata
-// (see checkMetadata).
+// (see checkMetadata), ErrReserved (a value that looks sealed).
 func (s *Shredder) Seal(ctx context.Context, q eventstore.Querier, streamID string, events []eventstore.NewEvent) ([][]byte, error) {
 	out := make([][]byte, len(events))
 	type todo struct {
