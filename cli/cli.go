@@ -18,6 +18,7 @@ import (
 	"github.com/strata-go/strata/migrations"
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/schema"
+	"github.com/strata-go/strata/shred"
 )
 
 // Exit codes returned by Run (and by ExitCode for the errors of Command).
@@ -293,6 +294,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 problems found (status, schema check),
 		s.deadLettersCmd(),
 		s.traceCmd(),
 		s.schemaCmd(),
+		s.subjectCmd(),
 		s.uiCmd(),
 	)
 	return root
@@ -365,7 +367,10 @@ func (s *session) connect(ctx context.Context, migrating bool) (*eventstore.Stor
 			return nil, fmt.Errorf("schema %q has no Strata tables: run '%s migrate' (or check --schema)", s.schema, s.cfg.Name)
 		}
 	}
-	s.store = eventstore.New(s.pool, &eventstore.Config{Schema: s.schema, NotifyInterval: -1})
+	// Sealed personal fields are shown opened: plaintext while the
+	// subject's key exists, the erased value once it is forgotten.
+	opener := shred.New(s.pool, &shred.Config{Schema: s.schema})
+	s.store = eventstore.New(s.pool, &eventstore.Config{Schema: s.schema, NotifyInterval: -1, Opener: opener})
 	return s.store, nil
 }
 

@@ -99,6 +99,9 @@ func (s *Store) appendTo(ctx context.Context, q querier, streamID string, expect
 	if err != nil {
 		return AppendResult{}, err
 	}
+	if err := s.seal(ctx, q, streamID, events, a); err != nil {
+		return AppendResult{}, err
+	}
 	if a.principal, err = principalOf(ctx, streamID); err != nil {
 		return AppendResult{}, err
 	}

@@ -76,5 +76,5 @@ func (s *Store) ReadByPrincipal(ctx context.Context, principal string, after Pos
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: %s: %w", what, err)
 	}
-	return events, nil
+	return s.open(ctx, events)
 }

@@ -37,6 +37,15 @@ type Config struct {
 	// a *schema.Registry. Default nil: events are only checked to be well
 	// formed (valid JSON, sizes, names).
 	Validator Validator
+	// Sealer encrypts events' personal fields before an append writes
+	// anything, after the Validator. Pass a *shred.Shredder (with the same
+	// one as Opener). Default nil: data is stored as given.
+	Sealer Sealer
+	// Opener decrypts sealed fields of the events every read and
+	// subscription returns, or gives their erased value once their key is
+	// forgotten. Pass a *shred.Shredder. Default nil: events are returned
+	// as stored.
+	Opener Opener
 	// MaxEventSize is the largest event accepted, in bytes of Data plus
 	// encoded Metadata. Default 1 MiB.
 	MaxEventSize int

@@ -105,6 +105,16 @@
 // returns). SubscriptionStatuses, ResetSubscription, DeadLetters and
 // RetryDeadLetters are the operator's controls.
 //
+// # Personal data
+//
+// Config.Sealer encrypts events' personal fields before an append writes
+// them, and Config.Opener decrypts them, or gives their erased value, in
+// every read and subscription: package shred's Shredder is both.
+// Subscriptions open each batch inside its transaction with the keys
+// share-locked, so forgetting a subject waits for a batch holding its
+// plaintext; SubscriptionConfig.Sealed hands a handler the events as
+// stored (the outbox relay copies them so).
+//
 // # Telemetry
 //
 // Every Append and AppendTx is a strata.append span and records

@@ -102,9 +102,18 @@ func (s *Store) readStream(ctx context.Context, q querier, streamID string, from
 			return
 		}
 		n := 0
-		rows, err := q.Query(ctx, s.sql.readStream, streamID, fromVersion)
-		if err == nil {
-			err = scanEvents(rows, func(e Event) bool { n++; return yield(e, nil) })
+		var err error
+		if s.cfg.Opener != nil {
+			n, err = s.readStreamOpened(ctx, q, streamID, fromVersion, yield)
+		} else {
+			var rows pgx.Rows
+			rows, err = q.Query(ctx, s.sql.readStream, streamID, fromVersion)
+			if err == nil {
+				err = scanEvents(rows, func(e Event) bool { n++; return yield(e, nil) })
+			}
+		}
+		if n < 0 {
+			return // the loop stopped
 		}
 		if err != nil {
 			yield(Event{}, fmt.Errorf("eventstore: read %q: %w", streamID, err))
@@ -123,6 +132,45 @@ func (s *Store) readStream(ctx context.Context, q querier, streamID string, from
 			}
 		}
 		yield(Event{}, fmt.Errorf("eventstore: read %q: %w", streamID, ErrStreamNotFound))
+	}
+}
+
+// readStreamPage is readStreamSQL a page at a time, for a store with an
+// Opener: a page's keys are looked up together once its rows are read.
+// Index: events_stream_version_key.
+const readStreamPageSQL = `SELECT {event_columns} FROM {schema}.events
+	WHERE stream_id = $1 AND version >= $2 ORDER BY version LIMIT $3`
+
+// streamPage is how many events readStreamOpened reads and opens at once.
+const streamPage = 500
+
+// readStreamOpened reads a stream a page at a time, opening each page
+// before yielding it. It returns the number of events yielded, or -1 when
+// yield stopped the loop.
+func (s *Store) readStreamOpened(ctx context.Context, q querier, streamID string, from int64, yield func(Event, error) bool) (int, error) {
+	n := 0
+	for {
+		var page []Event
+		rows, err := q.Query(ctx, s.sql.readStreamPage, streamID, from, streamPage)
+		if err == nil {
+			err = scanEvents(rows, func(e Event) bool { page = append(page, e); return true })
+		}
+		if err == nil {
+			page, err = s.openOn(ctx, q, page)
+		}
+		if err != nil {
+			return n, err
+		}
+		for _, e := range page {
+			n++
+			if !yield(e, nil) {
+				return -1, nil
+			}
+		}
+		if len(page) < streamPage {
+			return n, nil
+		}
+		from = page[len(page)-1].Version + 1
 	}
 }
 
@@ -156,6 +204,12 @@ func (s *Store) ReadAll(ctx context.Context, after Position, limit int) (Page, e
 
 // ReadAllFiltered is ReadAll keeping only the events f selects.
 func (s *Store) ReadAllFiltered(ctx context.Context, after Position, limit int, f Filter) (Page, error) {
+	return s.openPage(ctx)(s.readAllFiltered(ctx, after, limit, f))
+}
+
+// readAllFiltered is ReadAllFiltered without the Opener: subscriptions
+// open their events inside the handler's transaction.
+func (s *Store) readAllFiltered(ctx context.Context, after Position, limit int, f Filter) (Page, error) {
 	if err := firstError(checkLimit("read log", limit), checkPosition("read log", after), f.check()); err != nil {
 		return Page{}, err
 	}

@@ -70,7 +70,7 @@ func (s *Store) ReadLast(ctx context.Context, limit int, f Filter) (Page, error)
 		return Page{}, fmt.Errorf("eventstore: read last %d: %w", limit, err)
 	}
 	slices.Reverse(page.Events)
-	return page, nil
+	return s.openPage(ctx)(page, nil)
 }
 
 // readCorrelatedSQL reads the first $2 events, in log order, of the
@@ -98,5 +98,5 @@ func (s *Store) ReadCorrelated(ctx context.Context, correlationID string, limit 
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: read correlation %q: %w", correlationID, err)
 	}
-	return events, nil
+	return s.open(ctx, events)
 }

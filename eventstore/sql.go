@@ -38,6 +38,7 @@ type queries struct {
 	appendBatch     [2]string // the combined append, by notify (appendsql.go)
 	streamVersion   string
 	readStream      string
+	readStreamPage  string
 	readLog         string
 	readLogFiltered string
 	logWindow       string
@@ -69,6 +70,7 @@ func buildQueries(schema, channel string) queries {
 		appendBatch:     buildAppendBatchQueries(r),
 		streamVersion:   r.Replace(streamVersionSQL),
 		readStream:      r.Replace(readStreamSQL),
+		readStreamPage:  r.Replace(readStreamPageSQL),
 		readLog:         r.Replace(readLogSQL),
 		readLogFiltered: r.Replace(readLogFilteredSQL),
 		logWindow:       r.Replace(logWindowSQL),

@@ -129,6 +129,13 @@ type SubscriptionConfig struct {
 	// even if Run's ctx ends meanwhile, so a clean stop does not repeat the
 	// batch. Default false: the handler runs inside the checkpoint's tx.
 	HandleOutsideTx bool
+	// Sealed hands the handler the events as stored, their personal fields
+	// still sealed (see Config.Opener): for handlers that copy events
+	// elsewhere whole, such as the outbox relay, so that the copies stay
+	// ciphertext and are shredded with the key. Default false: the events
+	// are opened inside the handler's transaction, their keys locked
+	// (FOR SHARE) until it commits, so a forget waits for the batch.
+	Sealed bool
 	// OnBatch, if set, is called after each committed batch (for metrics
 	// and progress), including the transaction that parks an event the
 	// handler kept failing on (Events 0, Parked 1). It must be quick.

@@ -227,7 +227,7 @@ func (w *worker) prefetch(ctx context.Context, after Position) {
 	ch := make(chan prefetched, 1)
 	w.ahead = ch
 	go func() {
-		page, err := w.sub.store.ReadAllFiltered(ctx, after, w.sub.cfg.BatchSize, w.filter)
+		page, err := w.sub.store.readAllFiltered(ctx, after, w.sub.cfg.BatchSize, w.filter)
 		ch <- prefetched{after: after, page: page, err: err}
 	}()
 }
@@ -243,7 +243,7 @@ func (w *worker) read(ctx context.Context) (Page, error) {
 			return r.page, nil
 		}
 	}
-	return w.sub.store.ReadAllFiltered(ctx, w.readAt, w.sub.cfg.BatchSize, w.filter)
+	return w.sub.store.readAllFiltered(ctx, w.readAt, w.sub.cfg.BatchSize, w.filter)
 }
 
 // dropPrefetch waits for a read ahead to finish and forgets it.
@@ -317,10 +317,7 @@ func (w *worker) handle(ctx context.Context, h Handler, page Page, started time.
 	events := page.Events
 	live, parked := w.split(events)
 	err := w.commit(ctx, live, parked, page.Next, !page.AtEnd, func(tx pgx.Tx) error {
-		if len(live) == 0 {
-			return nil
-		}
-		return h(ctx, tx, live)
+		return w.call(ctx, h, tx, live)
 	}, started)
 	if err == nil || errors.Is(err, errFenced) || ctx.Err() != nil {
 		return err
@@ -374,10 +371,7 @@ func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr err
 		live, parked := w.split([]Event{e})
 		started := time.Now()
 		err = w.commit(ctx, live, parked, e.Position, false, func(tx pgx.Tx) error {
-			if len(live) == 0 {
-				return nil
-			}
-			return h(ctx, tx, live)
+			return w.call(ctx, h, tx, live)
 		}, started)
 		if err == nil {
 			return nil
@@ -393,6 +387,28 @@ func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr err
 	}
 	w.sub.log.Error("strata: parking event after repeated failures", "partition", w.p, "event", e.ID, "stream", e.StreamID, "attempts", attempts, "err", err)
 	return w.park(ctx, e, attempts, err)
+}
+
+// call hands live events to the handler, opened (see Config.Opener) in
+// tx with their keys locked until it ends; with HandleOutsideTx (a nil
+// tx) they are opened on the pool, without a lock. The page's own events
+// are never changed, so a retry opens them again.
+func (w *worker) call(ctx context.Context, h Handler, tx pgx.Tx, live []Event) error {
+	if len(live) == 0 {
+		return nil
+	}
+	if o := w.sub.store.cfg.Opener; o != nil && !w.sub.cfg.Sealed {
+		var err error
+		if tx == nil {
+			live, err = o.Open(ctx, w.sub.store.pool, live, false)
+		} else {
+			live, err = o.Open(ctx, tx, live, true)
+		}
+		if err != nil {
+			return fmt.Errorf("open events: %w", err)
+		}
+	}
+	return h(ctx, tx, live)
 }
 
 // split separates events of parked streams from the rest.

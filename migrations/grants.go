@@ -74,7 +74,9 @@ var columnGrants = []struct {
 		update: "version, last_tx, updated_at"},
 	{table: "snapshots",
 		insert: "stream_id, version, schema_version, data",
-		update: "version, schema_version, data, created_at"},
+		update: "version, schema_version, data, created_at",
+		// Forgetting a data subject deletes its streams' snapshots (package shred).
+		delete: true},
 	{table: "subscriptions",
 		insert: "name, partition, partitions, categories, event_types",
 		update: "categories, event_types, position_tx, position_seq, owner, lease_until, state, last_error, events_handled, updated_at, resets",

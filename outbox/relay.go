@@ -259,7 +259,10 @@ func (r *Relay) Health() Health {
 func (r *Relay) Run(ctx context.Context) error {
 	c := &r.cfg
 	sub, err := r.store.Subscription(eventstore.SubscriptionConfig{
-		Name:            r.SubscriptionName(),
+		Name: r.SubscriptionName(),
+		// Published as stored: personal fields stay sealed in every broker
+		// copy, and are shredded with their key (package shred).
+		Sealed:          true,
 		Categories:      c.Categories,
 		Types:           c.Types,
 		Partitions:      c.Partitions,

@@ -76,6 +76,15 @@
 // fails altogether is restarted with backoff. A cancelled context stops
 // Run between batches; a batch in flight rolls back.
 //
+// # Forgetting a data subject
+//
+// A projection whose read model keeps personal data (see package shred)
+// gives a Forget that scrubs a subject from its tables. Runner.Forget
+// deletes the subject's key and runs every projection's Forget in one
+// transaction; a batch that was writing the subject's plaintext finishes
+// first and is scrubbed too. A projection without Forget keeps what it
+// wrote until a Rebuild, which reads the fields erased.
+//
 // # Rebuilds and resets
 //
 // Runner.Rebuild runs the projection's Reset and moves its checkpoints to

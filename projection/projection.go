@@ -52,6 +52,10 @@ type BatchHandler interface {
 // tables).
 type ResetFunc func(ctx context.Context, tx pgx.Tx) error
 
+// ForgetFunc scrubs one data subject's personal data from a projection's
+// read model, in tx (see Projection.Forget).
+type ForgetFunc func(ctx context.Context, tx pgx.Tx, subject string) error
+
 // Projection is a named read model built from the global log.
 type Projection struct {
 	// Name identifies the projection. Required; unique within a Runner.
@@ -68,6 +72,11 @@ type Projection struct {
 	// Default nil: nothing is cleared, so the handler must then tolerate
 	// events it has already applied.
 	Reset ResetFunc
+	// Forget scrubs a data subject's personal data from the read model
+	// (see package shred): Runner.Forget calls it in the transaction that
+	// deletes the subject's key. Default nil: the read model keeps what it
+	// wrote until a Rebuild, which reads the subject's fields erased.
+	Forget ForgetFunc
 	// Types keeps only events of these types. Default: all.
 	Types []string
 	// Categories keeps only events of streams in these categories (the part

@@ -148,7 +148,9 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 	if n == t.current {
 		if strict {
 			if err := v.check(t.name, e.Data); err != nil {
-				return nil, nil, err
+				if err = t.erasedOK(v, e.Data, err); err != nil {
+					return nil, nil, err
+				}
 			}
 		}
 		return t, e.Data, nil
@@ -160,7 +162,9 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 	}
 	if strict {
 		if err := v.check(t.name, e.Data); err != nil {
-			return nil, nil, err
+			if err = t.erasedOK(v, e.Data, err); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	doc, err := parseDoc(e.Data)
@@ -183,7 +187,9 @@ func (s *state) currentJSON(e eventstore.Event, strict bool) (*eventType, []byte
 		return nil, nil, fmt.Errorf("schema: decode %q: encode upcast v%d: %w", t.name, t.current, err)
 	}
 	if err := t.versions[t.current].check(t.name, data); err != nil {
-		return nil, nil, err
+		if err = t.erasedOK(t.versions[t.current], data, err); err != nil {
+			return nil, nil, err
+		}
 	}
 	return t, data, nil
 }

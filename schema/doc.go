@@ -90,4 +90,14 @@
 //	_, err := store.Append(ctx, "order-42", eventstore.NoStream, ev1, ev2)
 //	var ve *schema.ValidationError
 //	if errors.As(err, &ve) { … } // nothing was written
+//
+// # Personal data
+//
+// A schema declares which properties are personal data
+// ("x-strata-personal": true) and which names the data subject
+// ("x-strata-subject": true); a Go type bound by Register may declare the
+// same with struct tags (`strata:"personal"`, `strata:"subject"`).
+// Registry.Personal reports them; package shred seals and opens those
+// fields. A forgotten subject's personal strings read as Erased, other
+// values as null, and an upcast event's validation skips them.
 package schema

@@ -67,6 +67,8 @@ type eventType struct {
 	// versionSamples are the payloads registered with SampleJSON, by
 	// version: Check upcasts them instead of generated ones.
 	versionSamples map[int][][]byte
+	// tags is the personal data declared by goType's struct tags.
+	tags Personal
 }
 
 // vschema is one compiled JSON Schema.
@@ -76,6 +78,8 @@ type vschema struct {
 	source string // file it was loaded from; "" when passed as bytes
 	schema *jsonschema.Schema
 	fast   *fastNode // nil when the schema uses keywords the fast path lacks
+	// personal is what the schema's annotations declare personal.
+	personal Personal
 }
 
 // NewRegistry returns an empty registry.
@@ -123,7 +127,7 @@ func (s *state) edit(name string, create bool) *eventType {
 	}
 	t := &eventType{name: name, versions: map[int]*vschema{}, upcasts: map[int]UpcastFunc{}}
 	if old != nil {
-		t.goType, t.current, t.samples = old.goType, old.current, slices.Clone(old.samples)
+		t.goType, t.current, t.samples, t.tags = old.goType, old.current, slices.Clone(old.samples), old.tags
 		t.versionSamples = maps.Clone(old.versionSamples)
 		for k, v := range old.versions {
 			t.versions[k] = v
@@ -168,9 +172,12 @@ func Register[T any](reg *Registry, name string, version int, jsonSchema []byte)
 	if k := rt.Kind(); k == reflect.Pointer || k == reflect.Interface {
 		return fmt.Errorf("schema: register %s as %q: want a non-pointer, non-interface type", rt, name)
 	}
+	tags, err := personalTags(rt)
+	if err != nil {
+		return fmt.Errorf("schema: register %s as %q: %w", rt, name, err)
+	}
 	var compiled *vschema
 	if jsonSchema != nil {
-		var err error
 		if compiled, err = compile(name, version, jsonSchema, ""); err != nil {
 			return fmt.Errorf("schema: register %q v%d: %w", name, version, err)
 		}
@@ -201,7 +208,14 @@ func Register[T any](reg *Registry, name string, version int, jsonSchema []byte)
 				return fmt.Errorf("schema: register %q v%d: an upcaster from v%d exists; upcasters must end at the current version", name, version, v)
 			}
 		}
-		t.goType, t.current = rt, version
+		if sub := t.versions[version].personal.Subject; sub != "" && tags.Subject != "" && sub != tags.Subject {
+			return fmt.Errorf("schema: register %q v%d as %s: the schema names the subject %s, the struct tag %s", name, version, rt, sub, tags.Subject)
+		}
+		if p := t.versions[version].personal; (len(tags.Fields) > 0 || len(p.Fields) > 0) && tags.Subject == "" && p.Subject == "" {
+			return fmt.Errorf("schema: register %q as %s: personal fields but no subject: mark the field naming it %q in the schema or tag it %s:\"subject\"",
+				name, rt, SubjectKeyword, structTag)
+		}
+		t.goType, t.current, t.tags = rt, version, tags
 		s.byGo[rt] = t
 		return nil
 	})
@@ -220,6 +234,9 @@ func (r *Registry) RegisterVersion(name string, version int, jsonSchema []byte) 
 	v, err := compile(name, version, jsonSchema, "")
 	if err != nil {
 		return fmt.Errorf("schema: register %q v%d: %w", name, version, err)
+	}
+	if len(v.personal.Fields) > 0 && v.personal.Subject == "" {
+		return fmt.Errorf("schema: register %q v%d: personal fields %v but no property marked %q", name, version, v.personal.Fields, SubjectKeyword)
 	}
 	return r.update(func(s *state) error { return addVersion(s, name, v) })
 }
@@ -451,5 +468,9 @@ func compile(name string, n int, raw []byte, source string) (*vschema, error) {
 		}
 		return nil, err
 	}
-	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch, fast: compileFast(doc)}, nil
+	personal, err := personalOf(doc)
+	if err != nil {
+		return nil, err
+	}
+	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch, fast: compileFast(doc), personal: personal}, nil
 }

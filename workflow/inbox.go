@@ -209,7 +209,26 @@ func (r *Runner[S]) queuedInputs(ctx context.Context, tx pgx.Tx, key string, lim
 	if err != nil {
 		return nil, fmt.Errorf("workflow %q: instance %q: inputs: %w", r.wf.Name, key, err)
 	}
-	return out, nil
+	return r.openInputs(ctx, tx, key, out)
+}
+
+// openInputs opens the personal fields of queued inputs (the inbox keeps
+// them sealed) in the reaction's transaction, their keys locked until it
+// ends: a forget waits for the reaction, and the next one reads erased
+// values.
+func (r *Runner[S]) openInputs(ctx context.Context, tx pgx.Tx, key string, qs []queued) ([]queued, error) {
+	events := make([]eventstore.Event, len(qs))
+	for i, q := range qs {
+		events[i] = q.e
+	}
+	opened, err := r.store.OpenTx(ctx, tx, events)
+	if err != nil {
+		return nil, fmt.Errorf("workflow %q: instance %q: inputs: %w", r.wf.Name, key, err)
+	}
+	for i := range qs {
+		qs[i].e = opened[i]
+	}
+	return qs, nil
 }
 
 // failInput records a failed attempt at a queued input: it is tried again

@@ -104,7 +104,10 @@ func (r *Runner[S]) Run(ctx context.Context) error {
 // router, one partition, so that it reads the log in order.
 func (r *Runner[S]) subscription() (*eventstore.Subscription, error) {
 	return r.store.Subscription(eventstore.SubscriptionConfig{
-		Name:            r.SubscriptionName(),
+		Name: r.SubscriptionName(),
+		// The inbox keeps events as stored (personal fields sealed); the
+		// reaction opens them in its transaction (queuedInputs).
+		Sealed:          true,
 		Categories:      r.wf.Categories,
 		Types:           r.wf.Types,
 		BatchSize:       r.cfg.BatchSize,

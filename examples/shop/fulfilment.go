@@ -74,9 +74,10 @@ type OrderConfirmed struct {
 
 // CancellationSent records the email telling the customer.
 type CancellationSent struct {
-	OrderID string `json:"order_id"`
-	Email   string `json:"email"`
-	Subject string `json:"subject"`
+	OrderID  string `json:"order_id"`
+	Customer string `json:"customer,omitempty"` // the data subject (see schemas/)
+	Email    string `json:"email"`
+	Subject  string `json:"subject"`
 }
 
 // registerFulfilment binds the workflow's event types (schemas under

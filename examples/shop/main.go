@@ -75,6 +75,7 @@ import (
 	"github.com/strata-go/strata/migrations"
 	"github.com/strata-go/strata/outbox"
 	"github.com/strata-go/strata/projection"
+	"github.com/strata-go/strata/shred"
 	"github.com/strata-go/strata/workflow"
 )
 
@@ -144,8 +145,11 @@ func run(ctx context.Context, o options) error {
 	if err := registerFulfilment(reg); err != nil {
 		return err
 	}
-	// The store validates every event against its schema before appending.
-	store := eventstore.New(pool, &eventstore.Config{Schema: o.schema, Validator: reg})
+	// The store validates every event against its schema before appending,
+	// and stores the personal fields the schemas declare (the customer's
+	// email) encrypted under the customer's key (package shred).
+	shredder := shred.New(pool, &shred.Config{Schema: o.schema, Registry: reg})
+	store := eventstore.New(pool, &eventstore.Config{Schema: o.schema, Validator: reg, Sealer: shredder, Opener: shredder})
 	if _, err := pool.Exec(ctx, fmt.Sprintf(createSummary, store.Table("order_summary"))); err != nil {
 		return err
 	}

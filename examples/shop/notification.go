@@ -14,9 +14,10 @@ import (
 // ConfirmationSent records that the customer was told their order is
 // paid: stream "notification-<order id>".
 type ConfirmationSent struct {
-	OrderID string `json:"order_id"`
-	Email   string `json:"email"`
-	Subject string `json:"subject"`
+	OrderID  string `json:"order_id"`
+	Customer string `json:"customer,omitempty"` // the data subject (see schemas/)
+	Email    string `json:"email"`
+	Subject  string `json:"subject"`
 }
 
 // notificationService emails the customer once an order is paid. It
@@ -56,7 +57,7 @@ func (s *notificationService) Handle(msg *message.Message) error {
 	}
 
 	subject := fmt.Sprintf("Your order %s is confirmed: %s paid", paid.OrderID, money(paid.AmountCents, paid.Currency))
-	sent, err := s.reg.Encode(ConfirmationSent{OrderID: paid.OrderID, Email: order.Email, Subject: subject})
+	sent, err := s.reg.Encode(ConfirmationSent{OrderID: paid.OrderID, Customer: order.Customer, Email: order.Email, Subject: subject})
 	if err != nil {
 		return err
 	}

@@ -45,9 +45,9 @@ func (s *notificationService) HandleOrderOutcome(msg *message.Message) error {
 		return fmt.Errorf("tell the customer of order %s: %w", orderID, err)
 	}
 	if e.Type == "OrderConfirmed" {
-		sent = ConfirmationSent{OrderID: orderID, Email: order.Email, Subject: subject}
+		sent = ConfirmationSent{OrderID: orderID, Customer: order.Customer, Email: order.Email, Subject: subject}
 	} else {
-		sent = CancellationSent{OrderID: orderID, Email: order.Email, Subject: subject}
+		sent = CancellationSent{OrderID: orderID, Customer: order.Customer, Email: order.Email, Subject: subject}
 	}
 	ne, err := s.reg.Encode(sent)
 	if err != nil {

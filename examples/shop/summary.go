@@ -18,6 +18,7 @@ import (
 const createSummary = `CREATE TABLE %s (
 	order_id       text PRIMARY KEY,
 	customer       text NOT NULL,
+	email          text NOT NULL, -- personal: scrubbed when the customer is forgotten
 	total_cents    bigint NOT NULL,
 	currency       text NOT NULL,
 	status         text NOT NULL, -- placed, paid, notified, cancelled
@@ -37,9 +38,9 @@ func summaryProjection(store *eventstore.Store, reg *schema.Registry) projection
 		}
 		switch ev := v.(type) {
 		case OrderPlaced:
-			_, err = tx.Exec(ctx, `INSERT INTO `+table+` VALUES ($1, $2, $3, $4, 'placed', $5, $6)
+			_, err = tx.Exec(ctx, `INSERT INTO `+table+` VALUES ($1, $2, $3, $4, $5, 'placed', $6, $7)
 				ON CONFLICT (order_id) DO NOTHING`,
-				strings.TrimPrefix(e.StreamID, "order-"), ev.Customer, ev.TotalCents, ev.Currency, e.Metadata.CorrelationID, e.RecordedAt)
+				strings.TrimPrefix(e.StreamID, "order-"), ev.Customer, ev.Email, ev.TotalCents, ev.Currency, e.Metadata.CorrelationID, e.RecordedAt)
 		case PaymentCompleted:
 			_, err = tx.Exec(ctx, `UPDATE `+table+` SET status = 'paid', updated_at = $2 WHERE order_id = $1 AND status = 'placed'`,
 				ev.OrderID, e.RecordedAt)
@@ -58,6 +59,12 @@ func summaryProjection(store *eventstore.Store, reg *schema.Registry) projection
 		Categories: []string{"order", "payment", "notification"},
 		Reset: func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, `TRUNCATE `+table)
+			return err
+		},
+		// A forgotten customer's email goes from the read model in the
+		// transaction that deletes the customer's key (Runner.Forget).
+		Forget: func(ctx context.Context, tx pgx.Tx, customer string) error {
+			_, err := tx.Exec(ctx, `UPDATE `+table+` SET email = $2 WHERE customer = $1`, customer, schema.Erased)
 			return err
 		},
 	}

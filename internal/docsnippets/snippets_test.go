@@ -50,6 +50,7 @@ import (
 	"github.com/strata-go/strata/projection"
 	"github.com/strata-go/strata/pubsub"
 	"github.com/strata-go/strata/schema"
+	"github.com/strata-go/strata/shred"
 	"github.com/strata-go/strata/telemetry"
 	"github.com/strata-go/strata/workflow"
 )
@@ -131,6 +132,7 @@ var (
 	_ = uuid.New
 	_ = kafka.NewPublisher
 	_ = workflow.New[Fulfilment]
+	_ = shred.New
 )
 `
 
