@@ -242,6 +242,11 @@ type childConfig struct {
 	URL, Schema, Name, Table, Owner string
 	Partitions, BatchSize           int
 	LeaseTTL                        time.Duration
+	// Delay is spent in the handler before each event, outside Postgres
+	// (a call to another service); with Serial, one such call at a time
+	// per process (a client with one connection to that service).
+	Delay  time.Duration
+	Serial bool
 }
 
 // TestChildProcess is not a test: it is the body of the child processes
@@ -262,7 +267,11 @@ func TestChildProcess(t *testing.T) {
 	}
 	store := eventstore.New(pool, &eventstore.Config{Schema: c.Schema})
 	tt := &totals{schema: c.Schema, table: c.Table}
-	r := projection.NewRunner(store, []projection.Projection{{Name: c.Name, Handler: tt, Reset: tt.reset, Partitions: c.Partitions}},
+	var h projection.Handler = tt
+	if c.Delay > 0 {
+		h = &remoteCall{next: tt, delay: c.Delay, serial: c.Serial}
+	}
+	r := projection.NewRunner(store, []projection.Projection{{Name: c.Name, Handler: h, Reset: tt.reset, Partitions: c.Partitions}},
 		&projection.Config{Owner: c.Owner, LeaseTTL: c.LeaseTTL, BatchSize: c.BatchSize, PollInterval: 100 * time.Millisecond})
 	fmt.Println("child running")
 	if err := r.Run(ctx); err != nil {
@@ -282,6 +291,7 @@ func startChild(t testing.TB, c childConfig) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	cmd.Stderr = os.Stderr
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
