@@ -247,6 +247,8 @@ type childConfig struct {
 	// per process (a client with one connection to that service).
 	Delay  time.Duration
 	Serial bool
+	// PoolSize is the child's pool's MaxConns; 0: pgxpool's default.
+	PoolSize int32
 }
 
 // TestChildProcess is not a test: it is the body of the child processes
@@ -261,7 +263,14 @@ func TestChildProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, c.URL)
+	pc, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PoolSize > 0 {
+		pc.MaxConns = c.PoolSize
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
 	}

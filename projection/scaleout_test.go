@@ -2,6 +2,7 @@ package projection_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"slices"
@@ -35,6 +36,18 @@ func (r *remoteCall) Handle(ctx context.Context, tx pgx.Tx, e eventstore.Event) 
 	return r.next.Handle(ctx, tx, e)
 }
 
+// HandleBatch makes the batch's calls, then writes its totals in one
+// statement, so that the database's work per event stays small beside
+// the call's and the figure measures how the calls spread over processes.
+func (r *remoteCall) HandleBatch(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
+	for range events {
+		if err := r.call(ctx); err != nil {
+			return err
+		}
+	}
+	return r.next.(*totals).applyBatch(ctx, tx, events)
+}
+
 // call is the remote call. The lock is held only for the call: a handler
 // that waited for a database connection while holding it would starve
 // the partitions holding the pool's connections.
@@ -53,9 +66,52 @@ func (r *remoteCall) call(ctx context.Context) error {
 	}
 }
 
+// applyBatch applies events as Handle would, one statement for the batch:
+// per stream, its count, sum and last version, refused (an error) unless
+// the stream's versions in the batch follow the row's last one.
+func (tt *totals) applyBatch(ctx context.Context, tx pgx.Tx, events []eventstore.Event) error {
+	type agg struct{ first, last, events, total int64 }
+	by := map[string]*agg{}
+	var ids []string
+	for _, e := range events {
+		var d struct{ N int64 }
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return err
+		}
+		a := by[e.StreamID]
+		if a == nil {
+			a = &agg{first: e.Version, last: e.Version - 1}
+			by[e.StreamID] = a
+			ids = append(ids, e.StreamID)
+		}
+		if e.Version != a.last+1 {
+			return fmt.Errorf("stream %s: version %d after %d in one batch", e.StreamID, e.Version, a.last)
+		}
+		a.last, a.events, a.total = e.Version, a.events+1, a.total+d.N
+	}
+	var first, last, n, total []int64
+	for _, id := range ids {
+		a := by[id]
+		first, last, n, total = append(first, a.first), append(last, a.last), append(n, a.events), append(total, a.total)
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO `+tt.name()+` AS t (stream_id, events, total, last_version)
+		SELECT u.id, u.n, u.total, u.last FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[]) AS u(id, first, last, n, total)
+		WHERE u.first = 1 OR EXISTS (SELECT 1 FROM `+tt.name()+` x WHERE x.stream_id = u.id)
+		ON CONFLICT (stream_id) DO UPDATE SET events = t.events + EXCLUDED.events, total = t.total + EXCLUDED.total, last_version = EXCLUDED.last_version
+		WHERE t.last_version = EXCLUDED.last_version - EXCLUDED.events`, ids, first, last, n, total)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != int64(len(ids)) {
+		return fmt.Errorf("a batch of %d streams applied out of order (%d rows moved)", len(ids), tag.RowsAffected())
+	}
+	return nil
+}
+
 // TestScaleOut is the scale-out figure: a projection of 8 partitions
 // whose handler spends 1 ms per event in a call to another service, one
-// call at a time per process, run over the same backlog by 1, 2 and 4 OS
+// call at a time per process, and writes each batch's totals in one
+// statement (remoteCall.HandleBatch), run over the same backlog by 1, 2 and 4 OS
 // processes (the test binary re-executed). It reports each run's rate
 // (events ÷ the time from starting the processes to the read model being
 // complete) and its ratio to one process's rate, medians of interleaved
@@ -101,7 +157,7 @@ func TestScaleOut(t *testing.T) {
 			for i := range k {
 				children = append(children, startChild(t, childConfig{
 					URL: db.URL, Schema: db.Schema, Name: name, Table: name, Owner: fmt.Sprintf("%s-p%d", name, i),
-					Partitions: 8, Delay: time.Millisecond, Serial: serial,
+					Partitions: 8, Delay: time.Millisecond, Serial: serial, PoolSize: 12,
 				}))
 			}
 			var owners []string
