@@ -132,14 +132,15 @@ func TestScaleOut(t *testing.T) {
 	serial := os.Getenv("STRATA_SCALEOUT_PARALLEL") != "1"
 	s, db := newStore(t)
 	ctx := context.Background()
-	const streams = 64
-	// 25 events per append, the appends spread over 64 streams in turn.
-	for appended := 0; appended < events; appended += 25 {
-		batch := make([]eventstore.NewEvent, min(25, events-appended))
+	const streams = 512
+	// 10 events per append, the appends spread over 512 streams in turn
+	// (many streams: the partitions get even shares of the work).
+	for appended := 0; appended < events; appended += 10 {
+		batch := make([]eventstore.NewEvent, min(10, events-appended))
 		for j := range batch {
 			batch[j] = event("Tick", int64(appended+j))
 		}
-		if _, err := s.Append(ctx, fmt.Sprintf("acct-%d", (appended/25)%streams), eventstore.Any, batch...); err != nil {
+		if _, err := s.Append(ctx, fmt.Sprintf("acct-%d", (appended/10)%streams), eventstore.Any, batch...); err != nil {
 			t.Fatal(err)
 		}
 	}
