@@ -132,15 +132,15 @@ func TestScaleOut(t *testing.T) {
 	serial := os.Getenv("STRATA_SCALEOUT_PARALLEL") != "1"
 	s, db := newStore(t)
 	ctx := context.Background()
-	const streams = 512
-	// 10 events per append, the appends spread over 512 streams in turn
+	const streams = 2048
+	// 8 events per append, the appends spread over 2048 streams in turn
 	// (many streams: the partitions get even shares of the work).
-	for appended := 0; appended < events; appended += 10 {
-		batch := make([]eventstore.NewEvent, min(10, events-appended))
+	for appended := 0; appended < events; appended += 8 {
+		batch := make([]eventstore.NewEvent, min(8, events-appended))
 		for j := range batch {
 			batch[j] = event("Tick", int64(appended+j))
 		}
-		if _, err := s.Append(ctx, fmt.Sprintf("acct-%d", (appended/10)%streams), eventstore.Any, batch...); err != nil {
+		if _, err := s.Append(ctx, fmt.Sprintf("acct-%d", (appended/8)%streams), eventstore.Any, batch...); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,6 +183,9 @@ func TestScaleOut(t *testing.T) {
 				t.Fatalf("%s: read model differs from the events: %s", name, diffRows(got, want))
 			}
 			t.Logf("round %d, %d process(es): %.0f ev/s in %v, partitions per owner %v, checksum %s", r+1, k, rate, elapsed.Round(time.Millisecond), owners, sums[name])
+			if r == 0 && k == 1 {
+				t.Logf("events per partition: %v", partitionEvents(t, db, name))
+			}
 		}
 	}
 	var first string
@@ -217,6 +220,21 @@ func partitionOwners(t *testing.T, db *pgtest.DB, name string) []string {
 		out = append(out, strconv.FormatInt(c, 10))
 	}
 	return out
+}
+
+// partitionEvents lists the events each partition handled.
+func partitionEvents(t *testing.T, db *pgtest.DB, name string) []int64 {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT events_handled FROM `+pgx.Identifier{db.Schema, "subscriptions"}.Sanitize()+
+		` WHERE name = $1 ORDER BY partition`, projection.SubscriptionName(name, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // checksum is an md5 of the read model's rows in key order.
