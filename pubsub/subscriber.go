@@ -44,9 +44,9 @@ type SubscriberConfig struct {
 	// that batch's acked messages again after restart (at most BatchSize).
 	// 1 moves the checkpoint after every ack. Default 1000: the
 	// checkpoint's commit is most of a batch's cost beside its messages,
-	// so a backlog drains 3–4× faster than in batches of 100 (README,
-	// Performance); set it lower to bound the repeats after a crash more
-	// tightly.
+	// so a backlog drains about twice as fast as in batches of 100
+	// (README, Performance); set it lower to bound the repeats after a
+	// crash more tightly.
 	BatchSize int
 	// NackResendSleep is the wait before a nacked message is delivered
 	// again. Default 100ms.
