@@ -1,9 +1,11 @@
 package projection_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -290,8 +292,9 @@ func TestChildProcess(t *testing.T) {
 
 // child is a running child process.
 type child struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd   *exec.Cmd
+	done  chan struct{}
+	ready chan struct{} // closed once it printed "child running"
 }
 
 func startChild(t testing.TB, c childConfig) *child {
@@ -300,11 +303,28 @@ func startChild(t testing.TB, c childConfig) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	cmd.Stderr = os.Stderr
+	out, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = w
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ch := &child{cmd: cmd, done: make(chan struct{})}
+	_ = w.Close()
+	ch := &child{cmd: cmd, done: make(chan struct{}), ready: make(chan struct{})}
+	go func() {
+		defer out.Close()
+		lines := bufio.NewScanner(out)
+		for lines.Scan() {
+			if lines.Text() == "child running" {
+				close(ch.ready)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
 	go func() { _ = cmd.Wait(); close(ch.done) }()
 	t.Cleanup(ch.kill)
 	return ch
