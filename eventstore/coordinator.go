@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,8 @@ type coordinator struct {
 	reached  chan int         // a worker reached the end of the log
 	// maintain is sub.maintain (lease.go); tests wrap it to make it fail.
 	maintain func(ctx context.Context, running int) (claimed map[int]checkpoint, owned map[int]bool, surplus []int, err error)
+	// balanced is sub.balanced (lease.go).
+	balanced func(ctx context.Context, workers int) (bool, error)
 }
 
 // running is a partition's worker.
@@ -50,6 +53,7 @@ func newCoordinator(sub *Subscription, h Handler, cancel context.CancelCauseFunc
 		exited:   make(chan struct{}, 1),
 		reached:  make(chan int, sub.cfg.Partitions),
 		maintain: sub.maintain,
+		balanced: sub.balanced,
 	}
 }
 
@@ -57,6 +61,11 @@ func newCoordinator(sub *Subscription, h Handler, cancel context.CancelCauseFunc
 func (c *coordinator) run(ctx context.Context) error {
 	tick := time.NewTicker(c.sub.cfg.LeaseTTL / 3)
 	defer tick.Stop()
+	// Between renewals, a cheap look at the members and free partitions
+	// (balanced) rebalances as soon as a process joins, leaves or lets a
+	// lease expire.
+	look := time.NewTicker(c.sub.cfg.LeaseTTL / balanceLooks)
+	defer look.Stop()
 	// With StopAt: look at other processes' partitions often (a cheap
 	// read of the checkpoints, each lag counted up to one event), so that
 	// Run ends soon after they reach it.
@@ -98,6 +107,9 @@ func (c *coordinator) run(ctx context.Context) error {
 		case p := <-c.reached:
 			c.caughtUp[p] = true
 		case <-tick.C:
+		case <-look.C:
+			ok, err := c.balanced(ctx, len(c.workers))
+			renew = err == nil && !ok
 		case <-again:
 		case <-others:
 			renew = false // the leases wait for their own tick
@@ -110,6 +122,10 @@ func (c *coordinator) run(ctx context.Context) error {
 		}
 	}
 }
+
+// balanceLooks is how many times per LeaseTTL the coordinator looks
+// whether it holds its fair share (250ms with the default 5s TTL).
+const balanceLooks = 20
 
 // stop ends every worker, waits for them, and gives back this process's
 // leases and membership.
@@ -133,7 +149,7 @@ func (c *coordinator) rebalance(ctx context.Context) bool {
 		return false
 	}
 	for p, w := range c.workers {
-		if !owned[p] {
+		if !owned[p] && !slices.Contains(surplus, p) {
 			sub.log.Warn("strata: lost the lease of a partition", "partition", p)
 			w.stop()
 		}

@@ -115,6 +115,25 @@ func (sub *Subscription) maintain(ctx context.Context, running int) (claimed map
 	return claimed, owned, surplus, nil
 }
 
+// balanced reports whether this process, running workers partitions,
+// holds its fair share as maintain would count it: not more than the
+// share, and not fewer while partitions are free to claim. One cheap
+// statement, so that the coordinator can look between lease renewals and
+// rebalance as soon as a process joins or leaves, instead of up to
+// LeaseTTL/3 later (during which a joining process would idle while
+// another ran all the partitions).
+func (sub *Subscription) balanced(ctx context.Context, workers int) (bool, error) {
+	var others, free int
+	if err := sub.store.pool.QueryRow(ctx, sub.sql.balance, sub.cfg.Name, sub.cfg.Owner).Scan(&others, &free); err != nil {
+		return false, err
+	}
+	share := sub.cfg.Partitions
+	if !sub.cfg.StopWhenCaughtUp && others > 0 {
+		share = (sub.cfg.Partitions + others) / (others + 1)
+	}
+	return workers <= share && (workers == share || free == 0), nil
+}
+
 // release gives back one partition's lease.
 func (sub *Subscription) release(ctx context.Context, p int) error {
 	_, err := sub.store.pool.Exec(ctx, sub.sql.release, sub.cfg.Name, p, sub.cfg.Owner)
@@ -140,7 +159,7 @@ type checkpoint struct {
 
 // leaseQueries are the statements of the lease protocol.
 type leaseQueries struct {
-	register, partitionCount, heartbeat, renew, claim, release, leave, ownedCheckpoints string
+	register, partitionCount, heartbeat, renew, claim, release, leave, ownedCheckpoints, balance string
 }
 
 func buildLeaseQueries(r *strings.Replacer) leaseQueries {
@@ -181,6 +200,11 @@ func buildLeaseQueries(r *strings.Replacer) leaseQueries {
 			UPDATE {schema}.subscriptions SET owner = NULL, lease_until = NULL,
 				state = CASE WHEN state = 'failing' THEN state ELSE 'stopped' END, updated_at = now()
 			WHERE name = $1 AND owner = $2`),
+		// The live members other than this one, and the partitions no
+		// live lease holds (balanced's cheap look between renewals).
+		balance: r.Replace(`SELECT
+				(SELECT count(*) FROM {schema}.subscription_members WHERE name = $1 AND owner <> $2 AND seen_until > now())::int,
+				(SELECT count(*) FROM {schema}.subscriptions WHERE name = $1 AND (owner IS NULL OR lease_until IS NULL OR lease_until <= now()))::int`),
 		ownedCheckpoints: r.Replace(`SELECT partition, position_tx, position_seq, resets FROM {schema}.subscriptions WHERE name = $1 AND owner = $2`),
 	}
 }

@@ -98,7 +98,10 @@ type SubscriptionConfig struct {
 	Transient func(error) bool
 	// LeaseTTL is how long a partition's lease lasts without renewal; a
 	// process that dies loses its partitions to another after at most this
-	// long. Leases are renewed every LeaseTTL/3. Default 5s.
+	// long. Leases are renewed every LeaseTTL/3; between renewals each
+	// process looks LeaseTTL/20 apart (one small statement) whether a
+	// process joined or left or a lease expired, and rebalances at once
+	// if so. Default 5s.
 	LeaseTTL time.Duration
 	// PollInterval is the longest a subscription waits between reads of an
 	// idle log when no notification arrives. After activity it polls much

@@ -1,9 +1,11 @@
 package projection_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -242,6 +244,13 @@ type childConfig struct {
 	URL, Schema, Name, Table, Owner string
 	Partitions, BatchSize           int
 	LeaseTTL                        time.Duration
+	// Delay is spent in the handler before each event, outside Postgres
+	// (a call to another service); with Serial, one such call at a time
+	// per process (a client with one connection to that service).
+	Delay  time.Duration
+	Serial bool
+	// PoolSize is the child's pool's MaxConns; 0: pgxpool's default.
+	PoolSize int32
 }
 
 // TestChildProcess is not a test: it is the body of the child processes
@@ -256,13 +265,24 @@ func TestChildProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, c.URL)
+	pc, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PoolSize > 0 {
+		pc.MaxConns = c.PoolSize
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	store := eventstore.New(pool, &eventstore.Config{Schema: c.Schema})
 	tt := &totals{schema: c.Schema, table: c.Table}
-	r := projection.NewRunner(store, []projection.Projection{{Name: c.Name, Handler: tt, Reset: tt.reset, Partitions: c.Partitions}},
+	var h projection.Handler = tt
+	if c.Delay > 0 {
+		h = &remoteCall{next: tt, delay: c.Delay, serial: c.Serial}
+	}
+	r := projection.NewRunner(store, []projection.Projection{{Name: c.Name, Handler: h, Reset: tt.reset, Partitions: c.Partitions}},
 		&projection.Config{Owner: c.Owner, LeaseTTL: c.LeaseTTL, BatchSize: c.BatchSize, PollInterval: 100 * time.Millisecond})
 	fmt.Println("child running")
 	if err := r.Run(ctx); err != nil {
@@ -272,8 +292,9 @@ func TestChildProcess(t *testing.T) {
 
 // child is a running child process.
 type child struct {
-	cmd  *exec.Cmd
-	done chan struct{}
+	cmd   *exec.Cmd
+	done  chan struct{}
+	ready chan struct{} // closed once it printed "child running"
 }
 
 func startChild(t testing.TB, c childConfig) *child {
@@ -282,10 +303,28 @@ func startChild(t testing.TB, c childConfig) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
 	cmd.Stderr = os.Stderr
+	out, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = w
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ch := &child{cmd: cmd, done: make(chan struct{})}
+	_ = w.Close()
+	ch := &child{cmd: cmd, done: make(chan struct{}), ready: make(chan struct{})}
+	go func() {
+		defer out.Close()
+		lines := bufio.NewScanner(out)
+		for lines.Scan() {
+			if lines.Text() == "child running" {
+				close(ch.ready)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
 	go func() { _ = cmd.Wait(); close(ch.done) }()
 	t.Cleanup(ch.kill)
 	return ch

@@ -43,7 +43,11 @@ type SubscriberConfig struct {
 	// BatchSize is the most messages read at once; the checkpoint moves
 	// after each batch is acked, so a process killed mid-batch delivers
 	// that batch's acked messages again after restart (at most BatchSize).
-	// 1 moves the checkpoint after every ack. Default 100.
+	// 1 moves the checkpoint after every ack. Default 1000: the
+	// checkpoint's commit is most of a batch's cost beside its messages,
+	// so a backlog drains about twice as fast as in batches of 100
+	// (README, Performance); set it lower to bound the repeats after a
+	// crash more tightly.
 	BatchSize int
 	// NackResendSleep is the wait before a nacked message is delivered
 	// again. Default 100ms.
@@ -89,7 +93,7 @@ func NewSubscriber(store *eventstore.Store, cfg *SubscriberConfig) (*Subscriber,
 		c.Prefix = DefaultPrefix
 	}
 	subdefault.Or(&c.Partitions, 1)
-	subdefault.Or(&c.BatchSize, 100)
+	subdefault.Or(&c.BatchSize, 1000)
 	subdefault.Or(&c.NackResendSleep, 100*time.Millisecond)
 	return &Subscriber{store: store, cfg: c, closing: make(chan struct{})}, nil
 }
