@@ -1,0 +1,209 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Filtered reads that cost what they return (migration 0065). A filtered
+// read walks, in log order, an index of the keys of the events it may
+// select: the category index (events_category_log_idx) for a read of
+// categories, the log index (events_log_idx) otherwise, keeping a
+// partition's keys by the stored partition_key both indexes carry. The walk
+// is an index-only scan up to a window of keys; only the keys kept are
+// joined to the events table, where the event types are filtered.
+//
+// The horizon is the whole log's: keys are walked only below the xmin of
+// the read's snapshot, as readLogSQL does, and every transaction below it
+// has ended, so no key can appear later before one already walked. When
+// the walk comes back short of its window, nothing this filter selects is
+// left below the horizon, and Next moves to the readable head of the whole
+// log (the last entry below the horizon), read in the same snapshot: the
+// events of other categories and partitions up to there are never walked
+// again, and nothing can appear before the head later.
+
+// readKeysSQL is the filtered read of a log without a category filter:
+// the first $4 keys of partition $7 of $6 (every key when $6 is 1) after
+// ($1, $2), of which the events of types $5 (NULL: all), up to $3.
+// Index: events_log_idx (transaction_id, position) INCLUDE (partition_key),
+// an index-only range scan from the checkpoint that applies the partition
+// to the index entries; then events_pkey per key kept.
+const readKeysSQL = `SELECT {event_columns} FROM (
+		SELECT transaction_id AS ktx, position AS kpos FROM {schema}.events
+		WHERE (transaction_id, position) > ($1, $2)
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		  AND ($6::integer <= 1 OR partition_key % $6::integer = $7::integer)
+		ORDER BY transaction_id, position LIMIT $4) k
+	JOIN {schema}.events ON position = k.kpos
+	WHERE ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+	ORDER BY k.ktx, k.kpos LIMIT $3`
+
+// readCategoryKeysSQL is readKeysSQL over the events of categories $8
+// (distinct, not empty): the first $4 keys of each category, merged in
+// log order, the first $4 of those kept.
+// Index: events_category_log_idx (category, transaction_id, position)
+// INCLUDE (partition_key), an index-only range scan per category from the
+// checkpoint; then events_pkey per key kept.
+const readCategoryKeysSQL = `SELECT {event_columns} FROM (
+		SELECT c.ktx, c.kpos FROM unnest($8::text[]) AS cat(name)
+		CROSS JOIN LATERAL (
+			SELECT transaction_id AS ktx, position AS kpos FROM {schema}.events
+			WHERE category = cat.name
+			  AND (transaction_id, position) > ($1, $2)
+			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+			  AND ($6::integer <= 1 OR partition_key % $6::integer = $7::integer)
+			ORDER BY transaction_id, position LIMIT $4) c
+		ORDER BY c.ktx, c.kpos LIMIT $4) k
+	JOIN {schema}.events ON position = k.kpos
+	WHERE ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+	ORDER BY k.ktx, k.kpos LIMIT $3`
+
+// logHeadSQL reads the readable head of the log: its last entry below the
+// horizon. Index: events_log_idx, read backwards once.
+const logHeadSQL = `SELECT transaction_id, position FROM {schema}.events
+	WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+	ORDER BY transaction_id DESC, position DESC LIMIT 1`
+
+// keysWindowSQL reads, of the window of $3 keys readKeysSQL walks (of
+// partition $5 of $4 after ($1, $2)), the last key and how many the window
+// holds.
+// Index: events_log_idx, index-only.
+const keysWindowSQL = `SELECT ktx, kpos, count(*) OVER () FROM (
+		SELECT transaction_id AS ktx, position AS kpos FROM {schema}.events
+		WHERE (transaction_id, position) > ($1, $2)
+		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+		  AND ($4::integer <= 1 OR partition_key % $4::integer = $5::integer)
+		ORDER BY transaction_id, position LIMIT $3) k
+	ORDER BY ktx DESC, kpos DESC LIMIT 1`
+
+// categoryKeysWindowSQL is keysWindowSQL for readCategoryKeysSQL's walk
+// of categories $6.
+// Index: events_category_log_idx, index-only.
+const categoryKeysWindowSQL = `SELECT ktx, kpos, count(*) OVER () FROM (
+		SELECT c.ktx, c.kpos FROM unnest($6::text[]) AS cat(name)
+		CROSS JOIN LATERAL (
+			SELECT transaction_id AS ktx, position AS kpos FROM {schema}.events
+			WHERE category = cat.name
+			  AND (transaction_id, position) > ($1, $2)
+			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+			  AND ($4::integer <= 1 OR partition_key % $4::integer = $5::integer)
+			ORDER BY transaction_id, position LIMIT $3) c
+		ORDER BY c.ktx, c.kpos LIMIT $3) k
+	ORDER BY ktx DESC, kpos DESC LIMIT 1`
+
+// keyQueries are the statements of the filtered reads, expanded.
+type keyQueries struct {
+	keys, categoryKeys, head, window, categoryWindow string
+}
+
+func buildKeyQueries(r interface{ Replace(string) string }) keyQueries {
+	return keyQueries{
+		keys:           r.Replace(readKeysSQL),
+		categoryKeys:   r.Replace(readCategoryKeysSQL),
+		head:           r.Replace(logHeadSQL),
+		window:         r.Replace(keysWindowSQL),
+		categoryWindow: r.Replace(categoryKeysWindowSQL),
+	}
+}
+
+// scanFilteredReads makes filtered reads scan the log in windows
+// (readWindow), as before the key indexes, for the benchmark that compares
+// the two. Off: the key walk (readKeys).
+var scanFilteredReads = false
+
+// readKeys is the filtered read by a walk of keys. Without a type filter
+// every key walked is an event returned, so the walk is limit keys long
+// and only the head is read besides; with one, the walk is a window of
+// limit*filterWindow keys (the types are not in the indexes), and its last
+// key and size are read besides, so that Next passes over the keys whose
+// events the types did not keep. All statements run in one REPEATABLE READ
+// snapshot, sent in one round trip, so the rows, the window and the head
+// agree on the horizon.
+func (s *Store) readKeys(ctx context.Context, after Position, limit int, f Filter) (Page, error) {
+	typed := len(f.Types) > 0
+	window := limit
+	if typed {
+		window = limit * filterWindow
+		if limit > math.MaxInt/filterWindow {
+			window = math.MaxInt
+		}
+	}
+	cats := distinct(f.Categories)
+	rowsSQL, windowSQL := s.sql.keys.keys, s.sql.keys.window
+	if len(cats) > 0 {
+		rowsSQL, windowSQL = s.sql.keys.categoryKeys, s.sql.keys.categoryWindow
+	}
+	rowArgs := []any{int64(after.TxID), after.Seq, limit, window, nilIfEmpty(f.Types), max(f.Partitions, 1), f.Partition}
+	windowArgs := []any{int64(after.TxID), after.Seq, window, max(f.Partitions, 1), f.Partition}
+	if len(cats) > 0 {
+		rowArgs, windowArgs = append(rowArgs, cats), append(windowArgs, cats)
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
+	batch.Queue(rowsSQL, rowArgs...)
+	if typed {
+		batch.Queue(windowSQL, windowArgs...)
+	}
+	batch.Queue(s.sql.keys.head)
+	batch.Queue(`COMMIT`)
+	br := s.pool.SendBatch(ctx, batch)
+	page, err := func() (Page, error) {
+		if _, err := br.Exec(); err != nil {
+			return Page{}, err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return Page{}, err
+		}
+		page, err := scanPage(rows, after, limit)
+		if err != nil {
+			return Page{}, err
+		}
+		full := len(page.Events) == limit
+		if typed {
+			var wtx, wpos, scanned int64
+			switch err := br.QueryRow().Scan(&wtx, &wpos, &scanned); {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return Page{}, err
+			case !full && scanned == int64(window):
+				// The window is full: the events of its keys the types
+				// did not keep are passed over.
+				page.Next, full = Position{TxID: uint64(wtx), Seq: wpos}, true
+			}
+		}
+		var htx, hpos int64
+		switch err := br.QueryRow().Scan(&htx, &hpos); {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return Page{}, err
+		case !full:
+			// Nothing the filter selects is left below the horizon: move
+			// to the head, never back (an event deleted since the last
+			// read may have been the head then).
+			if head := (Position{TxID: uint64(htx), Seq: hpos}); page.Next.Less(head) {
+				page.Next = head
+			}
+		}
+		page.AtEnd = !full
+		_, err = br.Exec()
+		return page, err
+	}()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return page, err
+}
+
+// distinct returns list sorted without repeats (nil when empty): a category
+// named twice would be walked twice.
+func distinct(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	return slices.Compact(slices.Sorted(slices.Values(list)))
+}
