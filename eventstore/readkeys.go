@@ -31,15 +31,17 @@ import (
 // ($1, $2), of which the events of types $5 (NULL: all), up to $3.
 // Index: events_log_idx (transaction_id, position) INCLUDE (partition_key),
 // an index-only range scan from the checkpoint that applies the partition
-// to the index entries; then events_pkey per key kept.
-const readKeysSQL = `SELECT {event_columns} FROM (
+// to the index entries; then events_pkey per key kept, in a LATERAL
+// subquery whose LIMIT keeps it a nested loop in the walk's order (as a
+// join, the planner may hash the whole table instead).
+const readKeysSQL = `SELECT e.* FROM (
 		SELECT transaction_id AS ktx, position AS kpos FROM {schema}.events
 		WHERE (transaction_id, position) > ($1, $2)
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 		  AND ($6::integer <= 1 OR partition_key % $6::integer = $7::integer)
 		ORDER BY transaction_id, position LIMIT $4) k
-	JOIN {schema}.events ON position = k.kpos
-	WHERE ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+	CROSS JOIN LATERAL (SELECT {event_columns} FROM {schema}.events
+		WHERE position = k.kpos AND ($5::text[] IS NULL OR event_type = ANY($5::text[])) LIMIT 1) e
 	ORDER BY k.ktx, k.kpos LIMIT $3`
 
 // readCategoryKeysSQL is readKeysSQL over the events of categories $8
@@ -48,7 +50,7 @@ const readKeysSQL = `SELECT {event_columns} FROM (
 // Index: events_category_log_idx (category, transaction_id, position)
 // INCLUDE (partition_key), an index-only range scan per category from the
 // checkpoint; then events_pkey per key kept.
-const readCategoryKeysSQL = `SELECT {event_columns} FROM (
+const readCategoryKeysSQL = `SELECT e.* FROM (
 		SELECT c.ktx, c.kpos FROM unnest($8::text[]) AS cat(name)
 		CROSS JOIN LATERAL (
 			SELECT transaction_id AS ktx, position AS kpos FROM {schema}.events
@@ -58,8 +60,8 @@ const readCategoryKeysSQL = `SELECT {event_columns} FROM (
 			  AND ($6::integer <= 1 OR partition_key % $6::integer = $7::integer)
 			ORDER BY transaction_id, position LIMIT $4) c
 		ORDER BY c.ktx, c.kpos LIMIT $4) k
-	JOIN {schema}.events ON position = k.kpos
-	WHERE ($5::text[] IS NULL OR event_type = ANY($5::text[]))
+	CROSS JOIN LATERAL (SELECT {event_columns} FROM {schema}.events
+		WHERE position = k.kpos AND ($5::text[] IS NULL OR event_type = ANY($5::text[])) LIMIT 1) e
 	ORDER BY k.ktx, k.kpos LIMIT $3`
 
 // logHeadSQL reads the readable head of the log: its last entry below the
