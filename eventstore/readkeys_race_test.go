@@ -16,9 +16,10 @@ import (
 	"github.com/strata-go/strata/internal/pgtest"
 )
 
-// keyRaceFilters are the filtered reads the races below attack: a
-// category, a category's partitions, the log's partitions, and categories
-// with a type filter (the windowed key walk).
+// keyRaceFilters are the filtered reads the races below attack, every
+// walk of readkeys.go: a category, a category's partitions, the log's
+// partitions (few and many), categories with partitions, and categories
+// with a type filter (the windowed walk).
 var keyRaceFilters = func() []eventstore.Filter {
 	fs := []eventstore.Filter{{Categories: []string{"hot"}}, {Categories: []string{"hot", "cold"}, Types: []string{"T1"}}}
 	for p := range 3 {
@@ -27,6 +28,8 @@ var keyRaceFilters = func() []eventstore.Filter {
 	for p := range 4 {
 		fs = append(fs, eventstore.Filter{Partitions: 4, Partition: p})
 	}
+	// Walks of keys: many partitions, and categories with partitions.
+	fs = append(fs, eventstore.Filter{Partitions: 10, Partition: 3}, eventstore.Filter{Categories: []string{"hot", "cold"}, Partitions: 2, Partition: 1})
 	return fs
 }()
 
