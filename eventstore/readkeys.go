@@ -58,20 +58,17 @@ const readCategorySQL = `SELECT {event_columns} FROM {schema}.events
 // readPartitionSQL is the read of partition $5 of $4: its events after
 // ($1, $2), up to $3. Index: events_log_idx, a range scan from the
 // checkpoint, the partition kept by the rows' stored partition_key. The
-// planner cannot estimate how many rows a modulo keeps (it guesses 0.5%),
-// and on a log of less than about 100,000 events it would then rather scan
-// the whole table (or a bitmap of the range) and sort it for every page:
-// the read runs after partitionPlanSQL.
+// planner cannot estimate how many rows a modulo's equality keeps: it
+// guesses 0.5%, and on a log of less than about 100,000 events it would
+// then rather scan the whole table (or a bitmap of the range) and sort it
+// for every page. Wrapped in coalesce (a no-op: the key is never NULL), the
+// condition is an opaque boolean the planner guesses at 50%, nearer the
+// 1/$4 it keeps, and the range scan in log order wins.
 const readPartitionSQL = `SELECT {event_columns} FROM {schema}.events
 	WHERE (transaction_id, position) > ($1, $2)
 	  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-	  AND partition_key % $4::integer = $5::integer
+	  AND coalesce(partition_key % $4::integer = $5::integer, false)
 	ORDER BY transaction_id, position LIMIT $3`
-
-// partitionPlanSQL keeps readPartitionSQL's transaction from planning a
-// sort of the log: a plan that sorts (a sequential or bitmap scan of the
-// table) is costed past any other, so the log index's order is used.
-const partitionPlanSQL = `SET LOCAL enable_sort = off`
 
 // readKeysSQL is the filtered read of a log without a category filter:
 // the first $4 keys of partition $7 of $6 (every key when $6 is 1) after
@@ -172,9 +169,16 @@ var scanFilteredReads = false
 // besides; with one, the walk is a window of limit*filterWindow keys (the
 // types are not in the indexes), and its last key and size are read
 // besides, so that Next passes over the keys whose events the types did
-// not keep. All statements run in one REPEATABLE READ snapshot, sent in
-// one round trip, so the rows, the window and the head agree on the
-// horizon.
+// not keep.
+//
+// The statements are sent in one round trip, each with its own snapshot,
+// the head's and the window's before the rows': a later snapshot's
+// horizon is at or past an earlier one's, and everything below the
+// earlier horizon is final. So when the rows come back short, they hold
+// every event the filter selects up to the head read before them; and a
+// window read before them, if full, is exactly the keys their walk met
+// (the first keys after "after" are the same in both snapshots). Next
+// never passes an entry the rows' walk did not meet.
 func (s *Store) readKeys(ctx context.Context, after Position, limit int, f Filter) (Page, error) {
 	typed := len(f.Types) > 0
 	window := limit
@@ -187,8 +191,7 @@ func (s *Store) readKeys(ctx context.Context, after Position, limit int, f Filte
 	cats := distinct(f.Categories)
 	parts := max(f.Partitions, 1)
 	batch := &pgx.Batch{}
-	batch.Queue(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`)
-	lead := 1 // statements before the rows'
+	batch.Queue(s.sql.keys.head)
 	switch {
 	case typed:
 		rowArgs := []any{int64(after.TxID), after.Seq, limit, window, f.Types, parts, f.Partition}
@@ -198,26 +201,36 @@ func (s *Store) readKeys(ctx context.Context, after Position, limit int, f Filte
 			rowArgs, windowArgs = append(rowArgs, cats), append(windowArgs, cats)
 			rowsSQL, windowSQL = s.sql.keys.categoryKeys, s.sql.keys.categoryWindow
 		}
-		batch.Queue(rowsSQL, rowArgs...)
 		batch.Queue(windowSQL, windowArgs...)
+		batch.Queue(rowsSQL, rowArgs...)
 	case len(cats) == 1 && parts == 1:
 		batch.Queue(s.sql.keys.category, int64(after.TxID), after.Seq, limit, cats[0])
 	case len(cats) == 0 && parts <= directPartitions:
-		batch.Queue(partitionPlanSQL)
-		lead++
 		batch.Queue(s.sql.keys.partition, int64(after.TxID), after.Seq, limit, parts, f.Partition)
 	case len(cats) == 0:
 		batch.Queue(s.sql.keys.keys, int64(after.TxID), after.Seq, limit, window, nil, parts, f.Partition)
 	default:
 		batch.Queue(s.sql.keys.categoryKeys, int64(after.TxID), after.Seq, limit, window, nil, parts, f.Partition, cats)
 	}
-	batch.Queue(s.sql.keys.head)
-	batch.Queue(`COMMIT`)
 	br := s.pool.SendBatch(ctx, batch)
 	page, err := func() (Page, error) {
-		for range lead {
-			if _, err := br.Exec(); err != nil {
+		var head, windowEnd *Position
+		var htx, hpos int64
+		switch err := br.QueryRow().Scan(&htx, &hpos); {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return Page{}, err
+		default:
+			head = &Position{TxID: uint64(htx), Seq: hpos}
+		}
+		if typed {
+			var wtx, wpos, scanned int64
+			switch err := br.QueryRow().Scan(&wtx, &wpos, &scanned); {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
 				return Page{}, err
+			case scanned == int64(window):
+				windowEnd = &Position{TxID: uint64(wtx), Seq: wpos}
 			}
 		}
 		rows, err := br.Query()
@@ -228,35 +241,24 @@ func (s *Store) readKeys(ctx context.Context, after Position, limit int, f Filte
 		if err != nil {
 			return Page{}, err
 		}
-		full := len(page.Events) == limit
-		if typed {
-			var wtx, wpos, scanned int64
-			switch err := br.QueryRow().Scan(&wtx, &wpos, &scanned); {
-			case errors.Is(err, pgx.ErrNoRows):
-			case err != nil:
-				return Page{}, err
-			case !full && scanned == int64(window):
-				// The window is full: the events of its keys the types
-				// did not keep are passed over.
-				page.Next, full = Position{TxID: uint64(wtx), Seq: wpos}, true
+		switch {
+		case len(page.Events) == limit:
+		case windowEnd != nil:
+			// The window is full: the events of its keys the types did
+			// not keep are passed over.
+			if page.Next.Less(*windowEnd) {
+				page.Next = *windowEnd
 			}
-		}
-		var htx, hpos int64
-		switch err := br.QueryRow().Scan(&htx, &hpos); {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
-			return Page{}, err
-		case !full:
-			// Nothing the filter selects is left below the horizon: move
-			// to the head, never back (an event deleted since the last
-			// read may have been the head then).
-			if head := (Position{TxID: uint64(htx), Seq: hpos}); page.Next.Less(head) {
-				page.Next = head
+		default:
+			// Nothing the filter selects is left up to the head: move to
+			// it, never back (an event deleted since the last read may
+			// have been the head then).
+			if head != nil && page.Next.Less(*head) {
+				page.Next = *head
 			}
+			page.AtEnd = true
 		}
-		page.AtEnd = !full
-		_, err = br.Exec()
-		return page, err
+		return page, nil
 	}()
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = cerr

@@ -29,6 +29,8 @@ import (
 //     start (StopWhenCaughtUp, a handler that writes nothing) with the key
 //     walk, against the same subscription with the windowed scan of the
 //     log that filtered reads made before (the baseline);
+//   - category-read: the same catch-up's reads alone (Store.ReadLog of the
+//     category, pages of 500), by key against by windowed scan;
 //   - partitions: reading the whole log in its 4 partitions, one after
 //     another, with the key walk and with the windowed scan, against
 //     reading it unpartitioned once (the baseline: one partition's reads).
@@ -124,6 +126,25 @@ func subscriptionCatchUp(d *benchDB, name string, scan bool) benchVariant {
 	}}
 }
 
+// categoryReads reads the rare category from the start of the log, b.N
+// times: the reads of subscriptionCatchUp without the subscription.
+func categoryReads(d *benchDB, name string, scan bool) benchVariant {
+	return benchVariant{name: name, run: func(b *testing.B) int {
+		defer eventstore.SetScanFilteredReads(scan)()
+		ctx := context.Background()
+		events := 0
+		for range b.N {
+			for _, err := range d.store.ReadLog(ctx, eventstore.Position{}, eventstore.Filter{Categories: []string{"rare"}}) {
+				if err != nil {
+					b.Fatal(err)
+				}
+				events++
+			}
+		}
+		return events
+	}}
+}
+
 // partitionReads reads the whole log in partitions partitions, one after
 // another, b.N times (partitions 1: unpartitioned).
 func partitionReads(d *benchDB, name string, partitions int, scan bool) benchVariant {
@@ -168,6 +189,9 @@ func BenchmarkCatchUp(b *testing.B) {
 		b.Name(), n, built.Round(time.Second), migrated.Round(100*time.Millisecond), migrated.Seconds()*1e6/float64(n))
 	b.Run("category", func(b *testing.B) {
 		compare(b, []int{0}, subscriptionCatchUp(d, "scan", true), subscriptionCatchUp(d, "keys", false))
+	})
+	b.Run("category-read", func(b *testing.B) {
+		compare(b, []int{0}, categoryReads(d, "scan", true), categoryReads(d, "keys", false))
 	})
 	b.Run("partitions", func(b *testing.B) {
 		compare(b, []int{0}, partitionReads(d, "one", 1, false),
