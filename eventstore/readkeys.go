@@ -42,6 +42,15 @@ import (
 // other categories and partitions up to there are never walked again, and
 // nothing can appear before the head later.
 
+// The planner cannot estimate how many rows a partition's condition (a
+// modulo's equality) keeps: it guesses 0.5%, and on a log of less than
+// about 100,000 events it would then rather scan the whole table (or a
+// bitmap of the range) and sort it for every page than walk an index in
+// log order. Wrapped in coalesce (a no-op: neither side is ever NULL), the
+// condition is an opaque boolean the planner guesses at 50%, nearer the
+// 1/partitions it keeps, and the walk in log order wins.
+// TestFilteredReadPlansWalkTheKeys holds every statement to its plan.
+
 // directPartitions is the most partitions whose reads scan the log index
 // with its rows (readPartitionSQL) rather than walk its keys.
 const directPartitions = 8
@@ -57,17 +66,11 @@ const readCategorySQL = `SELECT {event_columns} FROM {schema}.events
 
 // readPartitionSQL is the read of partition $5 of $4: its events after
 // ($1, $2), up to $3. Index: events_log_idx, a range scan from the
-// checkpoint, the partition kept by the rows' stored partition_key. The
-// planner cannot estimate how many rows a modulo's equality keeps: it
-// guesses 0.5%, and on a log of less than about 100,000 events it would
-// then rather scan the whole table (or a bitmap of the range) and sort it
-// for every page. Wrapped in coalesce (a no-op: the key is never NULL), the
-// condition is an opaque boolean the planner guesses at 50%, nearer the
-// 1/$4 it keeps, and the range scan in log order wins.
+// checkpoint, the partition kept by the rows' stored partition_key.
 const readPartitionSQL = `SELECT {event_columns} FROM {schema}.events
 	WHERE (transaction_id, position) > ($1, $2)
 	  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-	  AND coalesce(partition_key % $4::integer = $5::integer, false)
+	  AND coalesce(partition_key % $4::bigint = $5::bigint, false)
 	ORDER BY transaction_id, position LIMIT $3`
 
 // readKeysSQL is the filtered read of a log without a category filter:
@@ -82,7 +85,7 @@ const readKeysSQL = `SELECT e.* FROM (
 		SELECT transaction_id AS ktx, position AS kpos FROM {schema}.events
 		WHERE (transaction_id, position) > ($1, $2)
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-		  AND ($6::integer <= 1 OR partition_key % $6::integer = $7::integer)
+		  AND coalesce($6::bigint <= 1 OR partition_key % $6::bigint = $7::bigint, false)
 		ORDER BY transaction_id, position LIMIT $4) k
 	CROSS JOIN LATERAL (SELECT {event_columns} FROM {schema}.events
 		WHERE position = k.kpos AND ($5::text[] IS NULL OR event_type = ANY($5::text[])) LIMIT 1) e
@@ -101,7 +104,7 @@ const readCategoryKeysSQL = `SELECT e.* FROM (
 			WHERE category = cat.name
 			  AND (transaction_id, position) > ($1, $2)
 			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-			  AND ($6::integer <= 1 OR partition_key % $6::integer = $7::integer)
+			  AND coalesce($6::bigint <= 1 OR partition_key % $6::bigint = $7::bigint, false)
 			ORDER BY transaction_id, position LIMIT $4) c
 		ORDER BY c.ktx, c.kpos LIMIT $4) k
 	CROSS JOIN LATERAL (SELECT {event_columns} FROM {schema}.events
@@ -122,7 +125,7 @@ const keysWindowSQL = `SELECT ktx, kpos, count(*) OVER () FROM (
 		SELECT transaction_id AS ktx, position AS kpos FROM {schema}.events
 		WHERE (transaction_id, position) > ($1, $2)
 		  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-		  AND ($4::integer <= 1 OR partition_key % $4::integer = $5::integer)
+		  AND coalesce($4::bigint <= 1 OR partition_key % $4::bigint = $5::bigint, false)
 		ORDER BY transaction_id, position LIMIT $3) k
 	ORDER BY ktx DESC, kpos DESC LIMIT 1`
 
@@ -136,7 +139,7 @@ const categoryKeysWindowSQL = `SELECT ktx, kpos, count(*) OVER () FROM (
 			WHERE category = cat.name
 			  AND (transaction_id, position) > ($1, $2)
 			  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-			  AND ($4::integer <= 1 OR partition_key % $4::integer = $5::integer)
+			  AND coalesce($4::bigint <= 1 OR partition_key % $4::bigint = $5::bigint, false)
 			ORDER BY transaction_id, position LIMIT $3) c
 		ORDER BY c.ktx, c.kpos LIMIT $3) k
 	ORDER BY ktx DESC, kpos DESC LIMIT 1`

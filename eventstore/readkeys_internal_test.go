@@ -35,10 +35,10 @@ func TestFilteredReadPlansWalkTheKeys(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, s.sql.expand.Replace(`VACUUM ANALYZE {schema}.events`)); err != nil {
 		t.Fatal(err)
 	}
-	const rowTypes = `bigint, bigint, integer, integer, text[], integer, integer`
+	const rowTypes = `bigint, bigint, integer, integer, text[], bigint, bigint`
 	const rowArgs = `0, 0, 500, 500, NULL, 4, 1`
 	const typedArgs = `0, 0, 500, 4000, ARRAY['T1'], 4, 1`
-	const windowTypes = `bigint, bigint, integer, integer, integer`
+	const windowTypes = `bigint, bigint, integer, bigint, bigint`
 	const ios, scan = "Index Only Scan using ", "Index Scan using "
 	cases := []struct {
 		name, sql, types, args, walk string
@@ -46,7 +46,7 @@ func TestFilteredReadPlansWalkTheKeys(t *testing.T) {
 		set                          string // run before, as the read does
 	}{
 		{"category", s.sql.keys.category, `bigint, bigint, integer, text`, `0, 0, 500, 'rare'`, scan + "events_category_log_idx", false, ""},
-		{"partition", s.sql.keys.partition, `bigint, bigint, integer, integer, integer`, `0, 0, 500, 4, 1`, scan + "events_log_idx", false, ""},
+		{"partition", s.sql.keys.partition, `bigint, bigint, integer, bigint, bigint`, `0, 0, 500, 4, 1`, scan + "events_log_idx", false, ""},
 		{"partition keys", s.sql.keys.keys, rowTypes, rowArgs, ios + "events_log_idx", true, ""},
 		{"partition and types", s.sql.keys.keys, rowTypes, typedArgs, ios + "events_log_idx", true, ""},
 		{"category keys", s.sql.keys.categoryKeys, rowTypes + `, text[]`, `0, 0, 500, 500, NULL, 1, 0, ARRAY['rare']`, ios + "events_category_log_idx", true, ""},
