@@ -38,9 +38,9 @@ import (
 // it has ended, so no entry can appear later before one already walked.
 // When a walk comes back short, nothing this filter selects is left below
 // the horizon, and Next moves to the readable head of the whole log (the
-// last entry below the horizon), read in the same snapshot: the events of
-// other categories and partitions up to there are never walked again, and
-// nothing can appear before the head later.
+// last entry below a horizon no later than the walk's: see readKeys): the
+// events of other categories and partitions up to there are never walked
+// again, and nothing can appear before the head later.
 
 // The planner cannot estimate how many rows a partition's condition (a
 // modulo's equality) keeps: it guesses 0.5%, and on a log of less than
