@@ -51,14 +51,6 @@ import (
 // 1/partitions it keeps, and the walk in log order wins.
 // TestFilteredReadPlansWalkTheKeys holds every statement to its plan.
 
-// customPlansSQL makes the reads' statements planned for their values
-// every time. A statement pgx prepared once may otherwise switch to a
-// generic plan after five executions, planned for a category of average
-// size (the table's rows over its categories): for a rare category that
-// plan walks the whole log index instead of the category's (measured: 30ms
-// a page of 500 instead of 1ms).
-const customPlansSQL = `SET LOCAL plan_cache_mode = force_custom_plan`
-
 // directPartitions is the most partitions whose reads scan the log index
 // with its rows (readPartitionSQL) rather than walk its keys.
 const directPartitions = 8
@@ -182,9 +174,8 @@ var scanFilteredReads = false
 // besides, so that Next passes over the keys whose events the types did
 // not keep.
 //
-// The statements are sent in one round trip, in one READ COMMITTED
-// transaction (for customPlansSQL), each with its own snapshot, the
-// head's and the window's before the rows': a later snapshot's
+// The statements are sent in one round trip, each with its own snapshot,
+// the head's and the window's before the rows': a later snapshot's
 // horizon is at or past an earlier one's, and everything below the
 // earlier horizon is final. So when the rows come back short, they hold
 // every event the filter selects up to the head read before them; and a
@@ -203,8 +194,6 @@ func (s *Store) readKeys(ctx context.Context, after Position, limit int, f Filte
 	cats := distinct(f.Categories)
 	parts := max(f.Partitions, 1)
 	batch := &pgx.Batch{}
-	batch.Queue(`BEGIN READ ONLY`)
-	batch.Queue(customPlansSQL)
 	batch.Queue(s.sql.keys.head)
 	switch {
 	case typed:
@@ -226,14 +215,8 @@ func (s *Store) readKeys(ctx context.Context, after Position, limit int, f Filte
 	default:
 		batch.Queue(s.sql.keys.categoryKeys, int64(after.TxID), after.Seq, limit, window, nil, parts, f.Partition, cats)
 	}
-	batch.Queue(`COMMIT`)
 	br := s.pool.SendBatch(ctx, batch)
 	page, err := func() (Page, error) {
-		for range 2 { // BEGIN, customPlansSQL
-			if _, err := br.Exec(); err != nil {
-				return Page{}, err
-			}
-		}
 		var head, windowEnd *Position
 		var htx, hpos int64
 		switch err := br.QueryRow().Scan(&htx, &hpos); {
@@ -278,8 +261,7 @@ func (s *Store) readKeys(ctx context.Context, after Position, limit int, f Filte
 			}
 			page.AtEnd = true
 		}
-		_, err = br.Exec() // COMMIT
-		return page, err
+		return page, nil
 	}()
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = cerr
