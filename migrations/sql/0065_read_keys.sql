@@ -19,7 +19,7 @@
 -- Cost on an existing log: adding a stored generated column rewrites the
 -- events table and rebuilds its indexes under an ACCESS EXCLUSIVE lock,
 -- then two indexes are built; appends and reads wait for the whole
--- migration (measured on a loaded 2-core machine: 14 to 31 seconds per
+-- migration (measured on a shared 2-core machine: 5 to 31 seconds per
 -- million events; the archived events are rewritten twice besides). Run it
 -- in a maintenance window on a large log.
 --
