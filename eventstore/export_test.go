@@ -32,3 +32,12 @@ func SetCombinerUnpaced(s *Store, on bool) {
 	defer s.comb.mu.Unlock()
 	s.comb.unpaced = on
 }
+
+// SetScanFilteredReads makes filtered reads scan the log in windows, as
+// before the key indexes (true), or walk the keys (false, the default),
+// and returns a function restoring the previous setting.
+func SetScanFilteredReads(on bool) (restore func()) {
+	was := scanFilteredReads
+	scanFilteredReads = on
+	return func() { scanFilteredReads = was }
+}

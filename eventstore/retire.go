@@ -80,12 +80,20 @@ const archiveSQL = `WITH moved AS (DELETE FROM {schema}.events WHERE stream_id =
 
 const markArchivedSQL = `UPDATE {schema}.streams SET archived_at = now() WHERE stream_id = $1`
 
-// restoreSQL moves the events back, every column as it was: positions,
-// transaction IDs and times included (OVERRIDING SYSTEM VALUE: the
-// owner's privilege). The row type's columns are the events table's, in
-// its order.
+// restoreSQL moves the events back, every stored column as it was:
+// positions, transaction IDs and times included (OVERRIDING SYSTEM VALUE:
+// the owner's privilege). Columns Postgres computes (partition_key,
+// GENERATED ... STORED) are computed again, and may not be written: the
+// list names every other column of the events table. A column added to
+// events must be added here.
 const restoreSQL = `WITH moved AS (DELETE FROM {schema}.archived_events WHERE stream_id = $1 RETURNING event)
-	INSERT INTO {schema}.events OVERRIDING SYSTEM VALUE SELECT (m.event).* FROM moved m`
+	INSERT INTO {schema}.events (position, transaction_id, event_id, stream_id, version, category, event_type,
+		schema_version, data, metadata, correlation_id, causation_id, recorded_at, principal, db_role)
+	OVERRIDING SYSTEM VALUE
+	SELECT (m.event).position, (m.event).transaction_id, (m.event).event_id, (m.event).stream_id, (m.event).version,
+		(m.event).category, (m.event).event_type, (m.event).schema_version, (m.event).data, (m.event).metadata,
+		(m.event).correlation_id, (m.event).causation_id, (m.event).recorded_at, (m.event).principal, (m.event).db_role
+	FROM moved m`
 
 const markRestoredSQL = `UPDATE {schema}.streams SET archived_at = NULL WHERE stream_id = $1`
 

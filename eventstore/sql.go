@@ -42,6 +42,7 @@ type queries struct {
 	readLog         string
 	readLogFiltered string
 	logWindow       string
+	keys            keyQueries // readkeys.go
 	saveSnapshot    string
 	loadSnapshot    string
 	lookupAppend    string
@@ -74,6 +75,7 @@ func buildQueries(schema, channel string) queries {
 		readLog:         r.Replace(readLogSQL),
 		readLogFiltered: r.Replace(readLogFilteredSQL),
 		logWindow:       r.Replace(logWindowSQL),
+		keys:            buildKeyQueries(r),
 		saveSnapshot:    r.Replace(saveSnapshotSQL),
 		loadSnapshot:    r.Replace(loadSnapshotSQL),
 		lookupAppend:    r.Replace(lookupAppendSQL),

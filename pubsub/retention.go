@@ -129,7 +129,7 @@ func NewExpirer(store *eventstore.Store, cfg *ExpirerConfig) (*Expirer, error) {
 }
 
 // expireMessagesSQL deletes one batch of a topic's messages (see migration
-// 0031 for what it keeps and why). Index: events_message_log_idx.
+// 0031 for what it keeps and why). Index: events_category_log_idx (0065).
 const expireMessagesSQL = `SELECT {schema}.strata_expire_messages($1, make_interval(secs => $2), $3, $4)`
 
 // Expire deletes what retention lets go of every topic now, batch after
