@@ -121,14 +121,14 @@ func (tt *totals) applyBatch(ctx context.Context, tx pgx.Tx, events []eventstore
 //
 //	STRATA_SCALEOUT=1 go test -run TestScaleOut -v ./projection/
 //
-// STRATA_SCALEOUT_EVENTS sets the backlog (default 16000), STRATA_BENCH_ROUNDS
+// STRATA_SCALEOUT_EVENTS sets the backlog (default 48000), STRATA_BENCH_ROUNDS
 // the rounds (default 3), STRATA_SCALEOUT_PARALLEL=1 lets each process make
 // its calls in parallel (one per partition at a time).
 func TestScaleOut(t *testing.T) {
 	if os.Getenv("STRATA_SCALEOUT") != "1" {
 		t.Skip("the scale-out figure: set STRATA_SCALEOUT=1")
 	}
-	events := envInt("STRATA_SCALEOUT_EVENTS", 16000)
+	events := envInt("STRATA_SCALEOUT_EVENTS", 48000)
 	rounds := envInt("STRATA_BENCH_ROUNDS", 3)
 	serial := os.Getenv("STRATA_SCALEOUT_PARALLEL") != "1"
 	s, db := newStore(t)
