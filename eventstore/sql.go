@@ -43,6 +43,7 @@ type queries struct {
 	readLogFiltered string
 	logWindow       string
 	saveSnapshot    string
+	saveSnapshotPII string // saveSnapshotPIISQL, for a store with an Opener
 	loadSnapshot    string
 	lookupAppend    string
 	admin           adminQueries // admin.go
@@ -75,6 +76,7 @@ func buildQueries(schema, channel string) queries {
 		readLogFiltered: r.Replace(readLogFilteredSQL),
 		logWindow:       r.Replace(logWindowSQL),
 		saveSnapshot:    r.Replace(saveSnapshotSQL),
+		saveSnapshotPII: r.Replace(saveSnapshotPIISQL),
 		loadSnapshot:    r.Replace(loadSnapshotSQL),
 		lookupAppend:    r.Replace(lookupAppendSQL),
 		admin:           buildAdminQueries(r),
