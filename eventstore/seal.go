@@ -44,6 +44,41 @@ type Opener interface {
 	Open(ctx context.Context, q Querier, events []Event, lock bool) ([]Event, error)
 }
 
+// Redactor is an Opener that can take out of a text the plaintext it put
+// into events: Redact returns text without the values that opening
+// stored gave opened. A subscription whose Opener is one records a
+// failing handler's error (its last error, a dead letter, its logs) so
+// redacted: that text is written after the batch's transaction ended,
+// where the key lock cannot order it before a forget. Package shred's
+// *Shredder is one.
+type Redactor interface {
+	Redact(stored, opened []Event, text string) string
+}
+
+// redactedError is a handler's error whose text is redacted (see
+// Redactor); errors.Is and errors.As still see the error itself.
+type redactedError struct {
+	err  error
+	text string
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redact wraps err, returned by a handler given opened (the events
+// stored, opened), so that its text holds none of their personal values.
+func redact(o Opener, stored, opened []Event, err error) error {
+	r, ok := o.(Redactor)
+	if !ok || err == nil {
+		return err
+	}
+	text := err.Error()
+	if out := r.Redact(stored, opened, text); out != text {
+		return &redactedError{err: err, text: out}
+	}
+	return err
+}
+
 // seal runs the Sealer over a prepared append.
 func (s *Store) seal(ctx context.Context, q querier, streamID string, events []NewEvent, a *appendArgs) error {
 	if s.cfg.Sealer == nil {
