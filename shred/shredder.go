@@ -158,17 +158,28 @@ type span struct {
 	start, end int
 }
 
-// findFields returns the subject and the personal values of data.
+// findFields returns the subject and the personal values of data. A
+// property spelt as a personal field in another case ("EMAIL" for
+// "/email") is personal too: Go's JSON decoding matches it to the field.
+// A personal string equal to schema.Erased is ErrReserved: it would read
+// as erased while its subject's key exists.
 func findFields(data []byte, p schema.Personal) (subject string, fields []span, err error) {
 	var subj []byte
+	personal := func(ptr string) bool {
+		return slices.ContainsFunc(p.Fields, func(f string) bool { return strings.EqualFold(f, ptr) })
+	}
 	err = walk(data,
-		func(ptr string, _ byte) bool { return ptr == p.Subject || slices.Contains(p.Fields, ptr) },
+		func(ptr string, _ byte) bool { return ptr == p.Subject || personal(ptr) },
 		func(ptr string, start, end int) error {
 			if ptr == p.Subject {
 				subj = data[start:end]
 				return nil
 			}
-			if string(data[start:end]) != "null" { // an absent value has nothing to seal
+			switch string(data[start:end]) {
+			case "null": // an absent value has nothing to seal
+			case `"` + schema.Erased + `"`:
+				return fmt.Errorf("%w: %s is the erased value %q", ErrReserved, ptr, schema.Erased)
+			default:
 				fields = append(fields, span{ptr, start, end})
 			}
 			return nil
