@@ -131,6 +131,10 @@ func TestSealRefuses(t *testing.T) {
 			Metadata: eventstore.Metadata{Values: map[string]string{"Email": "hidden"}}}, shred.ErrPersonalMetadata},
 		{"a value that looks sealed", eventstore.NewEvent{Type: "Note", Data: []byte(`{"text":"` + shred.Prefix + `AAAA"}`)}, shred.ErrReserved},
 		{"NUL in the subject", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"a@example.com","plan":"x","customer":"a\u0000b"}`)}, shred.ErrNoSubject},
+		{"metadata value quoting", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
+			Metadata: eventstore.Metadata{Values: map[string]string{"note": "sent to M@Example.com"}}}, shred.ErrPersonalMetadata},
+		{"causation ID in another case", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
+			Metadata: eventstore.Metadata{CausationID: "M@EXAMPLE.COM"}}, shred.ErrPersonalMetadata},
 		{"correlation ID", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
 			Metadata: eventstore.Metadata{CorrelationID: "m@example.com"}}, shred.ErrPersonalMetadata},
 	}
