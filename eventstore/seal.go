@@ -65,10 +65,13 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.text }
 func (e *redactedError) Unwrap() error { return e.err }
 
-// redact wraps err, returned by a handler given opened (the events
-// stored, opened), so that its text holds none of their personal values.
-func redact(o Opener, stored, opened []Event, err error) error {
-	r, ok := o.(Redactor)
+// RedactError wraps err, returned by code given opened (the events
+// stored, opened by OpenTx), so that its text holds none of the personal
+// values opening put in (see Redactor): for a component that records the
+// error's text, as the workflow inbox does. errors.Is and errors.As see
+// err. Without an Opener that is a Redactor it returns err.
+func (s *Store) RedactError(stored, opened []Event, err error) error {
+	r, ok := s.cfg.Opener.(Redactor)
 	if !ok || err == nil {
 		return err
 	}
@@ -146,4 +149,30 @@ func (s *Store) OpenTx(ctx context.Context, tx pgx.Tx, events []Event) ([]Event,
 		return nil, fmt.Errorf("eventstore: open events: %w", err)
 	}
 	return opened, nil
+}
+
+// call hands live events to the handler, opened (see Config.Opener) in
+// tx with their keys locked until it ends; with HandleOutsideTx (a nil
+// tx) they are opened on the pool, without a lock. The page's own events
+// are never changed, so a retry opens them again. The handler's error
+// comes back redacted (see Redactor).
+func (w *worker) call(ctx context.Context, h Handler, tx pgx.Tx, live []Event) error {
+	if len(live) == 0 {
+		return nil
+	}
+	o := w.sub.store.cfg.Opener
+	if o == nil || w.sub.cfg.Sealed {
+		return h(ctx, tx, live)
+	}
+	var opened []Event
+	var err error
+	if tx == nil {
+		opened, err = o.Open(ctx, w.sub.store.pool, live, false)
+	} else {
+		opened, err = o.Open(ctx, tx, live, true)
+	}
+	if err != nil {
+		return fmt.Errorf("open events: %w", err)
+	}
+	return w.sub.store.RedactError(live, opened, h(ctx, tx, opened))
 }

@@ -389,32 +389,6 @@ func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr err
 	return w.park(ctx, e, attempts, err)
 }
 
-// call hands live events to the handler, opened (see Config.Opener) in
-// tx with their keys locked until it ends; with HandleOutsideTx (a nil
-// tx) they are opened on the pool, without a lock. The page's own events
-// are never changed, so a retry opens them again. The handler's error
-// comes back redacted (see Redactor).
-func (w *worker) call(ctx context.Context, h Handler, tx pgx.Tx, live []Event) error {
-	if len(live) == 0 {
-		return nil
-	}
-	o := w.sub.store.cfg.Opener
-	if o == nil || w.sub.cfg.Sealed {
-		return h(ctx, tx, live)
-	}
-	var opened []Event
-	var err error
-	if tx == nil {
-		opened, err = o.Open(ctx, w.sub.store.pool, live, false)
-	} else {
-		opened, err = o.Open(ctx, tx, live, true)
-	}
-	if err != nil {
-		return fmt.Errorf("open events: %w", err)
-	}
-	return redact(o, live, opened, h(ctx, tx, opened))
-}
-
 // split separates events of parked streams from the rest.
 func (w *worker) split(events []Event) (live, parked []Event) {
 	if len(w.parked) == 0 {
