@@ -155,6 +155,60 @@ func outOfReach(node any, loc string, seen map[string]bool) error {
 	return nil
 }
 
+// properties returns the JSON pointers of the properties a parsed JSON
+// Schema declares, nested objects' included.
+func properties(doc any) map[string]bool {
+	out := map[string]bool{}
+	var walk func(node any, at string)
+	walk = func(node any, at string) {
+		m, _ := node.(map[string]any)
+		props, _ := m["properties"].(map[string]any)
+		for name, sub := range props {
+			ptr := at + "/" + escapePointer(name)
+			out[ptr] = true
+			walk(sub, ptr)
+		}
+	}
+	walk(doc, "")
+	return out
+}
+
+// checkPersonalKept refuses a current version that declares, not
+// personal, a property that an older version marks personal (in its
+// schema, or as a top-level field of the Go type): its new events would
+// store the value in clear, and an older event's erased value, upcast
+// into it, would fail its validation. A property dropped, or renamed, is
+// the upcaster's to carry.
+func (t *eventType) checkPersonalKept() error {
+	cur := t.versions[t.current]
+	if t.current == 0 || cur == nil {
+		return nil
+	}
+	declared := maps.Clone(cur.props)
+	if t.goType != nil && t.goType.Kind() == reflect.Struct {
+		for f := range t.goType.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+			if f.IsExported() && name != "-" {
+				declared["/"+escapePointer(name)] = true
+			}
+		}
+	}
+	p := cur.personal
+	p.Fields = append(slices.Clone(p.Fields), t.tags.Fields...)
+	for _, n := range slices.Sorted(maps.Keys(t.versions)) {
+		for _, f := range t.versions[n].personal.Fields {
+			if n != t.current && declared[f] && !slices.Contains(p.Fields, f) {
+				return fmt.Errorf("%s is personal in v%d but not in the current v%d: mark it %s there too",
+					f, n, t.current, PersonalKeyword)
+			}
+		}
+	}
+	return nil
+}
+
 // personalTags reads the strata struct tags of a Go type's fields.
 func personalTags(rt reflect.Type) (Personal, error) {
 	var p Personal

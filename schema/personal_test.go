@@ -150,3 +150,48 @@ func TestPersonalDeclarationsOutOfReach(t *testing.T) {
 		t.Errorf("a personal array: %v", err)
 	}
 }
+
+// A current version that keeps, not personal, a property an older version
+// marks personal is a registration error, whichever is registered last:
+// its new events would store the value in clear, and an old event's
+// erased value would fail its validation.
+func TestPersonalDroppedByNewVersion(t *testing.T) {
+	v1 := `{"properties":{"customer":{"type":"string","x-strata-subject":true},"email":{"type":"string","x-strata-personal":true}}}`
+	v2 := `{"properties":{"customer":{"type":"string"},"email":{"type":"string","format":"email"}}}`
+	type plain struct {
+		Customer string `json:"customer"`
+		Email    string `json:"email"`
+	}
+	reg := schema.NewRegistry()
+	if err := reg.RegisterVersion("Dropped", 1, []byte(v1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Register[plain](reg, "Dropped", 2, []byte(v2)); err == nil || !strings.Contains(err.Error(), "/email") {
+		t.Errorf("current version dropping the personal mark, registered last: %v", err)
+	}
+	reg = schema.NewRegistry()
+	if err := schema.Register[plain](reg, "Dropped", 2, []byte(v2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.RegisterVersion("Dropped", 1, []byte(v1)); err == nil || !strings.Contains(err.Error(), "/email") {
+		t.Errorf("older version registered last: %v", err)
+	}
+	// Dropping the property altogether, or keeping it personal (by tag), is fine.
+	reg = schema.NewRegistry()
+	if err := reg.RegisterVersion("Kept", 1, []byte(v1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Register[tagged](reg, "Kept", 2, []byte(`{"properties":{"customer":{"type":"string"},"email":{"type":"string"}}}`)); err != nil {
+		t.Errorf("kept personal by a tag: %v", err)
+	}
+	reg = schema.NewRegistry()
+	if err := reg.RegisterVersion("Gone", 1, []byte(v1)); err != nil {
+		t.Fatal(err)
+	}
+	type gone struct {
+		Customer string `json:"customer"`
+	}
+	if err := schema.Register[gone](reg, "Gone", 2, []byte(`{"properties":{"customer":{"type":"string"}}}`)); err != nil {
+		t.Errorf("property dropped: %v", err)
+	}
+}
