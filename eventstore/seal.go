@@ -151,28 +151,31 @@ func (s *Store) OpenTx(ctx context.Context, tx pgx.Tx, events []Event) ([]Event,
 	return opened, nil
 }
 
-// call hands live events to the handler, opened (see Config.Opener) in
-// tx with their keys locked until it ends; with HandleOutsideTx (a nil
-// tx) they are opened on the pool, without a lock. The page's own events
-// are never changed, so a retry opens them again. The handler's error
-// comes back redacted (see Redactor).
-func (w *worker) call(ctx context.Context, h Handler, tx pgx.Tx, live []Event) error {
-	if len(live) == 0 {
-		return nil
+// opening wraps h, the subscription's handler, so that it is handed the
+// events opened (see Config.Opener): in tx, with their keys locked until
+// it ends, or, with HandleOutsideTx (a nil tx), on the pool without a
+// lock. The events passed in are never changed, so a retry opens them
+// again. h's error comes back redacted (see Redactor). It wraps the
+// handler itself (and its panic recovery), under the breaker: batches,
+// single events and retried dead letters are opened alike, and the
+// breaker records the redacted text. With SubscriptionConfig.Sealed, or
+// without an Opener, it is h.
+func (sub *Subscription) opening(h Handler) Handler {
+	o := sub.store.cfg.Opener
+	if o == nil || sub.cfg.Sealed {
+		return h
 	}
-	o := w.sub.store.cfg.Opener
-	if o == nil || w.sub.cfg.Sealed {
-		return h(ctx, tx, live)
+	return func(ctx context.Context, tx pgx.Tx, events []Event) error {
+		var opened []Event
+		var err error
+		if tx == nil {
+			opened, err = o.Open(ctx, sub.store.pool, events, false)
+		} else {
+			opened, err = o.Open(ctx, tx, events, true)
+		}
+		if err != nil {
+			return fmt.Errorf("open events: %w", err)
+		}
+		return sub.store.RedactError(events, opened, h(ctx, tx, opened))
 	}
-	var opened []Event
-	var err error
-	if tx == nil {
-		opened, err = o.Open(ctx, w.sub.store.pool, live, false)
-	} else {
-		opened, err = o.Open(ctx, tx, live, true)
-	}
-	if err != nil {
-		return fmt.Errorf("open events: %w", err)
-	}
-	return w.sub.store.RedactError(live, opened, h(ctx, tx, opened))
 }

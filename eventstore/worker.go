@@ -389,6 +389,14 @@ func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr err
 	return w.park(ctx, e, attempts, err)
 }
 
+// call hands live events, if any, to the handler.
+func (w *worker) call(ctx context.Context, h Handler, tx pgx.Tx, live []Event) error {
+	if len(live) == 0 {
+		return nil
+	}
+	return h(ctx, tx, live)
+}
+
 // split separates events of parked streams from the rest.
 func (w *worker) split(events []Event) (live, parked []Event) {
 	if len(w.parked) == 0 {
