@@ -14,7 +14,8 @@ import (
 
 // A workflow reaction's error that quotes its input is recorded in the
 // inbox without the input's personal values (see
-// TestHandlerErrorTextRedacted).
+// TestHandlerErrorTextRedacted), and the input, queued there, is kept
+// sealed (the router's subscription is Sealed).
 func TestWorkflowErrorTextRedacted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
