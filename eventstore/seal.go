@@ -44,6 +44,44 @@ type Opener interface {
 	Open(ctx context.Context, q Querier, events []Event, lock bool) ([]Event, error)
 }
 
+// Redactor is an Opener that can take out of a text the plaintext it put
+// into events: Redact returns text without the values that opening
+// stored gave opened. A subscription whose Opener is one records a
+// failing handler's error (its last error, a dead letter, its logs) so
+// redacted: that text is written after the batch's transaction ended,
+// where the key lock cannot order it before a forget. Package shred's
+// *Shredder is one.
+type Redactor interface {
+	Redact(stored, opened []Event, text string) string
+}
+
+// redactedError is a handler's error whose text is redacted (see
+// Redactor); errors.Is and errors.As still see the error itself.
+type redactedError struct {
+	err  error
+	text string
+}
+
+func (e *redactedError) Error() string { return e.text }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// RedactError wraps err, returned by code given opened (the events
+// stored, opened by OpenTx), so that its text holds none of the personal
+// values opening put in (see Redactor): for a component that records the
+// error's text, as the workflow inbox does. errors.Is and errors.As see
+// err. Without an Opener that is a Redactor it returns err.
+func (s *Store) RedactError(stored, opened []Event, err error) error {
+	r, ok := s.cfg.Opener.(Redactor)
+	if !ok || err == nil {
+		return err
+	}
+	text := err.Error()
+	if out := r.Redact(stored, opened, text); out != text {
+		return &redactedError{err: err, text: out}
+	}
+	return err
+}
+
 // seal runs the Sealer over a prepared append.
 func (s *Store) seal(ctx context.Context, q querier, streamID string, events []NewEvent, a *appendArgs) error {
 	if s.cfg.Sealer == nil {
@@ -111,4 +149,33 @@ func (s *Store) OpenTx(ctx context.Context, tx pgx.Tx, events []Event) ([]Event,
 		return nil, fmt.Errorf("eventstore: open events: %w", err)
 	}
 	return opened, nil
+}
+
+// opening wraps h, the subscription's handler, so that it is handed the
+// events opened (see Config.Opener): in tx, with their keys locked until
+// it ends, or, with HandleOutsideTx (a nil tx), on the pool without a
+// lock. The events passed in are never changed, so a retry opens them
+// again. h's error comes back redacted (see Redactor). It wraps the
+// handler itself (and its panic recovery), under the breaker: batches,
+// single events and retried dead letters are opened alike, and the
+// breaker records the redacted text. With SubscriptionConfig.Sealed, or
+// without an Opener, it is h.
+func (sub *Subscription) opening(h Handler) Handler {
+	o := sub.store.cfg.Opener
+	if o == nil || sub.cfg.Sealed {
+		return h
+	}
+	return func(ctx context.Context, tx pgx.Tx, events []Event) error {
+		var opened []Event
+		var err error
+		if tx == nil {
+			opened, err = o.Open(ctx, sub.store.pool, events, false)
+		} else {
+			opened, err = o.Open(ctx, tx, events, true)
+		}
+		if err != nil {
+			return fmt.Errorf("open events: %w", err)
+		}
+		return sub.store.RedactError(events, opened, h(ctx, tx, opened))
+	}
 }

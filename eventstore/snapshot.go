@@ -19,11 +19,33 @@ const saveSnapshotSQL = `INSERT INTO {schema}.snapshots AS s (stream_id, version
 	    data = EXCLUDED.data, created_at = now()
 	WHERE s.version <= EXCLUDED.version`
 
+// saveSnapshotPIISQL is saveSnapshotSQL for a store with an Opener, whose
+// snapshots are folded from opened personal fields: nothing is stored when
+// a data subject whose data went to the stream is forgotten (package
+// shred's tables, migration 0050). The subjects' key rows are
+// share-locked until the save's transaction ends, so a forget waits for
+// it and then deletes the snapshot, and a save waiting for a forget reads
+// the key row as the forget left it (a locking read sees the latest
+// version). Index: subject_streams_stream_idx (migration 0055),
+// subject_keys_pkey.
+const saveSnapshotPIISQL = `WITH keys AS (SELECT k.wrapped_key IS NULL AS forgotten
+		FROM {schema}.subject_streams ss JOIN {schema}.subject_keys k ON k.subject = ss.subject
+		WHERE ss.stream_id = $1 FOR SHARE OF k)
+	INSERT INTO {schema}.snapshots AS s (stream_id, version, schema_version, data)
+	SELECT $1::text, $2::bigint, $3::integer, $4::bytea WHERE NOT EXISTS (SELECT FROM keys WHERE forgotten)
+	ON CONFLICT (stream_id) DO UPDATE
+	SET version = EXCLUDED.version, schema_version = EXCLUDED.schema_version,
+	    data = EXCLUDED.data, created_at = now()
+	WHERE s.version <= EXCLUDED.version`
+
 // loadSnapshotSQL reads a stream's snapshot. Index: snapshots_pkey.
 const loadSnapshotSQL = `SELECT version, schema_version, data, created_at FROM {schema}.snapshots WHERE stream_id = $1`
 
 // SaveSnapshot stores snap as the stream's latest snapshot, unless a
-// snapshot of a later version is already stored.
+// snapshot of a later version is already stored. With an Opener (see
+// Config.Opener), nothing is stored, without error, for a stream holding
+// personal data of a forgotten data subject: a snapshot is folded from
+// plaintext, and one loaded before the forget must not outlive it.
 func (s *Store) SaveSnapshot(ctx context.Context, snap Snapshot) error {
 	return s.saveSnapshot(ctx, s.pool, snap)
 }
@@ -45,7 +67,11 @@ func (s *Store) saveSnapshot(ctx context.Context, q querier, snap Snapshot) erro
 	case snap.SchemaVersion < 0 || snap.SchemaVersion > math.MaxInt32:
 		return bad(fmt.Sprintf("schema version %d is not in [0, %d]", snap.SchemaVersion, math.MaxInt32))
 	}
-	if _, err := q.Exec(ctx, s.sql.saveSnapshot, snap.StreamID, snap.Version, snap.SchemaVersion, snap.Data); err != nil {
+	sql := s.sql.saveSnapshot
+	if s.cfg.Opener != nil {
+		sql = s.sql.saveSnapshotPII
+	}
+	if _, err := q.Exec(ctx, sql, snap.StreamID, snap.Version, snap.SchemaVersion, snap.Data); err != nil {
 		// Migration 0009's check: a snapshot is of a version the stream has.
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23514" && strings.HasPrefix(pgErr.Message, "strata: snapshot") {

@@ -44,6 +44,7 @@ type queries struct {
 	logWindow       string
 	keys            keyQueries // readkeys.go
 	saveSnapshot    string
+	saveSnapshotPII string // saveSnapshotPIISQL, for a store with an Opener
 	loadSnapshot    string
 	lookupAppend    string
 	admin           adminQueries // admin.go
@@ -77,6 +78,7 @@ func buildQueries(schema, channel string) queries {
 		logWindow:       r.Replace(logWindowSQL),
 		keys:            buildKeyQueries(r),
 		saveSnapshot:    r.Replace(saveSnapshotSQL),
+		saveSnapshotPII: r.Replace(saveSnapshotPIISQL),
 		loadSnapshot:    r.Replace(loadSnapshotSQL),
 		lookupAppend:    r.Replace(lookupAppendSQL),
 		admin:           buildAdminQueries(r),

@@ -350,7 +350,7 @@ func (sub *Subscription) Run(ctx context.Context, h Handler) error {
 	if sub.brk != nil {
 		defer sub.brk.registerGauge()()
 	}
-	c := newCoordinator(sub, sub.brk.wrap(sub.recovering(h)), cancel)
+	c := newCoordinator(sub, sub.brk.wrap(sub.opening(sub.recovering(h))), cancel)
 	defer c.stop(ctx)
 	return c.run(ctx)
 }

@@ -389,24 +389,10 @@ func (w *worker) handleOne(ctx context.Context, h Handler, e Event, firstErr err
 	return w.park(ctx, e, attempts, err)
 }
 
-// call hands live events to the handler, opened (see Config.Opener) in
-// tx with their keys locked until it ends; with HandleOutsideTx (a nil
-// tx) they are opened on the pool, without a lock. The page's own events
-// are never changed, so a retry opens them again.
+// call hands live events, if any, to the handler.
 func (w *worker) call(ctx context.Context, h Handler, tx pgx.Tx, live []Event) error {
 	if len(live) == 0 {
 		return nil
-	}
-	if o := w.sub.store.cfg.Opener; o != nil && !w.sub.cfg.Sealed {
-		var err error
-		if tx == nil {
-			live, err = o.Open(ctx, w.sub.store.pool, live, false)
-		} else {
-			live, err = o.Open(ctx, tx, live, true)
-		}
-		if err != nil {
-			return fmt.Errorf("open events: %w", err)
-		}
 	}
 	return h(ctx, tx, live)
 }

@@ -89,6 +89,14 @@ var columnGrants = []struct {
 		insert: "subscription, partition, position_tx, position_seq, event_id, stream_id, event_type, error, attempts, blocked_by",
 		update: "retry_requested, attempts, error",
 		delete: true},
+	// Package shred's key table: an append inserts a subject's key, a
+	// forget deletes it (migration 0056 refuses any other change); neither
+	// deletes a row.
+	{table: "subject_keys",
+		insert: "subject, wrapped_key, forgotten_at",
+		update: "wrapped_key, forgotten_at"},
+	{table: "subject_streams",
+		insert: "subject, stream_id"},
 	{table: "projection_rebuilds",
 		insert: "subscription, target_tx, target_seq, total",
 		update: "target_tx, target_seq, total, started_at",

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -78,13 +79,16 @@ func (r *Registry) Personal(name string, version int) (p Personal, ok bool) {
 // properties marked personal or subject, nested objects' included.
 func personalOf(doc any) (Personal, error) {
 	var p Personal
-	var walk func(node any, at string) error
-	walk = func(node any, at string) error {
+	seen := map[string]bool{} // the schema locations of the annotations read
+	var walk func(node any, at, loc string) error
+	walk = func(node any, at, loc string) error {
 		m, _ := node.(map[string]any)
 		props, _ := m["properties"].(map[string]any)
 		for _, name := range slices.Sorted(maps.Keys(props)) {
 			sub, _ := props[name].(map[string]any)
 			ptr := at + "/" + escapePointer(name)
+			subLoc := loc + "/properties/" + escapePointer(name)
+			seen[subLoc] = true
 			if sub[PersonalKeyword] == true {
 				p.Fields = append(p.Fields, ptr)
 			}
@@ -98,17 +102,111 @@ func personalOf(doc any) (Personal, error) {
 				p.Subject = ptr
 			}
 			if sub[PersonalKeyword] != true {
-				if err := walk(sub, ptr); err != nil {
+				if err := walk(sub, ptr, subLoc); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	if err := walk(doc, ""); err != nil {
+	if err := walk(doc, "", ""); err != nil {
 		return Personal{}, err
 	}
-	return p, nil
+	return p, outOfReach(doc, "", seen)
+}
+
+// outOfReach refuses the annotations that personalOf does not read (seen
+// holds the schema locations it did): one in an array's items, a
+// combinator, a definition or additionalProperties names no field of the
+// event that the sealer could find, so its value would be stored in clear.
+// An annotation's value must be a boolean. Annotations inside a personal
+// property are covered by it.
+func outOfReach(node any, loc string, seen map[string]bool) error {
+	switch n := node.(type) {
+	case map[string]any:
+		for _, kw := range []string{PersonalKeyword, SubjectKeyword} {
+			v, ok := n[kw]
+			if !ok || schemaMaps[loc[strings.LastIndexByte(loc, '/')+1:]] {
+				continue // n maps names to schemas: kw names a property
+			}
+			if _, isBool := v.(bool); !isBool {
+				return fmt.Errorf("%s at %q: want true or false, not %v", kw, loc, v)
+			}
+			if v == true && !seen[loc] {
+				return fmt.Errorf("%s at %q: only properties (of nested objects too) can be marked; "+
+					"mark the array or object holding it personal instead", kw, loc)
+			}
+		}
+		if n[PersonalKeyword] == true {
+			return nil
+		}
+		for _, k := range slices.Sorted(maps.Keys(n)) {
+			if err := outOfReach(n[k], loc+"/"+escapePointer(k), seen); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, v := range n {
+			if err := outOfReach(v, loc+"/"+strconv.Itoa(i), seen); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// properties returns the JSON pointers of the properties a parsed JSON
+// Schema declares, nested objects' included.
+func properties(doc any) map[string]bool {
+	out := map[string]bool{}
+	var walk func(node any, at string)
+	walk = func(node any, at string) {
+		m, _ := node.(map[string]any)
+		props, _ := m["properties"].(map[string]any)
+		for name, sub := range props {
+			ptr := at + "/" + escapePointer(name)
+			out[ptr] = true
+			walk(sub, ptr)
+		}
+	}
+	walk(doc, "")
+	return out
+}
+
+// checkPersonalKept refuses a current version that declares, not
+// personal, a property that an older version marks personal (in its
+// schema, or as a top-level field of the Go type): its new events would
+// store the value in clear, and an older event's erased value, upcast
+// into it, would fail its validation. A property dropped, or renamed, is
+// the upcaster's to carry.
+func (t *eventType) checkPersonalKept() error {
+	cur := t.versions[t.current]
+	if t.current == 0 || cur == nil {
+		return nil
+	}
+	declared := maps.Clone(cur.props)
+	if t.goType != nil && t.goType.Kind() == reflect.Struct {
+		for f := range t.goType.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+			if f.IsExported() && name != "-" {
+				declared["/"+escapePointer(name)] = true
+			}
+		}
+	}
+	p := cur.personal
+	p.Fields = append(slices.Clone(p.Fields), t.tags.Fields...)
+	for _, n := range slices.Sorted(maps.Keys(t.versions)) {
+		for _, f := range t.versions[n].personal.Fields {
+			if n != t.current && declared[f] && !slices.Contains(p.Fields, f) {
+				return fmt.Errorf("%s is personal in v%d but not in the current v%d: mark it %s there too",
+					f, n, t.current, PersonalKeyword)
+			}
+		}
+	}
+	return nil
 }
 
 // personalTags reads the strata struct tags of a Go type's fields.
@@ -146,8 +244,40 @@ func personalTags(rt reflect.Type) (Personal, error) {
 		}
 	}
 	slices.Sort(p.Fields)
+	for f := range rt.Fields() {
+		if err := nestedTags(f.Type, f.Name, map[reflect.Type]bool{rt: true}); err != nil {
+			return p, err
+		}
+	}
 	return p, nil
 }
+
+// nestedTags refuses strata tags below a type's own fields (in an
+// embedded struct, a struct field, a slice's or map's elements): the
+// sealer reads only the top level's, so such a field would be stored in
+// clear. Nested personal data is declared in the JSON Schema.
+func nestedTags(t reflect.Type, at string, seen map[reflect.Type]bool) error {
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || seen[t] {
+		return nil
+	}
+	seen[t] = true
+	for f := range t.Fields() {
+		if tag := f.Tag.Get(structTag); tag != "" {
+			return fmt.Errorf("field %s.%s is tagged %s:%q below the type's own fields, where it is not read: "+
+				"declare nested personal data in the JSON Schema", at, f.Name, structTag, tag)
+		}
+		if err := nestedTags(f.Type, at+"."+f.Name, seen); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// schemaMaps are the keywords whose value maps names to schemas.
+var schemaMaps = map[string]bool{"properties": true, "patternProperties": true, "$defs": true, "definitions": true, "dependentSchemas": true}
 
 // escapePointer escapes a property name as a JSON pointer token.
 func escapePointer(s string) string { return pointerEscaper.Replace(s) }

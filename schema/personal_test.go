@@ -103,3 +103,95 @@ func TestDecodeErasedUpcast(t *testing.T) {
 		t.Fatal("an invalid email decoded")
 	}
 }
+
+type contact struct {
+	Email string `json:"email" strata:"personal"`
+}
+
+type embedsPersonal struct {
+	contact
+	Customer string `json:"customer" strata:"subject"`
+}
+
+type listsPersonal struct {
+	Customer string    `json:"customer" strata:"subject"`
+	Contacts []contact `json:"contacts"`
+}
+
+// A personal declaration the sealer would not see (in an array's items, a
+// combinator, a definition, a nested or embedded Go type) is a
+// registration error: ignored, the field would be stored in clear.
+func TestPersonalDeclarationsOutOfReach(t *testing.T) {
+	const subj = `"customer":{"type":"string","x-strata-subject":true}`
+	for name, s := range map[string]string{
+		"items":                `{"properties":{` + subj + `,"emails":{"type":"array","items":{"type":"string","x-strata-personal":true}}}}`,
+		"items' properties":    `{"properties":{` + subj + `,"addrs":{"type":"array","items":{"properties":{"street":{"x-strata-personal":true}}}}}}`,
+		"allOf":                `{"properties":{` + subj + `},"allOf":[{"properties":{"email":{"x-strata-personal":true}}}]}`,
+		"$defs":                `{"properties":{` + subj + `,"a":{"$ref":"#/$defs/a"}},"$defs":{"a":{"properties":{"email":{"x-strata-personal":true}}}}}`,
+		"additionalProperties": `{"properties":{` + subj + `},"additionalProperties":{"x-strata-personal":true}}`,
+		"patternProperties":    `{"properties":{` + subj + `},"patternProperties":{"^e":{"x-strata-personal":true}}}`,
+		"not a boolean":        `{"properties":{` + subj + `,"email":{"x-strata-personal":"true"}}}`,
+		"subject in items":     `{"properties":{"ids":{"items":{"x-strata-subject":true}},"email":{"x-strata-personal":true}}}`,
+	} {
+		if err := schema.NewRegistry().RegisterVersion("Out", 1, []byte(s)); err == nil || !strings.Contains(err.Error(), "x-strata-") {
+			t.Errorf("%s: %v, want an error naming the annotation", name, err)
+		}
+	}
+	if err := schema.Register[embedsPersonal](schema.NewRegistry(), "Embeds", 1, []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "Email") {
+		t.Errorf("a personal field of an embedded struct: %v, want an error naming it", err)
+	}
+	if err := schema.Register[listsPersonal](schema.NewRegistry(), "Lists", 1, []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "Email") {
+		t.Errorf("a personal field of a struct in a slice: %v, want an error naming it", err)
+	}
+	// A whole array may be personal, and annotations inside a personal
+	// property are covered by it.
+	ok := `{"properties":{` + subj + `,"emails":{"type":"array","x-strata-personal":true,"items":{"x-strata-personal":true}},"plain":{"x-strata-personal":false}}}`
+	if err := schema.NewRegistry().RegisterVersion("Ok", 1, []byte(ok)); err != nil {
+		t.Errorf("a personal array: %v", err)
+	}
+}
+
+// A current version that keeps, not personal, a property an older version
+// marks personal is a registration error, whichever is registered last:
+// its new events would store the value in clear, and an old event's
+// erased value would fail its validation.
+func TestPersonalDroppedByNewVersion(t *testing.T) {
+	v1 := `{"properties":{"customer":{"type":"string","x-strata-subject":true},"email":{"type":"string","x-strata-personal":true}}}`
+	v2 := `{"properties":{"customer":{"type":"string"},"email":{"type":"string","format":"email"}}}`
+	type plain struct {
+		Customer string `json:"customer"`
+		Email    string `json:"email"`
+	}
+	reg := schema.NewRegistry()
+	if err := reg.RegisterVersion("Dropped", 1, []byte(v1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Register[plain](reg, "Dropped", 2, []byte(v2)); err == nil || !strings.Contains(err.Error(), "/email") {
+		t.Errorf("current version dropping the personal mark, registered last: %v", err)
+	}
+	reg = schema.NewRegistry()
+	if err := schema.Register[plain](reg, "Dropped", 2, []byte(v2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.RegisterVersion("Dropped", 1, []byte(v1)); err == nil || !strings.Contains(err.Error(), "/email") {
+		t.Errorf("older version registered last: %v", err)
+	}
+	// Dropping the property altogether, or keeping it personal (by tag), is fine.
+	reg = schema.NewRegistry()
+	if err := reg.RegisterVersion("Kept", 1, []byte(v1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Register[tagged](reg, "Kept", 2, []byte(`{"properties":{"customer":{"type":"string"},"email":{"type":"string"}}}`)); err != nil {
+		t.Errorf("kept personal by a tag: %v", err)
+	}
+	reg = schema.NewRegistry()
+	if err := reg.RegisterVersion("Gone", 1, []byte(v1)); err != nil {
+		t.Fatal(err)
+	}
+	type gone struct {
+		Customer string `json:"customer"`
+	}
+	if err := schema.Register[gone](reg, "Gone", 2, []byte(`{"properties":{"customer":{"type":"string"}}}`)); err != nil {
+		t.Errorf("property dropped: %v", err)
+	}
+}

@@ -80,6 +80,8 @@ type vschema struct {
 	fast   *fastNode // nil when the schema uses keywords the fast path lacks
 	// personal is what the schema's annotations declare personal.
 	personal Personal
+	// props are the JSON pointers of the properties it declares.
+	props map[string]bool
 }
 
 // NewRegistry returns an empty registry.
@@ -216,6 +218,9 @@ func Register[T any](reg *Registry, name string, version int, jsonSchema []byte)
 				name, rt, SubjectKeyword, structTag)
 		}
 		t.goType, t.current, t.tags = rt, version, tags
+		if err := t.checkPersonalKept(); err != nil {
+			return fmt.Errorf("schema: register %q v%d as %s: %w", name, version, rt, err)
+		}
 		s.byGo[rt] = t
 		return nil
 	})
@@ -252,6 +257,9 @@ func addVersion(s *state, name string, v *vschema) error {
 			name, v.n, from(v.source), t.current, t.goType)
 	}
 	t.versions[v.n] = v
+	if err := t.checkPersonalKept(); err != nil {
+		return fmt.Errorf("schema: register %q v%d%s: %w", name, v.n, from(v.source), err)
+	}
 	return nil
 }
 
@@ -472,5 +480,5 @@ func compile(name string, n int, raw []byte, source string) (*vschema, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch, fast: compileFast(doc), personal: personal}, nil
+	return &vschema{n: n, raw: slices.Clone(raw), source: source, schema: sch, fast: compileFast(doc), personal: personal, props: properties(doc)}, nil
 }

@@ -48,7 +48,10 @@
 //
 // Metadata is stored in clear, so Seal refuses (ErrPersonalMetadata) an
 // event whose metadata holds one of its personal values or a key named
-// as one of its personal fields.
+// as one of its personal fields. A handler's error may quote what it was
+// handed: subscriptions and the workflow inbox record it redacted
+// (Redact), and a forget replaces the error text of the subject's
+// streams' dead letters.
 //
 // Keys can be protected by a KMS through Wrapper (envelope encryption);
 // the key table stays in Postgres so that forgetting is one row update

@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -79,6 +81,9 @@ func parseSealed(text string) (sealed, error) {
 		return sealed{}, fmt.Errorf("%w: malformed sealed value", ErrTampered)
 	}
 	v.subject = string(raw[23 : 23+n])
+	if n == 0 || n > MaxSubjectLength || !utf8.ValidString(v.subject) || strings.IndexByte(v.subject, 0) >= 0 {
+		return sealed{}, fmt.Errorf("%w: malformed subject", ErrTampered)
+	}
 	v.hb = raw[:23+n]
 	v.nonce = raw[23+n : 23+n+12]
 	v.ct = raw[23+n+12:]

@@ -20,7 +20,8 @@ var (
 	// eventstore.ErrInvalidEvent too; nothing is written.
 	ErrPersonalMetadata = errors.New("shred: personal data in metadata")
 	// ErrReserved: an event of a registered type holds a string beginning
-	// with Prefix, which only sealing may write. It matches
+	// with Prefix, which only sealing may write, or a personal string
+	// equal to schema.Erased, which would read as erased. It matches
 	// eventstore.ErrInvalidEvent too; nothing is written.
 	ErrReserved = errors.New("shred: a value begins with the sealed-value prefix")
 	// ErrTampered: a sealed value does not authenticate (changed, moved to

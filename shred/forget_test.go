@@ -162,8 +162,9 @@ func TestForgetRacesRunningProjection(t *testing.T) {
 	}
 }
 
-// A handler's error may quote a personal value: forgetting the subject
-// replaces the error text of its streams' dead letters.
+// A handler's error may quote a personal value in a form Redact does not
+// know (upper case, here): forgetting the subject replaces the error text
+// of its streams' dead letters.
 func TestForgetScrubsDeadLetters(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -177,7 +178,7 @@ func TestForgetScrubsDeadLetters(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return errors.New("cannot mail " + v.Email)
+			return errors.New("cannot mail " + strings.ToUpper(v.Email))
 		}),
 	}
 	runner := projection.NewRunner(f.store, []projection.Projection{failing}, nil)
@@ -190,13 +191,13 @@ func TestForgetScrubsDeadLetters(t *testing.T) {
 	})
 	cancel()
 	<-runDone
-	if hits := scanSchema(t, f.db.Pool, f.db.Schema, []string{"ada@example.com"}); len(hits) != 1 || !strings.HasPrefix(hits[0], "dead_letters") {
+	if hits := scanSchema(t, f.db.Pool, f.db.Schema, []string{"ADA@EXAMPLE.COM"}); len(hits) != 1 || !strings.HasPrefix(hits[0], "dead_letters") {
 		t.Fatalf("before forget, the email should be in the dead letter only: %v", hits)
 	}
 	if err := f.sh.Forget(context.Background(), "c-ada"); err != nil {
 		t.Fatal(err)
 	}
-	if hits := scanSchema(t, f.db.Pool, f.db.Schema, []string{"ada@example.com"}); len(hits) > 0 {
+	if hits := scanSchema(t, f.db.Pool, f.db.Schema, []string{"ADA@EXAMPLE.COM"}); len(hits) > 0 {
 		t.Fatalf("after forget: %v", hits)
 	}
 	dl, err := runner.DeadLetters(context.Background(), "mailer")

@@ -3,6 +3,7 @@ package shred_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -130,6 +131,10 @@ func TestSealRefuses(t *testing.T) {
 			Metadata: eventstore.Metadata{Values: map[string]string{"Email": "hidden"}}}, shred.ErrPersonalMetadata},
 		{"a value that looks sealed", eventstore.NewEvent{Type: "Note", Data: []byte(`{"text":"` + shred.Prefix + `AAAA"}`)}, shred.ErrReserved},
 		{"NUL in the subject", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"a@example.com","plan":"x","customer":"a\u0000b"}`)}, shred.ErrNoSubject},
+		{"metadata value quoting", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
+			Metadata: eventstore.Metadata{Values: map[string]string{"note": "sent to M@Example.com"}}}, shred.ErrPersonalMetadata},
+		{"causation ID in another case", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
+			Metadata: eventstore.Metadata{CausationID: "M@EXAMPLE.COM"}}, shred.ErrPersonalMetadata},
 		{"correlation ID", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
 			Metadata: eventstore.Metadata{CorrelationID: "m@example.com"}}, shred.ErrPersonalMetadata},
 	}
@@ -265,5 +270,52 @@ func TestSealAndOpenInTheCallersTransaction(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Hostile payloads: a personal field spelt in another case (Go's JSON
+// decoding matches it to the personal field) is sealed too, so it does
+// not outlive a forget; a personal string equal to the erased value is
+// refused (it would read as erased while the key exists); a sealed value
+// naming a subject that is not valid text is ErrTampered, not a database
+// error.
+func TestSealHostilePayloads(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	data := `{"customer":"c-case","email":"a@example.com","EMAIL":"case@example.com","plan":"x","Address":{"STREET":"9 Case Street"}}`
+	if _, err := f.store.Append(ctx, "account-case", eventstore.Any, eventstore.NewEvent{Type: "Signup", Data: []byte(data)}); err != nil {
+		t.Fatal(err)
+	}
+	if hits := scanSchema(t, f.db.Pool, f.db.Schema, []string{"case@example.com", "9 Case Street"}); len(hits) > 0 {
+		t.Fatalf("a case variant of a personal field stored in clear: %v", hits)
+	}
+	if err := f.sh.Forget(ctx, "c-case"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := schema.DecodeAs[Signup](f.reg, f.read(t, "account-case")[0])
+	if err != nil || got.Email != schema.Erased || got.Address == nil || got.Address.Street != schema.Erased {
+		t.Fatalf("after forget: %+v %v", got, err)
+	}
+
+	_, err = f.store.Append(ctx, "account-erased", eventstore.Any, eventstore.NewEvent{Type: "Signup",
+		Data: []byte(`{"customer":"c-e","email":"e@example.com","plan":"x","address":{"street":"` + schema.Erased + `"}}`)})
+	if !errors.Is(err, shred.ErrReserved) || !errors.Is(err, eventstore.ErrInvalidEvent) {
+		t.Fatalf("a personal value equal to the erased value: %v", err)
+	}
+
+	// A copy of an unregistered type (as Pub/Sub's are) may hold anything
+	// that looks sealed; its subject is checked before it is looked up.
+	for name, subject := range map[string]string{"invalid UTF-8": "\xff\xfe", "NUL": "a\x00b"} {
+		raw := []byte{'s', 0, 0, 0, 1}
+		raw = append(raw, make([]byte, 16)...)
+		raw = append(raw, 0, byte(len(subject)))
+		raw = append(raw, subject...)
+		raw = append(raw, make([]byte, 12+16)...)
+		v := shred.Prefix + base64.RawURLEncoding.EncodeToString(raw)
+		e := eventstore.Event{Type: "Other", Data: []byte(`{"x":"` + v + `"}`)}
+		if _, err := f.sh.Open(ctx, f.db.Pool, []eventstore.Event{e}, false); !errors.Is(err, shred.ErrTampered) {
+			t.Errorf("%s: %v, want ErrTampered", name, err)
+		}
 	}
 }

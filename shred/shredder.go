@@ -158,17 +158,28 @@ type span struct {
 	start, end int
 }
 
-// findFields returns the subject and the personal values of data.
+// findFields returns the subject and the personal values of data. A
+// property spelt as a personal field in another case ("EMAIL" for
+// "/email") is personal too: Go's JSON decoding matches it to the field.
+// A personal string equal to schema.Erased is ErrReserved: it would read
+// as erased while its subject's key exists.
 func findFields(data []byte, p schema.Personal) (subject string, fields []span, err error) {
 	var subj []byte
+	personal := func(ptr string) bool {
+		return slices.ContainsFunc(p.Fields, func(f string) bool { return strings.EqualFold(f, ptr) })
+	}
 	err = walk(data,
-		func(ptr string, _ byte) bool { return ptr == p.Subject || slices.Contains(p.Fields, ptr) },
+		func(ptr string, _ byte) bool { return ptr == p.Subject || personal(ptr) },
 		func(ptr string, start, end int) error {
 			if ptr == p.Subject {
 				subj = data[start:end]
 				return nil
 			}
-			if string(data[start:end]) != "null" { // an absent value has nothing to seal
+			switch string(data[start:end]) {
+			case "null": // an absent value has nothing to seal
+			case `"` + schema.Erased + `"`:
+				return fmt.Errorf("%w: %s is the erased value %q", ErrReserved, ptr, schema.Erased)
+			default:
 				fields = append(fields, span{ptr, start, end})
 			}
 			return nil
@@ -190,10 +201,11 @@ func findFields(data []byte, p schema.Personal) (subject string, fields []span, 
 
 // checkMetadata refuses metadata that carries personal data unnoticed:
 // a key named as a personal field (its last pointer token, "email" for
-// "/email"), or a value (or correlation or causation ID) equal to one of
-// the event's personal string values. Metadata is stored in clear and
-// copied to every broker message, so it must not hold what Forget is to
-// erase.
+// "/email"), or a value (or correlation or causation ID) holding one of
+// the event's personal string values, in any case: equal to it, or, for a
+// value of at least minQuoted bytes, containing it. Metadata is stored in
+// clear and copied to every broker message, so it must not hold what
+// Forget is to erase.
 func checkMetadata(ev eventstore.NewEvent, p schema.Personal, fields []span) error {
 	md := ev.Metadata
 	if len(md.Values) == 0 && md.CorrelationID == "" && md.CausationID == "" {
@@ -212,16 +224,29 @@ func checkMetadata(ev eventstore.NewEvent, p schema.Personal, fields []span) err
 		if ev.Data[f.start] != '"' || json.Unmarshal(ev.Data[f.start:f.end], &v) != nil || v == "" {
 			continue
 		}
-		if md.CorrelationID == v || md.CausationID == v {
-			return fmt.Errorf("%w: the correlation or causation ID is the value of %s", ErrPersonalMetadata, f.ptr)
+		if holds(md.CorrelationID, v) || holds(md.CausationID, v) {
+			return fmt.Errorf("%w: the correlation or causation ID holds the value of %s", ErrPersonalMetadata, f.ptr)
 		}
 		for k, mv := range md.Values {
-			if mv == v {
+			if holds(mv, v) {
 				return fmt.Errorf("%w: metadata %q holds the value of %s", ErrPersonalMetadata, k, f.ptr)
 			}
 		}
 	}
 	return nil
+}
+
+// minQuoted is the shortest personal value that checkMetadata looks for
+// inside a metadata value (a shorter one, an initial say, would be found
+// in most texts); shorter ones are refused only as the whole value.
+const minQuoted = 4
+
+// holds reports whether the metadata text md holds the personal value v.
+func holds(md, v string) bool {
+	if len(v) < minQuoted {
+		return strings.EqualFold(md, v)
+	}
+	return strings.Contains(strings.ToLower(md), strings.ToLower(v))
 }
 
 // prefixJSON is how a sealed value begins in a payload.

@@ -100,7 +100,8 @@ func (e *inputError) Unwrap() error { return e.err }
 // queued is an input as the inbox holds it.
 type queued struct {
 	id      int64
-	e       eventstore.Event
+	e       eventstore.Event // opened (see openInputs)
+	stored  eventstore.Event // as the inbox holds it: a failure's text is redacted with it
 	failed  bool
 	retryAt *time.Time
 }
@@ -163,13 +164,18 @@ func (r *Runner[S]) reactInstanceTx(ctx context.Context, tx pgx.Tx, key string, 
 		if q.failed || (q.retryAt != nil && q.retryAt.After(now)) {
 			break // parked or waiting: the later inputs wait behind it
 		}
+		// A failure's text is recorded after this transaction, without
+		// the input's personal values.
+		redacted := func(err error) error {
+			return r.store.RedactError([]eventstore.Event{q.stored}, []eventstore.Event{q.e}, err)
+		}
 		ev, err := r.reg.Decode(q.e)
 		if err != nil {
-			return 0, &inputError{id: q.id, key: key, err: fmt.Errorf("workflow %q: decode %s (%s of %q): %w", r.wf.Name, q.e.ID, q.e.Type, q.e.StreamID, err)}
+			return 0, &inputError{id: q.id, key: key, err: redacted(fmt.Errorf("workflow %q: decode %s (%s of %q): %w", r.wf.Name, q.e.ID, q.e.Type, q.e.StreamID, err))}
 		}
 		rc, err := r.react(ctx, tx, inst, Input{Event: ev, Raw: q.e, Key: key, Time: now}, q.e.ID.String())
 		if err != nil {
-			return 0, &inputError{id: q.id, key: key, err: err}
+			return 0, &inputError{id: q.id, key: key, err: redacted(err)}
 		}
 		*done = append(*done, rc)
 		ids = append(ids, q.id)
@@ -226,7 +232,7 @@ func (r *Runner[S]) openInputs(ctx context.Context, tx pgx.Tx, key string, qs []
 		return nil, fmt.Errorf("workflow %q: instance %q: inputs: %w", r.wf.Name, key, err)
 	}
 	for i := range qs {
-		qs[i].e = opened[i]
+		qs[i].stored, qs[i].e = qs[i].e, opened[i]
 	}
 	return qs, nil
 }
