@@ -137,6 +137,9 @@ func TestSealRefuses(t *testing.T) {
 			Metadata: eventstore.Metadata{CausationID: "M@EXAMPLE.COM"}}, shred.ErrPersonalMetadata},
 		{"correlation ID", eventstore.NewEvent{Type: "Signup", Data: []byte(`{"email":"m@example.com","plan":"x","customer":"c-m"}`),
 			Metadata: eventstore.Metadata{CorrelationID: "m@example.com"}}, shred.ErrPersonalMetadata},
+		// A version the registry does not know: which of its fields are
+		// personal is unknown, so it cannot be stored (in clear).
+		{"unregistered version of a registered type", eventstore.NewEvent{Type: "Signup", SchemaVersion: 9, Data: []byte(`{"email":"v@example.com","plan":"x","customer":"c-m"}`)}, schema.ErrUnknownVersion},
 	}
 	// Without the Validator, so that the Sealer's own checks are what
 	// refuses (the schema would refuse an empty customer first).

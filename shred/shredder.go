@@ -108,6 +108,13 @@ func (s *Shredder) Seal(ctx context.Context, q eventstore.Querier, streamID stri
 		}
 		p, ok := s.reg.Personal(ev.Type, ev.SchemaVersion)
 		if !ok {
+			// A version of a registered type that the registry does not
+			// know: which fields are personal is unknown, and stored
+			// as it is they would be in clear (with no Validator, nothing
+			// else refuses it).
+			if err := s.reg.Validate(ev); errors.Is(err, schema.ErrUnknownVersion) {
+				return nil, invalid{fmt.Errorf("event %d (%s): %w", i, ev.Type, err)}
+			}
 			continue
 		}
 		subject, fields, err := findFields(ev.Data, p)
