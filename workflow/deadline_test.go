@@ -32,7 +32,14 @@ func TestOverdueDeadlinesFireOnceInOrder(t *testing.T) {
 	for i := range n {
 		e.append(t, "order-"+strconv.Itoa(i), OrderPlaced{Order: strconv.Itoa(i), TTL: int64(n-i) * 1000})
 	}
-	pgtest.WaitFor(t, "every deadline scheduled", 30*time.Second, func() bool { return e.deadlines(t) == n })
+	// Every reaction committed before the stop (an input leaves the inbox
+	// in its reaction's transaction): a reaction cut by the stop would
+	// leave its server process holding the instance's lock for a moment,
+	// and the deadline worker passes a held instance over (it fires it
+	// later, out of due order, which this test would take for a fault).
+	pgtest.WaitFor(t, "every deadline scheduled and every input reacted to", 30*time.Second, func() bool {
+		return e.deadlines(t) == n && e.count(t, `SELECT count(*) FROM %s.workflow_inbox WHERE workflow = 'pay'`) == 0
+	})
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
